@@ -1,0 +1,189 @@
+"""Image data sets: the embedded digits default, ImageFolder trees, and the ImageNet-64 task.
+
+Every data set is a list of ``(key, label)`` samples plus class names and a way to open a
+key as an RGB PIL image. Its *manifest* (relative paths, sizes, mtimes, or the bytes of an
+embedded array) identifies its content for the feature cache.
+
+Specs understood by :func:`open_dataset`:
+
+* ``digits`` -- scikit-learn's bundled 1,797 handwritten digits (8x8, 10 classes), upscaled
+  to 64x64 RGB; fixed stratified split, 75 % train / 25 % val (``random_state=0``).
+* a directory with ``train/<class>/*`` and ``val/<class>/*`` (e.g. Imagenette).
+* ``imagenet64:<ILSVRC-2012 root>`` -- the 64 mini-ImageNet training classes
+  (``spikebridge/data/imagenet64_classes.tsv``) from a standard ILSVRC-2012 tree
+  (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``); optionally capped per class
+  (the first ``max_per_class`` files in sorted order, e.g. 600 as in mini-ImageNet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .errors import SpikebridgeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+SPLITS = ("train", "val")
+
+
+class UnreadableImage(SpikebridgeError):
+    """An image file that cannot be decoded (truncated, not an image, ...)."""
+
+
+@dataclass
+class ImageDataset:
+    """One split of a data set: ``samples[i] = (key, label)``; ``open(key)`` gives RGB PIL."""
+
+    name: str
+    split: str
+    classes: list[str]
+    samples: list[tuple[str, int]]
+    root: Path | None = None
+    array: np.ndarray | None = field(default=None, repr=False)  # embedded images [n, H, W, 3] uint8
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([label for _, label in self.samples], dtype=np.int64)
+
+    def open(self, index: int) -> Image.Image:
+        """Decode sample ``index`` as an RGB image; :class:`UnreadableImage` names the file."""
+        key = self.samples[index][0]
+        if self.array is not None:
+            return Image.fromarray(self.array[int(key)])
+        path = self.root / key
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.convert("RGB")
+        except Exception as exc:
+            raise UnreadableImage(f"unreadable image {path}: {exc}".splitlines()[0]) from exc
+
+    def manifest(self) -> dict:
+        """Content identity: relative paths + sizes + mtimes (files) or an array digest."""
+        h = hashlib.sha256()
+        if self.array is not None:
+            h.update(self.array.tobytes())
+            h.update(json.dumps(self.samples).encode())
+        else:
+            for key, label in self.samples:
+                st = os.stat(self.root / key)
+                h.update(f"{key}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return {"name": self.name, "split": self.split, "classes": self.classes, "n": len(self), "sha256": h.hexdigest()}
+
+
+@dataclass
+class DataSplits:
+    train: ImageDataset
+    val: ImageDataset
+
+    @property
+    def classes(self) -> list[str]:
+        return self.train.classes
+
+
+def digits(size: int = 64) -> DataSplits:
+    """scikit-learn's handwritten digits as ``size`` x ``size`` RGB images, fixed stratified split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    gray = (bunch.images / 16.0 * 255).round().astype(np.uint8)
+    big = np.stack([np.asarray(Image.fromarray(g).resize((size, size), Image.BILINEAR)) for g in gray])
+    rgb = np.repeat(big[..., None], 3, axis=-1)
+    idx = np.arange(len(rgb))
+    train_idx, val_idx = train_test_split(idx, test_size=0.25, stratify=bunch.target, random_state=0)
+    classes = [str(c) for c in range(10)]
+
+    def split(name: str, ids: np.ndarray) -> ImageDataset:
+        samples = [(str(i), int(bunch.target[i])) for i in sorted(ids)]
+        return ImageDataset("digits", name, classes, samples, None, rgb)
+
+    return DataSplits(split("train", train_idx), split("val", val_idx))
+
+
+def _class_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _scan(root: Path, split: str, classes: list[str], max_per_class: int | None, name: str) -> ImageDataset:
+    samples = []
+    for label, cls in enumerate(classes):
+        folder = root / split / cls
+        if not folder.is_dir():
+            raise SpikebridgeError(f"missing class folder: {folder}")
+        files = _class_files(folder)
+        if not files:
+            raise SpikebridgeError(f"empty class folder: {folder}")
+        samples += [(f"{split}/{cls}/{f}", label) for f in files[:max_per_class]]
+    return ImageDataset(name, split, classes, samples, root)
+
+
+def image_folder(root: str | Path, max_per_class: int | None = None) -> DataSplits:
+    """``root/train/<class>/*`` and ``root/val/<class>/*``; class sets must match."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SpikebridgeError(f"data set folder not found: {root}")
+    found = {}
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise SpikebridgeError(f"{root} has no {split}/ folder (expected {root}/{split}/<class>/<image>)")
+        found[split] = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+    if found["train"] != found["val"]:
+        only_train = sorted(set(found["train"]) - set(found["val"]))
+        only_val = sorted(set(found["val"]) - set(found["train"]))
+        raise SpikebridgeError(f"class folders differ between {root}/train and {root}/val: only in train {only_train}, only in val {only_val}")
+    if not found["train"]:
+        raise SpikebridgeError(f"no class folders in {root}/train")
+    name = root.name
+    return DataSplits(*(_scan(root, s, found["train"], max_per_class, name) for s in SPLITS))
+
+
+def imagenet64_classes() -> list[tuple[str, str]]:
+    """The 64 (wnid, name) pairs of the reference task, shipped as package data."""
+    text = resources.files("spikebridge").joinpath("data/imagenet64_classes.tsv").read_text()
+    rows = [line.split("\t") for line in text.splitlines()[1:] if line.strip()]
+    return [(wnid, name) for wnid, name in rows]
+
+
+def imagenet64(ilsvrc_root: str | Path, max_per_class: int | None = None) -> DataSplits:
+    """The 64-class ImageNet task: ILSVRC-2012 train images of the 64 wnids (capped per
+    class if asked) for training, the official val images of those wnids for testing."""
+    root = Path(ilsvrc_root)
+    if not root.is_dir():
+        raise SpikebridgeError(f"ILSVRC-2012 folder not found: {root}")
+    wnids = [w for w, _ in imagenet64_classes()]
+    for split in SPLITS:
+        missing = [w for w in wnids if not (root / split / w).is_dir()]
+        if missing:
+            raise SpikebridgeError(f"{root}/{split} lacks {len(missing)} of the 64 class folders, e.g. {missing[:3]}")
+    train = _scan(root, "train", wnids, max_per_class, "imagenet64")
+    val = _scan(root, "val", wnids, None, "imagenet64")
+    return DataSplits(train, val)
+
+
+def open_dataset(spec: str, max_per_class: int | None = None) -> DataSplits:
+    """``digits`` | ``imagenet64:<root>`` | ``<folder with train/ and val/>``."""
+    if spec == "digits":
+        return digits()
+    if spec.startswith("imagenet64:"):
+        return imagenet64(spec.split(":", 1)[1], max_per_class)
+    return image_folder(spec, max_per_class)
+
+
+def warn_skipped(path: str, reason: str) -> None:
+    warnings.warn(f"skipped {path}: {reason}", stacklevel=2)
+
+
+SampleOpener = Callable[[int], Image.Image]
