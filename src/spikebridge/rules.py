@@ -1,0 +1,263 @@
+r"""Other local learning rules on a single LIF output layer, behind one interface.
+
+Every learner here and :class:`spikebridge.train.CoLaNETLearner` offers the same methods, so
+one training loop (:func:`spikebridge.train.train`) drives them all:
+
+``prepare(features)`` (fit the rate normaliser), ``learn(rates[K,B,N], labels[K,B])``,
+``end_epoch(rates, labels)``, ``predict(features, steps)``, ``tensors()``/``metadata()``.
+
+All three simulate ``J`` LIF neurons (``run_population``: subtractive reset, decay
+``beta``) on the input spikes ``x[t]`` of ``T`` steps, with traces
+``x~[t] = lambda x~[t-1] + x[t]`` (presynaptic) and ``s~[t]`` (postsynaptic),
+``lambda = exp(-dt / tau_trace)``, and keep ``W`` in ``[0, w_max]`` with each neuron's total
+synaptic resource ``sum_i W[j,i]`` rescaled to its initial value after each update.
+
+* **R-STDP** (reward-modulated STDP, Izhikevich 2007; Fremaux & Gerstner 2016):
+  eligibility ``e[j,i] = sum_t (s_j[t] x~_i[t] - a_minus x_i[t] s~_j[t])``; reward
+  ``R = +1`` if the decision (most spikes) is right else ``-1``, minus its running mean
+  (reward-prediction error); ``dW = eta * R * e``. One neuron per class, with lateral
+  inhibition (winner-take-all) so the reward is credited to the neuron that decided.
+* **Supervised STDP** (teacher forcing, as in Legenstein et al. 2005): the target neuron
+  receives a teacher current that makes it fire every ``teacher_period`` steps; STDP on
+  the teacher spikes potentiates ``dW[y,i] = eta * sum_t s^teach_y[t] x~_i[t]``, and every
+  other neuron that fired is depressed ``dW[j,i] = -eta * sum_t s_j[t] x~_i[t]``.
+* **Diehl & Cook (2015)**: ``J = C * neurons_per_class`` unlabelled neurons with all-to-all
+  lateral inhibition (winner-take-all) and adaptive thresholds ``theta_j += theta_plus``
+  per spike (decaying by ``theta_decay`` per example); unsupervised STDP
+  ``dW[j,i] = eta * sum_t s_j[t] (x~_i[t] - x_tar)``. After each epoch every neuron is
+  labelled with the class it responds to most; the prediction is the class whose neurons
+  fire most on average.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .coding import RateNormaliser, encode
+from .neurons import run_population
+
+
+@dataclass
+class RuleConfig:
+    steps: int = 32
+    coder: str = "regular"
+    dt: float = 1e-3
+    tau: float = 20e-3
+    tau_trace: float = 20e-3
+    eta: float = 0.01
+    w_max: float = 1.0
+    a_minus: float = 0.5  # R-STDP depression weight
+    teacher_period: int = 2  # supervised STDP: teacher spike every k steps
+    neurons_per_class: int = 10  # Diehl & Cook
+    x_tar: float = 0.4  # Diehl & Cook presynaptic target trace
+    theta_plus: float = 0.05  # Diehl & Cook adaptive threshold step (fraction of theta)
+    theta_decay: float = 0.999
+    lateral_inhibition: float = 10.0
+    first_spike_step: float = 4.0
+    percentile: float = 99.0
+    seed: int = 0
+
+
+@dataclass
+class SingleLayerLearner:
+    """Shared machinery: rates, one LIF layer, resource normalisation, spike-count decision."""
+
+    n_inputs: int
+    n_classes: int
+    config: RuleConfig = field(default_factory=RuleConfig)
+    name = "single-layer"
+    members = 1
+
+    def __post_init__(self):
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        J = self.n_neurons()
+        self.weights = 0.1 + 0.2 * torch.rand(J, self.n_inputs, generator=self.generator)
+        self.resource = self.weights.sum(1).mean()
+        self.threshold = torch.ones(1)
+        self.adaptive = torch.zeros(J)  # Diehl & Cook only
+        self.neuron_label = torch.arange(J) % self.n_classes
+        self.normaliser: RateNormaliser | None = None
+        self.reward_baseline = torch.zeros(1)
+
+    def n_neurons(self) -> int:
+        return self.n_classes
+
+    @property
+    def lateral(self) -> float:
+        return 0.0
+
+    def prepare(self, features) -> None:
+        self.normaliser = RateNormaliser.fit(features, self.config.percentile)
+        self.calibrate(self.rates(features[:2048]))
+
+    def rates(self, features) -> torch.Tensor:
+        return self.normaliser(features)
+
+    def _beta(self, tau: float) -> float:
+        return math.exp(-self.config.dt / tau)
+
+    def _spikes(self, rates: torch.Tensor, steps: int | None = None, seed: int = 0) -> torch.Tensor:
+        c = self.config
+        return encode(rates, steps or c.steps, c.coder, seed=seed, dt=c.dt, max_rate=1.0 / c.dt).float()
+
+    def _run(self, x: torch.Tensor, keep_spikes: bool = False):
+        """``x [T, B, N]`` -> population record of the layer. Per-neuron thresholds
+        (adaptive in Diehl & Cook) are applied by scaling each neuron's current instead."""
+        thr = self.threshold * (1 + self.adaptive)  # [J]
+        currents = torch.einsum("tbn,jn->tbj", x, self.weights) / thr
+        return run_population(currents.unsqueeze(0), self._beta(self.config.tau), torch.ones(1), self.lateral,
+                              keep_spikes=keep_spikes)
+
+    def _traces(self, seq: torch.Tensor) -> torch.Tensor:
+        lam = self._beta(self.config.tau_trace)
+        out, tr = torch.empty_like(seq), torch.zeros_like(seq[0])
+        for t in range(seq.shape[0]):
+            tr = lam * tr + seq[t]
+            out[t] = tr
+        return out
+
+    def _post_spikes(self, x: torch.Tensor) -> torch.Tensor:
+        """Spike trains ``[T, B, J]`` of the layer."""
+        return self._run(x, keep_spikes=True).spikes[:, 0]
+
+    def _normalise(self) -> None:
+        self.weights.clamp_(0, self.config.w_max)
+        self.weights.mul_(self.resource / self.weights.sum(1, keepdim=True).clamp_min(1e-9))
+        self.weights.clamp_(0, self.config.w_max)
+
+    def scores(self, rec) -> torch.Tensor:
+        """Class scores ``[B, C]``: spike counts, ties broken by the final potential."""
+        counts = rec.counts[0] + 1e-3 * torch.tanh(rec.v_final[0])
+        onehot = torch.nn.functional.one_hot(self.neuron_label, self.n_classes).float()
+        per_class = onehot.sum(0).clamp_min(1)
+        return counts @ onehot / per_class
+
+    @torch.no_grad()
+    def predict(self, features, steps: int | None = None, batch_size: int = 512, return_stats: bool = False):
+        preds, n_in, n_out = [], 0.0, 0.0
+        features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        for b in range(0, len(features), batch_size):
+            x = self._spikes(self.rates(features[b : b + batch_size]), steps, seed=b)
+            rec = self._run(x)
+            preds.append(self.scores(rec).argmax(1))
+            n_in += x.sum().item()
+            n_out += rec.counts.sum().item()
+        pred = torch.cat(preds)
+        if return_stats:
+            n = max(1, len(features))
+            return pred, {"input_spikes": n_in / n, "output_spikes": n_out / n}
+        return pred
+
+    @torch.no_grad()
+    def calibrate(self, rates: torch.Tensor) -> None:
+        """Set the threshold so the most driven neuron first fires near ``first_spike_step``."""
+        drive = rates[:2048] @ self.weights.T
+        self.threshold = (self.config.first_spike_step * drive.max(1).values.median()).clamp_min(1e-6).view(1)
+
+    def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
+        self.calibrate(rates)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"weights": self.weights, "threshold": self.threshold, "adaptive": self.adaptive,
+                "neuron_label": self.neuron_label, "scale": self.normaliser.scale,
+                "reward_baseline": self.reward_baseline, "rng_state": self.generator.get_state()}
+
+    def metadata(self) -> dict:
+        return {"rule": self.name, "n_inputs": self.n_inputs, "n_classes": self.n_classes, "config": asdict(self.config)}
+
+    @classmethod
+    def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]):
+        obj = cls(meta["n_inputs"], meta["n_classes"], RuleConfig(**meta["config"]))
+        for k in ("weights", "threshold", "adaptive", "neuron_label", "reward_baseline"):
+            setattr(obj, k, tensors[k].clone())
+        obj.normaliser = RateNormaliser(tensors["scale"].clone(), obj.config.percentile)
+        obj.generator.set_state(tensors["rng_state"])
+        return obj
+
+
+class RSTDP(SingleLayerLearner):
+    name = "rstdp"
+
+    @property
+    def lateral(self) -> float:  # winner-take-all, so the reward is credited to the winner (Mozafari et al. 2018)
+        return self.config.lateral_inhibition
+
+    @torch.no_grad()
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor) -> int:
+        r, y = rates.reshape(-1, rates.shape[-1]), labels.reshape(-1)
+        x = self._spikes(r, seed=int(torch.randint(1 << 30, (1,), generator=self.generator)))
+        post = self._post_spikes(x)
+        pre_tr, post_tr = self._traces(x), self._traces(post)
+        elig = torch.einsum("tbj,tbn->bjn", post, pre_tr) - self.config.a_minus * torch.einsum("tbj,tbn->bjn", post_tr, x)
+        counts = post.sum(0)
+        correct = (counts.argmax(1) == y).float() * (counts.max(1).values > 0)
+        reward = 2 * correct - 1 - self.reward_baseline
+        self.reward_baseline = 0.99 * self.reward_baseline + 0.01 * (2 * correct.mean() - 1)
+        # silent layer: no eligibility; nudge the target neuron so learning can start
+        self.weights += self.config.eta * torch.einsum("b,bjn->jn", reward, elig) / len(y)
+        silent = counts.sum(1) == 0
+        if silent.any():
+            self.weights.index_add_(0, y[silent], self.config.eta * r[silent])
+        self._normalise()
+        return int((correct == 0).sum())
+
+
+class SupervisedSTDP(SingleLayerLearner):
+    name = "sstdp"
+
+    @torch.no_grad()
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor) -> int:
+        r, y = rates.reshape(-1, rates.shape[-1]), labels.reshape(-1)
+        x = self._spikes(r, seed=int(torch.randint(1 << 30, (1,), generator=self.generator)))
+        T, B = x.shape[:2]
+        post = self._post_spikes(x)
+        teach = torch.zeros(T, B, self.n_classes)
+        teach[self.config.teacher_period - 1 :: self.config.teacher_period, torch.arange(B), y] = 1.0
+        pre_tr = self._traces(x)
+        wrong = post * (1 - torch.nn.functional.one_hot(y, self.n_classes).float())
+        delta = torch.einsum("tbj,tbn->jn", teach, pre_tr) - torch.einsum("tbj,tbn->jn", wrong, pre_tr)
+        self.weights += self.config.eta * delta / (B * T)
+        self._normalise()
+        return int((wrong.sum(0).sum(1) > 0).sum())
+
+
+class DiehlCook(SingleLayerLearner):
+    name = "diehl-cook"
+
+    def n_neurons(self) -> int:
+        return self.n_classes * self.config.neurons_per_class
+
+    @property
+    def lateral(self) -> float:
+        return self.config.lateral_inhibition
+
+    @torch.no_grad()
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor) -> int:
+        r = rates.reshape(-1, rates.shape[-1])
+        x = self._spikes(r, seed=int(torch.randint(1 << 30, (1,), generator=self.generator)))
+        post = self._post_spikes(x)
+        pre_tr = self._traces(x)
+        delta = torch.einsum("tbj,tbn->jn", post, pre_tr - self.config.x_tar)
+        self.weights += self.config.eta * delta / len(r)
+        self._normalise()
+        fired = post.sum(dim=(0, 1))
+        self.adaptive = self.adaptive * self.config.theta_decay ** len(r) + self.config.theta_plus * fired / len(r)
+        return int(len(r))
+
+    @torch.no_grad()
+    def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
+        super().end_epoch(rates, labels)
+        counts = torch.zeros(self.n_neurons(), self.n_classes)
+        for b in range(0, len(rates), 1024):
+            rec = self._run(self._spikes(rates[b : b + 1024], seed=b))
+            resp = rec.counts[0] + 1e-3 * torch.tanh(rec.v_final[0])
+            counts.index_add_(1, labels[b : b + 1024], resp.T)
+        per_class = torch.bincount(labels, minlength=self.n_classes).clamp_min(1)
+        self.neuron_label = (counts / per_class).argmax(1)
+
+
+RULES = {"rstdp": RSTDP, "sstdp": SupervisedSTDP, "diehl-cook": DiehlCook}

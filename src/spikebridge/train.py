@@ -1,0 +1,149 @@
+"""Training over cached features with local rules only, per-epoch checkpoints and resume.
+
+The loop never builds an autograd graph: it runs under ``torch.no_grad()`` and every
+learner keeps plain tensors (``requires_grad=False``). After each epoch the learner's state
+(safetensors) and the loop's position (epoch, history; JSON metadata in the same file) are
+written atomically to ``<run_dir>/checkpoint.safetensors``; ``resume=True`` continues from
+there and reaches the same final weights as an uninterrupted run with the same seed
+(all randomness comes from the learner's own seeded generator, saved in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import load_tensors, save_tensors
+from .colanet import CoLaNET, CoLaNETConfig
+from .errors import SpikebridgeError
+from .rules import RULES, RuleConfig
+
+RULE_NAMES = ["colanet", *RULES]
+
+
+class CoLaNETLearner:
+    """Adapter giving :class:`CoLaNET` the learner interface shared with :mod:`rules`."""
+
+    name = "colanet"
+
+    def __init__(self, n_inputs: int, n_classes: int, config: CoLaNETConfig, learn_mode: str = "continuous"):
+        if learn_mode not in ("continuous", "spiking"):
+            raise SpikebridgeError(f"learn mode must be 'continuous' or 'spiking', not {learn_mode!r}")
+        self.model = CoLaNET(n_inputs, n_classes, config)
+        self.learn_mode = learn_mode
+
+    @property
+    def members(self) -> int:
+        return self.model.config.ensemble
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.model.generator
+
+    def prepare(self, features) -> None:
+        self.model.fit_normaliser(features)
+
+    def rates(self, features) -> torch.Tensor:
+        return self.model.rates(features)
+
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor) -> int:
+        if self.learn_mode == "spiking" and self.model.active.any():
+            seed = int(torch.randint(1 << 30, (1,), generator=self.model.generator))
+            pre, post = self.model.spiking_activity(rates, seed=seed)
+            return self.model.learn(pre, labels, post)
+        return self.model.learn(rates, labels)
+
+    def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
+        self.model.calibrate(rates[:4096])
+
+    def predict(self, features, steps: int | None = None, return_stats: bool = False):
+        return self.model.predict_spiking(features, steps, return_stats=return_stats)
+
+    def predict_continuous(self, features):
+        return self.model.predict_continuous(features)
+
+    def tensors(self) -> dict:
+        return self.model.tensors()
+
+    def metadata(self) -> dict:
+        return {"rule": "colanet", "learn_mode": self.learn_mode, **self.model.metadata()}
+
+    @classmethod
+    def from_tensors(cls, meta: dict, tensors: dict) -> "CoLaNETLearner":
+        obj = cls.__new__(cls)
+        obj.model = CoLaNET.from_tensors(meta, tensors)
+        obj.learn_mode = meta.get("learn_mode", "continuous")
+        return obj
+
+
+def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int = 0, steps: int = 32,
+                 colanet: CoLaNETConfig | None = None, learn_mode: str = "continuous", **rule_kw):
+    if rule == "colanet":
+        cfg = colanet or CoLaNETConfig()
+        cfg.seed, cfg.steps = seed, steps
+        return CoLaNETLearner(n_inputs, n_classes, cfg, learn_mode)
+    if rule not in RULES:
+        raise SpikebridgeError(f"unknown rule {rule!r}; choose one of {RULE_NAMES}")
+    return RULES[rule](n_inputs, n_classes, RuleConfig(seed=seed, steps=steps, **rule_kw))
+
+
+def load_learner(path: str | Path):
+    tensors, meta = load_tensors(path)
+    rule = meta.get("rule")
+    if rule == "colanet":
+        return CoLaNETLearner.from_tensors(meta, tensors), meta
+    if rule in RULES:
+        return RULES[rule].from_tensors(meta, tensors), meta
+    raise SpikebridgeError(f"{path} is not a spikebridge model (rule {rule!r})")
+
+
+def spiking_tensors(learner) -> list[torch.Tensor]:
+    return [t for t in learner.tensors().values() if isinstance(t, torch.Tensor)]
+
+
+@torch.no_grad()
+def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = 3, batch_size: int = 16,
+          run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+          stop_after_epoch: int | None = None, on_epoch=None) -> tuple:
+    """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
+
+    Returns ``(learner, history)`` (the learner is a new object after a resume), history ``{"epochs": [...], "train_seconds": s}``. ``stop_after_epoch``
+    simulates an interruption (for tests); ``on_epoch(epoch, learner)`` may add metrics.
+    """
+    ckpt = Path(run_dir) / "checkpoint.safetensors" if run_dir else None
+    history: dict = {"epochs": [], "train_seconds": 0.0}
+    start = 0
+    if resume and ckpt is not None and ckpt.is_file():
+        tensors, meta = load_tensors(ckpt)
+        learner = type(learner).from_tensors(meta, tensors)
+        history, start = meta["history"], meta["epoch"] + 1
+    else:
+        learner.prepare(features)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    rates = learner.rates(features)
+    n, K = len(y), learner.members
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        order = torch.stack([torch.randperm(n, generator=learner.generator) for _ in range(K)])
+        updates = 0
+        with tqdm(total=n, desc=f"{learner.name} epoch {epoch + 1}/{epochs}", unit="ex", disable=not progress, leave=False) as bar:
+            for b in range(0, n, batch_size):
+                idx = order[:, b : b + batch_size]
+                updates += learner.learn(rates[idx], y[idx])
+                bar.update(idx.shape[1])
+        learner.end_epoch(rates, y)
+        record = {"epoch": epoch + 1, "plasticity_events": updates, "seconds": time.perf_counter() - t0}
+        if on_epoch is not None:
+            record.update(on_epoch(epoch, learner) or {})
+        history["epochs"].append(record)
+        history["train_seconds"] += record["seconds"]
+        if ckpt is not None:
+            save_tensors(ckpt, learner.tensors(), {**learner.metadata(), "epoch": epoch, "history": history})
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            break
+    return learner, history
+
