@@ -54,6 +54,124 @@ def cmd_extract(args) -> int:
     return 0
 
 
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rule", default="colanet", choices=["colanet", "rstdp", "sstdp", "diehl-cook"],
+                   help="local learning rule (default: colanet)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training features (default: 3)")
+    p.add_argument("--steps", type=int, default=32, help="time steps T per example (default: 32)")
+    p.add_argument("--train-batch", type=int, default=16, help="examples per plasticity update (default: 16; 1 = exact online rule)")
+    p.add_argument("--seed", type=int, default=0, help="seed of shuffling, coders and initial weights (default: 0)")
+    p.add_argument("--microcolumns", type=int, default=None, help="CoLaNET prototypes per class (default: 4)")
+    p.add_argument("--ensemble", type=int, default=None, help="CoLaNET: K independently seeded members (default: 1)")
+    p.add_argument("--learn-mode", default="continuous", choices=["continuous", "spiking"],
+                   help="CoLaNET: plasticity from the continuous approximation (fast) or the spiking simulation")
+    p.add_argument("--config", type=Path, default=None, help="CoLaNET configuration JSON (e.g. written by 'spikebridge tune')")
+    p.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, run.json, report.md and figures go (default: runs/<data>-<rule>)")
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.safetensors")
+    p.add_argument("--no-baseline", action="store_true", help="skip the logistic-regression reference")
+
+
+def _colanet_config(args):
+    import json
+
+    from .colanet import CoLaNETConfig
+
+    cfg = CoLaNETConfig()
+    if args.config is not None:
+        try:
+            values = json.loads(args.config.read_text())
+            cfg = CoLaNETConfig(**values.get("colanet", values))
+        except (OSError, ValueError, TypeError) as exc:
+            raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
+    if args.microcolumns is not None:
+        cfg.microcolumns = args.microcolumns
+    if args.ensemble is not None:
+        cfg.ensemble = args.ensemble
+    return cfg
+
+
+def _dataset_label(spec: str) -> str:
+    return spec.split(":", 1)[0] if spec.startswith("imagenet64:") else Path(spec).name or spec
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .report import evaluate, logistic_baseline, summary_rows, write_run
+    from .train import make_learner, train
+
+    if args.steps < 1 or args.epochs < 0 or args.train_batch < 1:
+        raise SpikebridgeError("--steps and --train-batch must be >= 1 and --epochs >= 0")
+    torch.manual_seed(args.seed)
+    splits, encoder, train_fs, val_fs = load_split_features(args)
+    run_dir = args.run_dir or Path("runs") / f"{_dataset_label(args.dataset)}-{args.rule}"
+    learner = make_learner(args.rule, train_fs.features.shape[1], len(splits.classes), seed=args.seed,
+                           steps=args.steps, colanet=_colanet_config(args), learn_mode=args.learn_mode)
+    learner, history = train(learner, train_fs.features, train_fs.labels, epochs=args.epochs,
+                             batch_size=args.train_batch, run_dir=run_dir, resume=args.resume,
+                             progress=not args.no_progress)
+    from .checkpoints import save_tensors
+
+    meta = {**learner.metadata(), "classes": splits.classes, "encoder": encoder.identity()}
+    save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)
+    metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, args.steps)
+    record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed,
+              "config": {k: v for k, v in meta.items() if k not in ("classes",)},
+              "encoder": {**encoder.identity(), "weight_source": encoder.weight_source},
+              "n_train": len(train_fs), "n_val": len(val_fs), "train_seconds": history["train_seconds"],
+              "history": history["epochs"], "skipped_images": train_fs.skipped + val_fs.skipped, "metrics": metrics}
+    if not args.no_baseline:
+        record["baseline"] = logistic_baseline(train_fs.features, train_fs.labels, val_fs.features, val_fs.labels)
+    write_run(run_dir, record, _raster(learner, val_fs, args.steps))
+    _print_table(summary_rows(record))
+    print(f"run directory: {run_dir} (run.json, report.md, figures, model.safetensors)")
+    return 0
+
+
+def _raster(learner, val_fs, steps):
+    """Input and plastic-neuron spikes of the first validation example (CoLaNET only)."""
+    model = getattr(learner, "model", None)
+    if model is None or len(val_fs) == 0:
+        return None
+    spikes = model.spikes_for(val_fs.features[:1], steps)
+    rec = model.simulate(spikes, record_raster=True)
+    inputs = spikes[:, 0, :256].numpy()
+    return inputs, rec.raster.numpy(), int(val_fs.labels[0])
+
+
+def _print_table(rows) -> None:
+    width = max(len(k) for k, _ in rows)
+    print("-" * (width + 20))
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print("-" * (width + 20))
+
+
+def cmd_evaluate(args) -> int:
+    from .report import evaluate, summary_rows, write_run
+    from .train import load_learner
+
+    learner, meta = load_learner(args.model)
+    splits, encoder, train_fs, val_fs = load_split_features(args)
+    if meta.get("classes") and meta["classes"] != splits.classes:
+        raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset}")
+    steps = args.steps or meta.get("config", {}).get("steps", 32)
+    metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, steps)
+    record = {"command": "evaluate", "rule": meta.get("rule"), "dataset": args.dataset, "model": str(args.model),
+              "metrics": metrics, "skipped_images": val_fs.skipped}
+    out = args.out or Path(args.model).parent
+    write_run(out, record, _raster(learner, val_fs, steps))
+    _print_table(summary_rows(record))
+    print(f"report: {out}/report.md")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    args.dataset, args.max_per_class = "digits", None
+    args.run_dir = args.run_dir or Path("runs") / "demo"
+    return cmd_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spikebridge",
@@ -64,6 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Extract pooled encoder features of the train and val splits into the cache.")
     _add_data_options(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("train", help="train a spiking classifier on cached features with a local rule",
+                       description="Extract/load features, train with local plasticity (no backprop), "
+                                   "checkpoint every epoch, evaluate and write a run directory.")
+    _add_data_options(p)
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained model on a data set's val split",
+                       description="Top-1/top-5, per-class accuracy, confusion matrix, accuracy vs T, spikes and SynOps.")
+    _add_data_options(p)
+    p.add_argument("--model", type=Path, required=True, help="model.safetensors written by 'spikebridge train'")
+    p.add_argument("--steps", type=int, default=None, help="time steps T (default: the model's)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: the model's folder)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the whole pipeline offline on the embedded digits data set",
+                       description="Lite0 features of scikit-learn's digits -> CoLaNET trained with local "
+                                   "plasticity -> report in runs/demo (offline, a few minutes on 2 CPU cores).")
+    _add_data_options(p)
+    _add_train_options(p)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

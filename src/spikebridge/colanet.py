@@ -164,39 +164,43 @@ class CoLaNET:
         in_spikes = x.sum(dim=(0, -1)) if x.dim() == 3 else x.sum(dim=(0, -1)).mean(0)
         return SpikeRecord(rec.counts, rec.first_spike, v, in_spikes, T, raster)
 
-    def column_decision(self, rec: SpikeRecord) -> torch.Tensor:
-        """Most column spikes (over members) -> earliest first spike -> highest final potential."""
+    def column_scores(self, rec: SpikeRecord) -> torch.Tensor:
+        """Lexicographic column scores ``[B, C]``: most column spikes (summed over members),
+        then earliest first spike, then highest final membrane potential (in (0, 1))."""
         K, B, J = rec.counts.shape
-        C = self.n_classes
+        C, T = self.n_classes, float(rec.steps)
         n = rec.counts.view(K, B, C, -1).sum(-1).sum(0)  # [B, C]
         t1 = rec.first_spike.view(K, B, C, -1).min(-1).values.min(0).values  # [B, C]
         v = (rec.v_final / self.threshold.view(K, 1, 1)).view(K, B, C, -1).max(-1).values.sum(0)
-        T = float(rec.steps)
-        key = n * (T + 2) + (T + 1 - t1)
-        v = v.masked_fill(key < key.max(1, keepdim=True).values, -float("inf"))
-        return v.argmax(1)
+        return n * (T + 2) + (T + 1 - t1) + torch.sigmoid(v.clamp(-50, 50)) * 0.999
+
+    def column_decision(self, rec: SpikeRecord) -> torch.Tensor:
+        return self.column_scores(rec).argmax(1)
 
     def spikes_for(self, features, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         cfg = self.config
         return encode(self.rates(features), steps or cfg.steps, cfg.coder, seed=seed, dt=cfg.dt, max_rate=1.0 / cfg.dt)
 
     @torch.no_grad()
-    def predict_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
-                        return_stats: bool = False):
-        """Spiking-simulation predictions; with ``return_stats`` also mean input / output spikes."""
-        preds, in_spikes, out_spikes = [], 0.0, 0.0
+    def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0):
+        """Spiking-simulation column scores ``[B, C]`` and mean input / output spikes per example."""
+        scores, in_spikes, out_spikes = [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         for b in range(0, len(features), batch_size):
-            spikes = self.spikes_for(features[b : b + batch_size], steps, seed=seed + b)
-            rec = self.simulate(spikes)
-            preds.append(self.column_decision(rec))
+            rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b))
+            scores.append(self.column_scores(rec))
             in_spikes += rec.input_spikes.sum().item()
             out_spikes += rec.counts.sum().item()
-        pred = torch.cat(preds)
-        if return_stats:
-            n = max(1, len(features))
-            return pred, {"input_spikes": in_spikes / n, "output_spikes": out_spikes / n}
-        return pred
+        n = max(1, len(features))
+        return torch.cat(scores), {"input_spikes": in_spikes / n, "output_spikes": out_spikes / n}
+
+    def predict_spiking(self, features, steps: int | None = None, **kw) -> torch.Tensor:
+        return self.scores_spiking(features, steps, **kw)[0].argmax(1)
+
+    def synaptic_fan_out(self) -> tuple[float, float]:
+        """(targets per input spike, targets per output spike) over all members."""
+        active = self.active.sum(-1).float()
+        return float(active.sum()), float((active - 1).clamp_min(0).mean())
 
     # ------------------------------------------------------------------ plasticity
     @torch.no_grad()

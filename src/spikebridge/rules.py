@@ -129,7 +129,7 @@ class SingleLayerLearner:
         self.weights.mul_(self.resource / self.weights.sum(1, keepdim=True).clamp_min(1e-9))
         self.weights.clamp_(0, self.config.w_max)
 
-    def scores(self, rec) -> torch.Tensor:
+    def class_scores(self, rec) -> torch.Tensor:
         """Class scores ``[B, C]``: spike counts, ties broken by the final potential."""
         counts = rec.counts[0] + 1e-3 * torch.tanh(rec.v_final[0])
         onehot = torch.nn.functional.one_hot(self.neuron_label, self.n_classes).float()
@@ -137,20 +137,22 @@ class SingleLayerLearner:
         return counts @ onehot / per_class
 
     @torch.no_grad()
-    def predict(self, features, steps: int | None = None, batch_size: int = 512, return_stats: bool = False):
-        preds, n_in, n_out = [], 0.0, 0.0
+    def scores(self, features, steps: int | None = None, batch_size: int = 512):
+        """Spiking class scores ``[B, C]`` and mean input / output spikes per example."""
+        out, n_in, n_out = [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         for b in range(0, len(features), batch_size):
             x = self._spikes(self.rates(features[b : b + batch_size]), steps, seed=b)
             rec = self._run(x)
-            preds.append(self.scores(rec).argmax(1))
+            out.append(self.class_scores(rec))
             n_in += x.sum().item()
             n_out += rec.counts.sum().item()
-        pred = torch.cat(preds)
-        if return_stats:
-            n = max(1, len(features))
-            return pred, {"input_spikes": n_in / n, "output_spikes": n_out / n}
-        return pred
+        n = max(1, len(features))
+        return torch.cat(out), {"input_spikes": n_in / n, "output_spikes": n_out / n}
+
+    def synaptic_fan_out(self) -> tuple[float, float]:
+        J = float(self.n_neurons())
+        return J, (J - 1) if self.lateral else 0.0
 
     @torch.no_grad()
     def calibrate(self, rates: torch.Tensor) -> None:

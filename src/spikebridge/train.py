@@ -60,8 +60,11 @@ class CoLaNETLearner:
     def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
         self.model.calibrate(rates[:4096])
 
-    def predict(self, features, steps: int | None = None, return_stats: bool = False):
-        return self.model.predict_spiking(features, steps, return_stats=return_stats)
+    def scores(self, features, steps: int | None = None):
+        return self.model.scores_spiking(features, steps)
+
+    def synaptic_fan_out(self) -> tuple[float, float]:
+        return self.model.synaptic_fan_out()
 
     def predict_continuous(self, features):
         return self.model.predict_continuous(features)

@@ -1,0 +1,182 @@
+"""Evaluation, the backprop baseline, and the run directory: run.json, report.md, figures.
+
+Synaptic operations per inference (SynOps) = input spikes x feedforward fan-out (recruited
+neurons over all members) + output spikes x lateral fan-out. Spikes are counted per example.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STEPS_SWEEP = (1, 2, 4, 8, 16, 32, 64)
+
+
+def topk_accuracy(scores: torch.Tensor, labels: np.ndarray, k: int) -> float:
+    k = min(k, scores.shape[1])
+    top = scores.topk(k, dim=1).indices.numpy()
+    return float((top == np.asarray(labels)[:, None]).any(1).mean())
+
+
+def confusion(pred: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(labels), np.asarray(pred)), 1)
+    return m
+
+
+def logistic_baseline(train_x, train_y, val_x, val_y, C: float = 1.0) -> dict:
+    """Multinomial logistic regression (gradient-trained linear classifier) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.perf_counter()
+    scaler = StandardScaler().fit(train_x)
+    clf = LogisticRegression(max_iter=2000, C=C).fit(scaler.transform(train_x), train_y)
+    proba = torch.as_tensor(clf.predict_proba(scaler.transform(val_x)))
+    return {"top1": topk_accuracy(proba, val_y, 1), "top5": topk_accuracy(proba, val_y, 5),
+            "train_seconds": time.perf_counter() - t0, "macs": int(np.prod(clf.coef_.shape))}
+
+
+def nearest_class_mean(train_x, train_y, val_x, val_y) -> dict:
+    classes = np.unique(train_y)
+    mu = np.stack([train_x[train_y == c].mean(0) for c in classes])
+    scores = torch.as_tensor(val_x @ mu.T - 0.5 * (mu**2).sum(1))
+    return {"top1": topk_accuracy(scores, val_y, 1), "top5": topk_accuracy(scores, val_y, 5)}
+
+
+@torch.no_grad()
+def evaluate(learner, val_x, val_y, classes: list[str], steps: int, steps_sweep=STEPS_SWEEP) -> dict:
+    """Spiking-mode metrics at ``steps`` plus accuracy vs T over ``steps_sweep``."""
+    t0 = time.perf_counter()
+    scores, spikes = learner.scores(val_x, steps)
+    seconds = time.perf_counter() - t0
+    pred = scores.argmax(1).numpy()
+    cm = confusion(pred, val_y, len(classes))
+    fan_in_out, fan_lateral = learner.synaptic_fan_out()
+    metrics = {
+        "steps": steps,
+        "top1": topk_accuracy(scores, val_y, 1),
+        "top5": topk_accuracy(scores, val_y, 5),
+        "per_class": {c: float(cm[i, i] / max(1, cm[i].sum())) for i, c in enumerate(classes)},
+        "confusion": cm.tolist(),
+        "input_spikes_per_inference": spikes["input_spikes"],
+        "output_spikes_per_inference": spikes["output_spikes"],
+        "synops_per_inference": spikes["input_spikes"] * fan_in_out + spikes["output_spikes"] * fan_lateral,
+        "inference_seconds": seconds,
+        "accuracy_vs_steps": {},
+    }
+    if hasattr(learner, "predict_continuous"):
+        cont = learner.predict_continuous(val_x).numpy()
+        metrics["top1_continuous"] = float((cont == np.asarray(val_y)).mean())
+        metrics["agreement_spiking_continuous"] = float((cont == pred).mean())
+    for T in steps_sweep:
+        s, _ = learner.scores(val_x, T) if T != steps else (scores, None)
+        metrics["accuracy_vs_steps"][str(T)] = topk_accuracy(s, val_y, 1)
+    return metrics
+
+
+def versions() -> dict:
+    import timm
+
+    from . import __version__
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "timm": timm.__version__,
+            "numpy": np.__version__, "spikebridge": __version__, "platform": platform.platform()}
+
+
+def write_run(run_dir: str | Path, record: dict, raster: tuple | None = None) -> None:
+    """Write ``run.json``, figures and ``report.md`` into ``run_dir``."""
+    from .features import write_json_atomic
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {**record, "versions": versions(), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_json_atomic(run_dir / "run.json", record)
+    figures = plot_figures(run_dir, record, raster)
+    (run_dir / "report.md").write_text(markdown(record, figures))
+
+
+def plot_figures(run_dir: Path, record: dict, raster: tuple | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m, names = record["metrics"], []
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    xs = [int(t) for t in m["accuracy_vs_steps"]]
+    ax.plot(xs, [100 * v for v in m["accuracy_vs_steps"].values()], "o-", label=f"{record['rule']} (spiking)")
+    if "baseline" in record:
+        ax.axhline(100 * record["baseline"]["top1"], color="gray", ls="--", label="logistic regression (backprop)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "accuracy_vs_steps.png", dpi=120)
+    names.append("accuracy_vs_steps.png")
+    plt.close(fig)
+
+    cm = np.asarray(m["confusion"])
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix")
+    fig.tight_layout()
+    fig.savefig(run_dir / "confusion.png", dpi=120)
+    names.append("confusion.png")
+    plt.close(fig)
+
+    if raster is not None:
+        inputs, outputs, label = raster
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(6, 4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        t, i = np.nonzero(inputs)
+        a1.scatter(t, i, s=1, marker="|", color="k")
+        a1.set_ylabel("input neuron")
+        t, j = np.nonzero(outputs)
+        a2.scatter(t, j, s=12, marker="|", color="C3")
+        a2.set_ylim(-0.5, outputs.shape[1] - 0.5)
+        a2.set_ylabel("plastic neuron")
+        a2.set_xlabel("time step")
+        a1.set_title(f"spike raster of one example (label {label})")
+        fig.tight_layout()
+        fig.savefig(run_dir / "raster.png", dpi=120)
+        names.append("raster.png")
+        plt.close(fig)
+    return names
+
+
+def summary_rows(record: dict) -> list[tuple[str, str]]:
+    m = record["metrics"]
+    rows = [("rule", record["rule"]), ("data set", record.get("dataset", "?")),
+            ("time steps T", str(m["steps"])),
+            ("top-1 (spiking)", f"{100 * m['top1']:.2f} %"), ("top-5 (spiking)", f"{100 * m['top5']:.2f} %")]
+    if "top1_continuous" in m:
+        rows.append(("top-1 (continuous approx.)", f"{100 * m['top1_continuous']:.2f} %"))
+        rows.append(("spiking/continuous agreement", f"{100 * m['agreement_spiking_continuous']:.2f} %"))
+    if "baseline" in record:
+        rows.append(("logistic regression (backprop)", f"{100 * record['baseline']['top1']:.2f} %"))
+    rows += [("input spikes / inference", f"{m['input_spikes_per_inference']:.0f}"),
+             ("output spikes / inference", f"{m['output_spikes_per_inference']:.1f}"),
+             ("synaptic ops / inference", f"{m['synops_per_inference']:.0f}")]
+    if "train_seconds" in record:
+        rows.append(("training time", f"{record['train_seconds']:.1f} s"))
+    return rows
+
+
+def markdown(record: dict, figures: list[str]) -> str:
+    lines = [f"# spikebridge run: {record['rule']} on {record.get('dataset', '?')}", "", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(record)]
+    lines += ["", "## Accuracy vs time steps", "", "| T | top-1 |", "| --- | --- |"]
+    lines += [f"| {t} | {100 * a:.2f} % |" for t, a in record["metrics"]["accuracy_vs_steps"].items()]
+    lines += ["", "## Per-class accuracy", "", "| class | top-1 |", "| --- | --- |"]
+    lines += [f"| {c} | {100 * a:.1f} % |" for c, a in record["metrics"]["per_class"].items()]
+    lines += [""] + [f"![{f}]({f})" for f in figures] + [""]
+    return "\n".join(lines)
