@@ -103,10 +103,11 @@ def cmd_train(args) -> int:
     if args.steps < 1 or args.epochs < 0 or args.train_batch < 1:
         raise SpikebridgeError("--steps and --train-batch must be >= 1 and --epochs >= 0")
     torch.manual_seed(args.seed)
+    colanet_config = _colanet_config(args)  # fail on a bad --config before any long work
     splits, encoder, train_fs, val_fs = load_split_features(args)
     run_dir = args.run_dir or Path("runs") / f"{_dataset_label(args.dataset)}-{args.rule}"
     learner = make_learner(args.rule, train_fs.features.shape[1], len(splits.classes), seed=args.seed,
-                           steps=args.steps, colanet=_colanet_config(args), learn_mode=args.learn_mode)
+                           steps=args.steps, colanet=colanet_config, learn_mode=args.learn_mode)
     learner, history = train(learner, train_fs.features, train_fs.labels, epochs=args.epochs,
                              batch_size=args.train_batch, run_dir=run_dir, resume=args.resume,
                              progress=not args.no_progress)

@@ -16,7 +16,8 @@ synaptic resource ``sum_i W[j,i]`` rescaled to its initial value after each upda
   eligibility ``e[j,i] = sum_t (s_j[t] x~_i[t] - a_minus x_i[t] s~_j[t])``; reward
   ``R = +1`` if the decision (most spikes) is right else ``-1``, minus its running mean
   (reward-prediction error); ``dW = eta * R * e``. One neuron per class, with lateral
-  inhibition (winner-take-all) so the reward is credited to the neuron that decided.
+  inhibition (winner-take-all) so the reward is credited to the neuron that decided, and
+  the adaptive thresholds described for Diehl & Cook so that no neuron monopolises winning.
 * **Supervised STDP** (teacher forcing, as in Legenstein et al. 2005): the target neuron
   receives a teacher current that makes it fire every ``teacher_period`` steps; STDP on
   the teacher spikes potentiates ``dW[y,i] = eta * sum_t s^teach_y[t] x~_i[t]``, and every
@@ -124,6 +125,11 @@ class SingleLayerLearner:
         """Spike trains ``[T, B, J]`` of the layer."""
         return self._run(x, keep_spikes=True).spikes[:, 0]
 
+    def _homeostasis(self, post: torch.Tensor) -> None:
+        """Adaptive thresholds: ``theta_j += theta_plus`` per spike (per example), decaying."""
+        n = post.shape[1]
+        self.adaptive = self.adaptive * self.config.theta_decay**n + self.config.theta_plus * post.sum(dim=(0, 1)) / n
+
     def _normalise(self) -> None:
         self.weights.clamp_(0, self.config.w_max)
         self.weights.mul_(self.resource / self.weights.sum(1, keepdim=True).clamp_min(1e-9))
@@ -205,6 +211,7 @@ class RSTDP(SingleLayerLearner):
         if silent.any():
             self.weights.index_add_(0, y[silent], self.config.eta * r[silent])
         self._normalise()
+        self._homeostasis(post)
         return int((correct == 0).sum())
 
 
@@ -246,8 +253,7 @@ class DiehlCook(SingleLayerLearner):
         delta = torch.einsum("tbj,tbn->jn", post, pre_tr - self.config.x_tar)
         self.weights += self.config.eta * delta / len(r)
         self._normalise()
-        fired = post.sum(dim=(0, 1))
-        self.adaptive = self.adaptive * self.config.theta_decay ** len(r) + self.config.theta_plus * fired / len(r)
+        self._homeostasis(post)
         return int(len(r))
 
     @torch.no_grad()

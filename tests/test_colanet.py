@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from spikebridge.colanet import CoLaNET, CoLaNETConfig
+from spikebridge.train import make_learner, train
+
+
+def _trained(x, y, epochs=3, batch_size=1, **cfg):
+    learner = make_learner("colanet", x.shape[1], 10, colanet=CoLaNETConfig(**cfg))
+    learner, _ = train(learner, x, y, epochs=epochs, batch_size=batch_size, progress=False)
+    return learner
+
+
+def test_spiking_and_continuous_agree_on_demo_data(digits_features):
+    train_fs, val_fs = digits_features
+    learner = _trained(train_fs.features, train_fs.labels, epochs=3, batch_size=16)
+    spiking = learner.model.predict_spiking(val_fs.features)
+    continuous = learner.model.predict_continuous(val_fs.features)
+    agreement = (spiking == continuous).float().mean().item()
+    accuracy = (spiking.numpy() == val_fs.labels).mean()
+    assert agreement >= 0.97, agreement
+    assert accuracy >= 0.85, accuracy
+
+
+def test_weights_bounded_and_microcolumns_recruited_within_limit(pixel_digits):
+    xt, _, yt, _ = pixel_digits
+    model = _trained(xt, yt, epochs=2, microcolumns=3, w_max=0.8).model
+    assert model.weights.min() >= 0 and model.weights.max() <= 0.8
+    per_class = model.active.view(10, 3).sum(1)
+    assert per_class.min() >= 1 and per_class.max() <= 3
+    assert torch.all(model.weights[0][~model.active[0]] == 0)
+
+
+def test_update_is_local_to_target_winner_and_wrong_winner(pixel_digits):
+    xt, _, yt, _ = pixel_digits
+    model = _trained(xt[:300], yt[:300], epochs=1, microcolumns=2).model
+    before = model.weights.clone()
+    rates = model.rates(xt[300:301])
+    label = torch.as_tensor(yt[300:301])
+    a = model.drive(rates)[0, 0]
+    in_target = model.column == label.item()
+    j_plus = int(torch.where(in_target, a, torch.tensor(-1e12)).argmax())
+    j_minus = int(torch.where(~in_target, a, torch.tensor(-1e12)).argmax())
+    model.config.margin = 10.0  # force an update
+    model.learn(rates, label)
+    changed = set(torch.nonzero((model.weights[0] != before[0]).any(1)).flatten().tolist())
+    assert changed <= {j_plus, j_minus} and j_minus in changed
+    assert (model.weights[0, j_minus] <= before[0, j_minus]).all()  # anti-Hebbian: only depression
+
+
+def test_minibatch_plasticity_close_to_online_rule(pixel_digits):
+    xt, xv, yt, yv = pixel_digits
+    online = _trained(xt, yt, epochs=6, batch_size=1).model.predict_continuous(xv).numpy()
+    batched = _trained(xt, yt, epochs=6, batch_size=8).model.predict_continuous(xv).numpy()
+    acc_online, acc_batched = (online == yv).mean(), (batched == yv).mean()
+    assert acc_online >= 0.85
+    assert abs(acc_online - acc_batched) <= 0.05, (acc_online, acc_batched)
+
+
+def test_same_seed_same_weights_and_predictions(pixel_digits):
+    xt, xv, yt, _ = pixel_digits
+    a = _trained(xt, yt, epochs=1, batch_size=4, coder="bernoulli").model
+    b = _trained(xt, yt, epochs=1, batch_size=4, coder="bernoulli").model
+    assert torch.equal(a.weights, b.weights)
+    assert torch.equal(a.predict_spiking(xv), b.predict_spiking(xv))
+
+
+def test_ensemble_members_differ_and_vote(pixel_digits):
+    xt, xv, yt, yv = pixel_digits
+    model = _trained(xt, yt, epochs=2, batch_size=4, ensemble=3).model
+    assert model.weights.shape[0] == 3
+    assert not torch.equal(model.weights[0], model.weights[1])
+    assert (model.predict_spiking(xv).numpy() == yv).mean() >= 0.85
+
+
+def test_save_load_roundtrip(pixel_digits, tmp_path):
+    xt, xv, yt, _ = pixel_digits
+    model = _trained(xt, yt, epochs=1).model
+    model.save(tmp_path / "m.safetensors")
+    again = CoLaNET.load(tmp_path / "m.safetensors")
+    assert torch.equal(model.predict_spiking(xv), again.predict_spiking(xv))
+    assert again.config == model.config
+
+
+def test_decision_prefers_spike_count_then_first_spike():
+    model = CoLaNET(4, 2, CoLaNETConfig(microcolumns=1))
+    from spikebridge.colanet import SpikeRecord
+
+    counts = torch.tensor([[[2.0, 2.0], [1.0, 3.0]]])
+    first = torch.tensor([[[5.0, 3.0], [2.0, 9.0]]])
+    v = torch.zeros(1, 2, 2)
+    rec = SpikeRecord(counts, first, v, torch.zeros(2), 10)
+    assert model.column_decision(rec).tolist() == [1, 1]

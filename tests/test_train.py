@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from spikebridge.train import RULE_NAMES, load_learner, make_learner, train
+
+
+@pytest.mark.parametrize("rule", RULE_NAMES)
+def test_no_autograd_in_spiking_part(rule, pixel_digits, monkeypatch):
+    xt, _, yt, _ = pixel_digits
+    learner = make_learner(rule, xt.shape[1], 10)
+    grad_modes = []
+    original = type(learner).learn
+
+    def spy(self, rates, labels):
+        grad_modes.append(torch.is_grad_enabled())
+        return original(self, rates, labels)
+
+    monkeypatch.setattr(type(learner), "learn", spy)
+    learner, _ = train(learner, xt[:200], yt[:200], epochs=1, batch_size=16, progress=False)
+    assert grad_modes and not any(grad_modes)
+    for tensor in learner.tensors().values():
+        assert not tensor.requires_grad and tensor.grad is None
+
+
+@pytest.mark.parametrize("rule", RULE_NAMES)
+def test_every_rule_learns_above_chance(rule, digits_features):
+    train_fs, val_fs = digits_features
+    learner, _ = train(make_learner(rule, 1280, 10), train_fs.features, train_fs.labels, epochs=2,
+                       batch_size=8, progress=False)
+    scores, stats = learner.scores(val_fs.features)
+    accuracy = (scores.argmax(1).numpy() == val_fs.labels).mean()
+    assert accuracy >= 0.3, (rule, accuracy)  # chance is 0.1
+    assert stats["input_spikes"] > 0
+
+
+@pytest.mark.parametrize("rule", ["colanet", "diehl-cook"])
+def test_resume_reaches_same_weights(rule, pixel_digits, tmp_path):
+    xt, _, yt, _ = pixel_digits
+    full, _ = train(make_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8, run_dir=tmp_path / "a", progress=False)
+    train(make_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8, run_dir=tmp_path / "b",
+          progress=False, stop_after_epoch=1)
+    meta = json.loads(json.dumps(load_learner(tmp_path / "b" / "checkpoint.safetensors")[1]["epoch"]))
+    assert meta == 0
+    resumed, history = train(make_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8,
+                             run_dir=tmp_path / "b", resume=True, progress=False)
+    assert len(history["epochs"]) == 3
+    for key, tensor in full.tensors().items():
+        assert torch.equal(tensor, resumed.tensors()[key]), key
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "spikebridge", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_demo_writes_run_directory(digits_features, tmp_path):
+    out = _cli("demo", "--epochs", "2", "--run-dir", str(tmp_path / "demo"), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "top-1 (spiking)" in out.stdout and "logistic regression" in out.stdout
+    run = json.loads((tmp_path / "demo" / "run.json").read_text())
+    assert set(run["metrics"]["accuracy_vs_steps"]) == {"1", "2", "4", "8", "16", "32", "64"}
+    assert run["metrics"]["top1"] >= 0.8 and run["baseline"]["top1"] >= 0.9
+    for name in ("report.md", "accuracy_vs_steps.png", "raster.png", "confusion.png", "model.safetensors"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    ev = _cli("evaluate", "--dataset", "digits", "--model", str(tmp_path / "demo" / "model.safetensors"),
+              "--out", str(tmp_path / "eval"), "--steps", "8", "--no-progress")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "eval" / "run.json").read_text())["metrics"]["steps"] == 8
+
+
+def test_train_cli_errors_are_one_line(tmp_path):
+    bad = _cli("evaluate", "--model", str(tmp_path / "missing.safetensors"))
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "missing.safetensors" in bad.stderr
+    cfg = tmp_path / "c.json"
+    cfg.write_text("{not json")
+    bad = _cli("train", "--config", str(cfg), "--run-dir", str(tmp_path / "r"))
+    assert bad.returncode == 2 and "c.json" in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "demo"])
+def test_help(command):
+    out = _cli(command, "--help")
+    assert out.returncode == 0 and "--" in out.stdout
