@@ -253,6 +253,37 @@ class CoLaNET:
         self._update_gamma()
         return int(error.sum())
 
+    @torch.no_grad()
+    def partial_fit(self, features, labels, batch_size: int = 1) -> "CoLaNET":
+        """Online, single-pass learning: each example of this call is learned once, as it comes.
+
+        The rate normaliser is fitted on the first call's features unless it was set before
+        (``fit_normaliser`` on a warm-up sample); ``theta`` is recalibrated on the call's
+        examples. All ensemble members see the stream in the same order.
+        """
+        features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        if int(labels.max()) >= self.n_classes:
+            raise ValueError(f"label {int(labels.max())} >= n_classes {self.n_classes}; add_classes first")
+        if self.normaliser is None:
+            self.fit_normaliser(features)
+        rates = self.rates(features)
+        for b in range(0, len(rates), batch_size):
+            self.learn(rates[b : b + batch_size], labels[b : b + batch_size])
+        self.calibrate(rates[-4096:])
+        return self
+
+    @torch.no_grad()
+    def add_classes(self, count: int = 1) -> "CoLaNET":
+        """Class-incremental learning: append ``count`` empty columns; existing columns are kept."""
+        K, J, N = self.weights.shape
+        extra = count * self.config.microcolumns
+        self.weights = torch.cat([self.weights, torch.zeros(K, extra, N)], 1)
+        self.active = torch.cat([self.active, torch.zeros(K, extra, dtype=torch.bool)], 1)
+        self.n_classes += count
+        self.column = torch.arange(J + extra) // self.config.microcolumns
+        return self
+
     def _update_gamma(self) -> None:
         counts = self.active.sum(-1).clamp_min(1)
         self.gamma = (self.weights * self.active.unsqueeze(-1)).sum(dim=(1, 2)) / (counts * self.n_inputs)
