@@ -57,9 +57,12 @@ def cmd_extract(args) -> int:
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", default="colanet", choices=["colanet", "rstdp", "sstdp", "diehl-cook"],
                    help="local learning rule (default: colanet)")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training features (default: 3)")
-    p.add_argument("--steps", type=int, default=32, help="time steps T per example (default: 32)")
-    p.add_argument("--train-batch", type=int, default=16, help="examples per plasticity update (default: 16; 1 = exact online rule)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training features (default: 3, or the --config file's)")
+    p.add_argument("--single-pass", action="store_true",
+                   help="online learning: every training example is seen once, in a stream (same as --epochs 1)")
+    p.add_argument("--steps", type=int, default=None, help="time steps T per example (default: 32, or the --config file's)")
+    p.add_argument("--train-batch", type=int, default=None,
+                   help="examples per plasticity update (default: 16, or the --config file's; 1 = exact online rule)")
     p.add_argument("--seed", type=int, default=0, help="seed of shuffling, coders and initial weights (default: 0)")
     p.add_argument("--microcolumns", type=int, default=None, help="CoLaNET prototypes per class (default: 4)")
     p.add_argument("--ensemble", type=int, default=None, help="CoLaNET: K independently seeded members (default: 1)")
@@ -72,17 +75,26 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _colanet_config(args):
+    """CoLaNET configuration from --config (if any) and flags; also fills epochs / train batch."""
     import json
 
     from .colanet import CoLaNETConfig
 
-    cfg = CoLaNETConfig()
+    cfg, schedule = CoLaNETConfig(), {}
     if args.config is not None:
         try:
             values = json.loads(args.config.read_text())
             cfg = CoLaNETConfig(**values.get("colanet", values))
-        except (OSError, ValueError, TypeError) as exc:
+            schedule = values.get("train", {})
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
+        if args.steps is None:
+            args.steps = cfg.steps
+    if args.single_pass:
+        args.epochs = 1
+    args.epochs = args.epochs if args.epochs is not None else schedule.get("epochs", 3)
+    args.train_batch = args.train_batch if args.train_batch is not None else schedule.get("train_batch", 16)
+    args.steps = args.steps if args.steps is not None else 32
     if args.microcolumns is not None:
         cfg.microcolumns = args.microcolumns
     if args.ensemble is not None:
@@ -100,10 +112,10 @@ def cmd_train(args) -> int:
     from .report import evaluate, logistic_baseline, summary_rows, write_run
     from .train import make_learner, train
 
-    if args.steps < 1 or args.epochs < 0 or args.train_batch < 1:
-        raise SpikebridgeError("--steps and --train-batch must be >= 1 and --epochs >= 0")
     torch.manual_seed(args.seed)
     colanet_config = _colanet_config(args)  # fail on a bad --config before any long work
+    if args.steps < 1 or args.epochs < 0 or args.train_batch < 1:
+        raise SpikebridgeError("--steps and --train-batch must be >= 1 and --epochs >= 0")
     splits, encoder, train_fs, val_fs = load_split_features(args)
     run_dir = args.run_dir or Path("runs") / f"{_dataset_label(args.dataset)}-{args.rule}"
     learner = make_learner(args.rule, train_fs.features.shape[1], len(splits.classes), seed=args.seed,
@@ -117,6 +129,7 @@ def cmd_train(args) -> int:
     save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, args.steps)
     record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed,
+              "epochs": args.epochs, "train_batch": args.train_batch, "single_pass": args.epochs == 1,
               "config": {k: v for k, v in meta.items() if k not in ("classes",)},
               "encoder": {**encoder.identity(), "weight_source": encoder.weight_source},
               "n_train": len(train_fs), "n_val": len(val_fs), "train_seconds": history["train_seconds"],
@@ -167,6 +180,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .tune import tune
+
+    _, _, train_fs, _ = load_split_features(args)
+    result = tune(train_fs.features, train_fs.labels, args.out, trials=args.trials, timeout=args.timeout,
+                  seed=args.seed, progress=not args.no_progress)
+    v = result["validation"]
+    _print_table([("trials", str(result["study"]["trials"])),
+                  ("default config (continuous, held-out train split)", f"{100 * v['default_continuous_top1']:.2f} %"),
+                  ("best config (continuous)", f"{100 * v['continuous_top1']:.2f} %"),
+                  ("best config (spiking, T=%d)" % result["colanet"]["steps"], f"{100 * v['spiking_top1']:.2f} %")])
+    print(f"configuration: {Path(args.out) / 'best.json'} (use: spikebridge train --config {Path(args.out) / 'best.json'})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     args.dataset, args.max_per_class = "digits", None
     args.run_dir = args.run_dir or Path("runs") / "demo"
@@ -198,6 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="time steps T (default: the model's)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: the model's folder)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tune", help="search CoLaNET hyperparameters with Optuna (resumable)",
+                       description="Optuna search on a validation split carved from the training features, "
+                                   "continuous approximation per trial, best trial confirmed in the spiking "
+                                   "simulation; writes <out>/best.json for 'train --config'.")
+    _add_data_options(p)
+    p.add_argument("--trials", type=int, default=60, help="total trials in the study (default: 60)")
+    p.add_argument("--timeout", type=float, default=780, help="stop starting trials after this many seconds (default: 780)")
+    p.add_argument("--seed", type=int, default=0, help="sampler and split seed (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study.db and best.json folder (default: runs/tune)")
+    p.set_defaults(func=cmd_tune)
+
+    from .energy import add_energy_command
+    from .export import add_export_command
+
+    add_export_command(sub)
+    add_energy_command(sub)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on the embedded digits data set",
                        description="Lite0 features of scikit-learn's digits -> CoLaNET trained with local "

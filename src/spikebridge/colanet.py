@@ -204,12 +204,14 @@ class CoLaNET:
 
     # ------------------------------------------------------------------ plasticity
     @torch.no_grad()
-    def learn(self, rates: torch.Tensor, labels: torch.Tensor, activity: torch.Tensor | None = None) -> int:
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor, activity: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None) -> int:
         """Apply one mini-batch of plasticity.
 
         ``rates [K, B, N]`` (or ``[B, N]``, shared by all members) are the presynaptic traces,
         ``labels [K, B]`` (or ``[B]``) the dopamine target columns, ``activity [K, B, J]`` the
-        postsynaptic activity (defaults to the continuous approximation). Returns the number
+        postsynaptic activity (defaults to the continuous approximation), ``mask [K, B]``
+        which members learn which examples (online bagging). Returns the number
         of (member, example) pairs that triggered plasticity.
         """
         cfg = self.config
@@ -228,6 +230,8 @@ class CoLaNET:
         scale = cfg.margin * cfg.w_max * r.sum(-1)
         error = ~has_target | (has_wrong & (v_minus + scale >= v_plus))
         misclassified = ~has_target | (has_wrong & (v_minus > v_plus))
+        if mask is not None:
+            error, misclassified = error & mask, misclassified & mask
 
         # recruitment: free microcolumns of the target column, filled in batch order
         recruited = torch.zeros(K, B, dtype=torch.bool)
@@ -254,12 +258,13 @@ class CoLaNET:
         return int(error.sum())
 
     @torch.no_grad()
-    def partial_fit(self, features, labels, batch_size: int = 1) -> "CoLaNET":
+    def partial_fit(self, features, labels, batch_size: int = 1, bagging: float = 0.8) -> "CoLaNET":
         """Online, single-pass learning: each example of this call is learned once, as it comes.
 
         The rate normaliser is fitted on the first call's features unless it was set before
         (``fit_normaliser`` on a warm-up sample); ``theta`` is recalibrated on the call's
-        examples. All ensemble members see the stream in the same order.
+        examples. With an ensemble, each member learns each example with probability
+        ``bagging`` (online bagging), so the members differ although the stream is shared.
         """
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -268,8 +273,11 @@ class CoLaNET:
         if self.normaliser is None:
             self.fit_normaliser(features)
         rates = self.rates(features)
+        K = self.config.ensemble
         for b in range(0, len(rates), batch_size):
-            self.learn(rates[b : b + batch_size], labels[b : b + batch_size])
+            y = labels[b : b + batch_size]
+            mask = None if K == 1 else torch.rand(K, len(y), generator=self.generator) < bagging
+            self.learn(rates[b : b + batch_size], y, mask=mask)
         self.calibrate(rates[-4096:])
         return self
 

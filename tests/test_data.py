@@ -1,0 +1,244 @@
+"""Data sets: embedded digits, ImageFolder trees, the ImageNet-64 builder."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image_folder, require_shared, sample_photos
+from spikebridge.data import (
+    UnreadableImage,
+    digits,
+    image_folder,
+    imagenet64,
+    imagenet64_classes,
+    open_dataset,
+)
+from spikebridge.errors import SpikebridgeError
+
+
+# --------------------------------------------------------------------------- digits
+@pytest.fixture(scope="module")
+def digit_splits():
+    return digits()
+
+
+def test_digits_split_sizes_and_stratification(digit_splits):
+    train, val = digit_splits.train, digit_splits.val
+    assert (len(train), len(val)) == (1347, 450)
+    assert digit_splits.classes == [str(c) for c in range(10)]
+    rows_train = {int(k) for k, _ in train.samples}
+    rows_val = {int(k) for k, _ in val.samples}
+    assert not rows_train & rows_val and len(rows_train | rows_val) == 1797
+    # stratified: every class keeps its share (within one image) in both splits
+    total = Counter(train.labels.tolist()) + Counter(val.labels.tolist())
+    for c, n in total.items():
+        assert abs(Counter(val.labels.tolist())[c] - n * 0.25) <= 1
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    assert all(target[int(k)] == y for k, y in train.samples + val.samples)
+
+
+def test_digits_images_are_rgb_64(digit_splits):
+    img = digit_splits.train.open(0)
+    assert img.mode == "RGB" and img.size == (64, 64)
+    arr = np.asarray(img)
+    assert (arr[..., 0] == arr[..., 1]).all() and arr.max() > 200 and arr.min() < 30
+
+
+def test_digits_deterministic_manifest(digit_splits):
+    again = digits()
+    for a, b in ((digit_splits.train, again.train), (digit_splits.val, again.val)):
+        assert a.samples == b.samples
+        assert a.manifest() == b.manifest()
+    assert digit_splits.train.manifest()["sha256"] != digit_splits.val.manifest()["sha256"]
+    assert digits(size=32).train.manifest() != digit_splits.train.manifest()
+
+
+def test_open_dataset_digits_spec():
+    splits = open_dataset("digits")
+    assert len(splits.train) == 1347 and splits.train.name == "digits"
+
+
+# --------------------------------------------------------------------------- image folders
+def test_image_folder_basic(tmp_path):
+    root = make_image_folder(tmp_path / "pets", classes=("cat", "dog", "eel"), per_class=2)
+    (root / "train" / "cat" / "notes.txt").write_text("not an image")
+    splits = image_folder(root)
+    assert splits.classes == ["cat", "dog", "eel"]
+    assert splits.train.name == "pets" and splits.train.split == "train" and splits.val.split == "val"
+    assert len(splits.train) == len(splits.val) == 6
+    assert splits.train.samples[0] == ("train/cat/img000.png", 0)
+    assert splits.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    img = splits.val.open(5)
+    assert img.mode == "RGB" and img.size == (32, 32)
+    assert open_dataset(str(root)).train.samples == splits.train.samples
+
+
+def test_image_folder_max_per_class(tmp_path):
+    root = make_image_folder(tmp_path / "pets", per_class=3)
+    splits = image_folder(root, max_per_class=2)
+    assert Counter(splits.train.labels.tolist()) == {0: 2, 1: 2}
+    assert [k for k, _ in splits.train.samples][:2] == ["train/cat/img000.png", "train/cat/img001.png"]
+
+
+def test_image_folder_mismatched_classes_named(tmp_path):
+    root = make_image_folder(tmp_path / "ds", classes=("cat", "dog"), per_class=1)
+    make_image_folder(root, classes=("bird",), per_class=1, splits=("train",))
+    make_image_folder(root, classes=("fish",), per_class=1, splits=("val",))
+    with pytest.raises(SpikebridgeError) as info:
+        image_folder(root)
+    message = str(info.value)
+    assert "bird" in message and "fish" in message and "cat" not in message
+
+
+def test_image_folder_empty_class_folder_named(tmp_path):
+    root = make_image_folder(tmp_path / "ds", per_class=1)
+    empty = root / "val" / "dog"
+    for f in empty.iterdir():
+        f.unlink()
+    (empty / "readme.txt").write_text("no images here")
+    with pytest.raises(SpikebridgeError) as info:
+        image_folder(root)
+    assert str(empty) in str(info.value) and "empty" in str(info.value)
+
+
+def test_image_folder_missing_split_and_root(tmp_path):
+    root = make_image_folder(tmp_path / "ds", per_class=1, splits=("train",))
+    with pytest.raises(SpikebridgeError, match="no val/ folder"):
+        image_folder(root)
+    with pytest.raises(SpikebridgeError) as info:
+        open_dataset(str(tmp_path / "absent"))
+    assert str(tmp_path / "absent") in str(info.value)
+    (tmp_path / "bare" / "train").mkdir(parents=True)
+    (tmp_path / "bare" / "val").mkdir()
+    with pytest.raises(SpikebridgeError, match="no class folders"):
+        image_folder(tmp_path / "bare")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "LA", "I;16", "CMYK"])
+def test_non_rgb_modes_open_as_rgb(tmp_path, mode):
+    root = make_image_folder(tmp_path / "ds", per_class=1)
+    photo = Image.fromarray(sample_photos()[0]).resize((40, 30))
+    converted = photo.convert("I").convert("I;16") if mode == "I;16" else photo.convert(mode)
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    target = root / "train" / "cat" / f"odd{suffix}"
+    converted.save(target)
+    assert Image.open(target).mode == mode
+    ds = image_folder(root).train
+    row = [k for k, _ in ds.samples].index(f"train/cat/odd{suffix}")
+    img = ds.open(row)
+    assert img.mode == "RGB" and img.size == (40, 30)
+    assert np.asarray(img).std() > 0  # real content, not a blank frame
+
+
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(sample_photos()[1]).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content", ["truncated", "garbage", "empty"])
+def test_unreadable_image_names_the_file(tmp_path, content):
+    root = make_image_folder(tmp_path / "ds", per_class=1)
+    data = {"truncated": _jpeg_bytes()[:4000], "garbage": b"\x00\xffnot an image" * 64, "empty": b""}[content]
+    bad = root / "train" / "dog" / "broken.jpg"
+    bad.write_bytes(data)
+    ds = image_folder(root).train
+    row = [k for k, _ in ds.samples].index("train/dog/broken.jpg")
+    with pytest.raises(UnreadableImage) as info:
+        ds.open(row)
+    assert isinstance(info.value, SpikebridgeError)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    assert ds.open(0).mode == "RGB"  # the readable neighbours still open
+
+
+def test_manifest_tracks_file_changes(tmp_path):
+    import os
+
+    root = make_image_folder(tmp_path / "ds", per_class=2)
+    before = image_folder(root).train.manifest()
+    assert image_folder(root).train.manifest() == before
+    f = root / "train" / "dog" / "img001.png"
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    touched = image_folder(root).train.manifest()
+    assert touched["sha256"] != before["sha256"]
+    assert image_folder(root).val.manifest() == image_folder(root).val.manifest()
+
+
+# --------------------------------------------------------------------------- imagenet64
+def test_imagenet64_classes_packaged():
+    classes = imagenet64_classes()
+    assert len(classes) == 64 and len({w for w, _ in classes}) == 64
+    assert all(w.startswith("n") and len(w) == 9 and w[1:].isdigit() and name for w, name in classes)
+
+
+def test_imagenet64_classes_match_shared_tsv():
+    tsv = require_shared("imagenet64_classes.tsv")
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:] if line.strip()]
+    assert imagenet64_classes() == [(w, n) for w, n in rows]
+
+
+@pytest.fixture
+def fake_ilsvrc(tmp_path) -> Path:
+    """A fake ILSVRC-2012 tree: the 64 wnids (3 train / 2 val tiny JPEGs each) + 2 extra wnids."""
+    root = tmp_path / "ILSVRC2012"
+    buf = io.BytesIO()
+    Image.fromarray(sample_photos()[2]).resize((8, 8)).save(buf, format="JPEG")
+    jpeg = buf.getvalue()
+    wnids = [w for w, _ in imagenet64_classes()] + ["n00000001", "n00000002"]
+    for split, n in (("train", 3), ("val", 2)):
+        for w in wnids:
+            folder = root / split / w
+            folder.mkdir(parents=True)
+            for j in range(n):
+                (folder / f"{w}_{j}.JPEG").write_bytes(jpeg)
+    return root
+
+
+def test_imagenet64_builder(fake_ilsvrc):
+    wnids = [w for w, _ in imagenet64_classes()]
+    splits = imagenet64(fake_ilsvrc)
+    assert splits.classes == wnids and splits.train.name == "imagenet64"
+    assert len(splits.train) == 64 * 3 and len(splits.val) == 64 * 2
+    assert Counter(splits.val.labels.tolist()) == {c: 2 for c in range(64)}
+    assert all(k.split("/")[1] == wnids[y] for k, y in splits.train.samples + splits.val.samples)
+    assert splits.train.open(0).mode == "RGB"
+
+
+def test_imagenet64_cap_applies_to_train_only(fake_ilsvrc):
+    splits = open_dataset(f"imagenet64:{fake_ilsvrc}", max_per_class=2)
+    assert Counter(splits.train.labels.tolist()) == {c: 2 for c in range(64)}
+    first = splits.train.samples[0][0]
+    assert first.endswith("_0.JPEG") and splits.train.samples[1][0].endswith("_1.JPEG")
+    assert len(splits.val) == 64 * 2  # val keeps every image
+
+
+def test_imagenet64_missing_wnid_folder(fake_ilsvrc):
+    gone = imagenet64_classes()[10][0]
+    shutil.rmtree(fake_ilsvrc / "val" / gone)
+    with pytest.raises(SpikebridgeError) as info:
+        imagenet64(fake_ilsvrc)
+    message = str(info.value)
+    assert gone in message and "1 of the 64" in message
+
+
+def test_imagenet64_missing_root(tmp_path):
+    with pytest.raises(SpikebridgeError) as info:
+        open_dataset(f"imagenet64:{tmp_path / 'nope'}")
+    assert str(tmp_path / "nope") in str(info.value)
+
+
+def test_imagenette_layout_if_present():
+    root = require_shared("imagenette")
+    splits = image_folder(root, max_per_class=1)
+    assert len(splits.classes) == 10 and splits.classes[0] == "n01440764"
+    assert splits.train.open(0).mode == "RGB"

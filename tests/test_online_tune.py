@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from spikebridge.colanet import CoLaNET, CoLaNETConfig
+from spikebridge.train import make_learner, train
+
+
+def test_partial_fit_single_pass_close_to_multi_epoch(pixel_digits):
+    xt, xv, yt, yv = pixel_digits
+    stream = CoLaNET(64, 10, CoLaNETConfig())
+    for b in range(0, len(yt), 100):  # examples arrive in chunks, each seen once
+        stream.partial_fit(xt[b : b + 100], yt[b : b + 100])
+    multi, _ = train(make_learner("colanet", 64, 10), xt, yt, epochs=3, batch_size=1, progress=False)
+    acc_stream = (stream.predict_continuous(xv).numpy() == yv).mean()
+    acc_multi = (multi.predict_continuous(xv).numpy() == yv).mean()
+    assert acc_stream >= 0.8 and acc_stream >= acc_multi - 0.08, (acc_stream, acc_multi)
+
+
+def test_partial_fit_rejects_unknown_class(pixel_digits):
+    xt, _, yt, _ = pixel_digits
+    model = CoLaNET(64, 5, CoLaNETConfig())
+    with pytest.raises(ValueError, match="add_classes"):
+        model.partial_fit(xt, yt)
+
+
+def test_online_bagging_makes_ensemble_members_differ(pixel_digits):
+    xt, _, yt, _ = pixel_digits
+    model = CoLaNET(64, 10, CoLaNETConfig(ensemble=3)).partial_fit(xt, yt)
+    assert not torch.equal(model.weights[0], model.weights[1])
+
+
+def test_add_classes_keeps_old_columns_and_learns_new_ones(pixel_digits):
+    xt, xv, yt, yv = pixel_digits
+    old, new = yt < 8, yt >= 8
+    model = CoLaNET(64, 8, CoLaNETConfig())
+    model.fit_normaliser(xt)
+    for _ in range(3):
+        model.partial_fit(xt[old], yt[old])
+    before = (model.predict_continuous(xv[yv < 8]).numpy() == yv[yv < 8]).mean()
+    old_weights = model.weights.clone()
+    model.add_classes(2)
+    assert model.weights.shape[1] == 10 * model.config.microcolumns
+    assert torch.equal(model.weights[:, : old_weights.shape[1]], old_weights)
+    for _ in range(3):
+        model.partial_fit(xt[new], yt[new])
+    pred = model.predict_continuous(xv).numpy()
+    after = (pred[yv < 8] == yv[yv < 8]).mean()
+    assert (pred[yv >= 8] == yv[yv >= 8]).mean() >= 0.7
+    assert before - after <= 0.1, (before, after)
+
+
+def test_tune_writes_config_that_train_accepts(pixel_digits, tmp_path):
+    pytest.importorskip("optuna")
+    from spikebridge.tune import carve_validation, tune
+
+    xt, _, yt, _ = pixel_digits
+    fit, val = carve_validation(yt, 0.2)
+    assert not set(fit) & set(val) and len(val) == round(0.2 * len(yt))
+    result = tune(xt, yt, tmp_path / "t", trials=3, timeout=None, progress=False)
+    assert result["study"]["trials"] == 3
+    again = tune(xt, yt, tmp_path / "t", trials=4, timeout=None, progress=False)  # resumes: one more trial
+    assert again["study"]["trials"] == 4
+    best = json.loads((tmp_path / "t" / "best.json").read_text())
+    assert 0.5 <= best["validation"]["continuous_top1"] <= 1.0
+    cfg = CoLaNETConfig(**best["colanet"])
+    assert cfg.steps in (8, 16, 32)
+
+
+def test_train_cli_accepts_tuned_config_and_single_pass(digits_features, tmp_path):
+    cfg = {"colanet": {**CoLaNETConfig().__dict__, "microcolumns": 2, "steps": 8}, "train": {"epochs": 2, "train_batch": 4}}
+    (tmp_path / "best.json").write_text(json.dumps(cfg))
+    out = subprocess.run([sys.executable, "-m", "spikebridge", "train", "--dataset", "digits", "--config",
+                          str(tmp_path / "best.json"), "--single-pass", "--run-dir", str(tmp_path / "run"),
+                          "--no-progress", "--no-baseline"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["epochs"] == 1 and run["train_batch"] == 4 and run["metrics"]["steps"] == 8
+    assert run["config"]["config"]["microcolumns"] == 2
