@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "simulation; writes <out>/best.json for 'train --config'.")
     _add_data_options(p)
     p.add_argument("--trials", type=int, default=60, help="total trials in the study (default: 60)")
-    p.add_argument("--timeout", type=float, default=780, help="stop starting trials after this many seconds (default: 780)")
+    p.add_argument("--timeout", type=float, default=600, help="stop starting trials after this many seconds (default: 600)")
     p.add_argument("--seed", type=int, default=0, help="sampler and split seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study.db and best.json folder (default: runs/tune)")
     p.set_defaults(func=cmd_tune)

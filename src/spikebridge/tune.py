@@ -54,7 +54,7 @@ def _fit_score(cfg: CoLaNETConfig, schedule: dict, x, y, fit, val, seed: int):
     return learner, acc
 
 
-def tune(x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, trials: int = 60, timeout: float | None = 780,
+def tune(x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, trials: int = 60, timeout: float | None = 600,
          seed: int = 0, val_fraction: float = 0.2, progress: bool = True) -> dict:
     """Run (or resume) the study; returns and writes the best configuration."""
     try:
