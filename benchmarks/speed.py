@@ -12,7 +12,7 @@ input spike density is the one real features give (~10 %).
 
 1. **Inference**: one LIF layer, 1,280 inputs -> 640 neurons (CoLaNET with 10 classes x 64
    microcolumns, all recruited), batch 256, T = 32, on the uint8 spike tensor.
-   * spikebridge ``CoLaNET.simulate`` (current code), ``fastsim`` dense and event-driven;
+   * spikebridge ``CoLaNET.simulate``, ``fastsim`` dense and event-driven;
    * snnTorch ``Leaky`` and Norse ``LIFCell``/``LIF`` after ``nn.Linear`` with the same
      weights, both as tutorials write them (a Linear call per step) and in their fastest
      form (one Linear over all T steps, then the neuron loop).
@@ -22,7 +22,7 @@ input spike density is the one real features give (~10 %).
 2. **Event-driven crossover**: currents of Bernoulli spikes at several densities, GEMM vs
    gathering the weight rows of the active inputs (``fastsim.spike_currents``).
 3. **Training**: CoLaNET's local rule (continuous and spiking modes, the latter also with
-   ``fastsim``) vs BindsNET's ``PostPre`` STDP on a 1,280 -> 640 ``Connection`` into
+   event-driven currents) vs BindsNET's ``PostPre`` STDP on a 1,280 -> 640 ``Connection`` into
    ``LIFNodes``, same training batch, same spike trains (BindsNET gets them pre-encoded).
 
 Times are the minimum over interleaved repeats (the machine may be shared), speed-ups are
@@ -57,7 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.fastsim import EVENT_DENSITY_CROSSOVER, learn_fast, simulate_fast, spike_currents, spike_density
+from spikebridge.fastsim import EVENT_DENSITY_CROSSOVER, simulate_fast, spike_currents, spike_density
 from spikebridge.train import make_learner, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +190,7 @@ def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peer
     fns = {
         "bound: 1 GEMM (T*B rows)": bound_one_gemm,
         "bound: T GEMMs (B rows)": bound_t_gemms,
-        "spikebridge CoLaNET.simulate (current)": lambda: model.simulate(spikes),
+        "spikebridge CoLaNET.simulate": lambda: model.simulate(spikes),
         "spikebridge fastsim, dense GEMM": lambda: simulate_fast(model, spikes, "dense"),
         "spikebridge fastsim, event-driven": lambda: simulate_fast(model, spikes, "event"),
     }
@@ -319,16 +319,14 @@ def training_benchmark(train_fs, n_neurons: int, steps: int, batch: int, n_ours:
         if fast:
             model = learner.model
             model.simulate = lambda s, record_raster=False: simulate_fast(model, s, "auto", record_raster)
-            model.learn = lambda *a, **k: learn_fast(model, *a, **k)
         epochs = max(1, -(-n // len(x)))  # small training sets: several epochs
         n = min(n, len(x))
         _, hist = train(learner, x[:n], y[:n], epochs=epochs, batch_size=batch, progress=True)
         return {"samples": n * epochs, "seconds": hist["train_seconds"], "samples_per_s": n * epochs / hist["train_seconds"]}
 
-    jobs = [("spikebridge CoLaNET, continuous (current learn)", lambda: ours("continuous", n_ours)),
-            ("spikebridge CoLaNET, continuous + fastsim.learn_fast", lambda: ours("continuous", n_ours, fast=True)),
-            ("spikebridge CoLaNET, spiking (current simulate + learn)", lambda: ours("spiking", n_spiking)),
-            ("spikebridge CoLaNET, spiking + fastsim", lambda: ours("spiking", n_spiking, fast=True))]
+    jobs = [("spikebridge CoLaNET, continuous", lambda: ours("continuous", n_ours)),
+            ("spikebridge CoLaNET, spiking (dense currents)", lambda: ours("spiking", n_spiking)),
+            ("spikebridge CoLaNET, spiking (event-driven currents)", lambda: ours("spiking", n_spiking, fast=True))]
     for name, job in tqdm(jobs, desc="training (ours)", leave=False):
         rows[name] = job()
     name = f"BindsNET {version_of(bn)} PostPre STDP + LIFNodes"
@@ -425,7 +423,7 @@ def main(argv=None):
     tm = {k: v["min_s"] for k, v in inf["times"].items()}
     bound_key = min(("bound: 1 GEMM (T*B rows)", "bound: T GEMMs (B rows)"), key=tm.get)
     bound = tm[bound_key]
-    ours_keys = ["spikebridge CoLaNET.simulate (current)", "spikebridge fastsim, dense GEMM", "spikebridge fastsim, event-driven"]
+    ours_keys = ["spikebridge CoLaNET.simulate", "spikebridge fastsim, dense GEMM", "spikebridge fastsim, event-driven"]
     auto_key = ours_keys[2] if density < EVENT_DENSITY_CROSSOVER else ours_keys[1]
     best_ours = tm[auto_key]
     peer_keys = [k for k in tm if k.startswith(("snnTorch", "Norse"))]
@@ -477,15 +475,14 @@ def main(argv=None):
     ratios = {k: r["samples_per_s"] / bn_rate for k, r in trn.items() if bn_rate and "samples_per_s" in r and not k.startswith("BindsNET")}
     targets = {
         "inference >= 2x every snnTorch/Norse variant": (min(speedups.values()) >= TARGETS["inference_vs_peers"]) if speedups else None,
-        "training >= 20x BindsNET (continuous mode, fastsim.learn_fast)": (ratios.get("spikebridge CoLaNET, continuous + fastsim.learn_fast", 0) >= TARGETS["training_vs_bindsnet"]) if ratios else None,
-        "training >= 20x BindsNET (continuous mode, current learn)": (ratios.get("spikebridge CoLaNET, continuous (current learn)", 0) >= TARGETS["training_vs_bindsnet"]) if ratios else None,
+        "training >= 20x BindsNET (continuous mode)": (ratios.get("spikebridge CoLaNET, continuous", 0) >= TARGETS["training_vs_bindsnet"]) if ratios else None,
         "ours within 2x of the dense bound": best_ours / bound <= TARGETS["within_dense_bound"],
     }
     print("\n### Targets\n")
     for k, v in targets.items():
         print(f"- {k}: {'met' if v else ('n/a' if v is None else 'NOT met')}")
     print(f"- ours ({auto_key}) / dense bound ({bound_key}) = {best_ours / bound:.2f}; "
-          f"dense fastsim / bound = {tm[ours_keys[1]] / bound:.2f}; current simulate / bound = {tm[ours_keys[0]] / bound:.2f}")
+          f"dense fastsim / bound = {tm[ours_keys[1]] / bound:.2f}; CoLaNET.simulate / bound = {tm[ours_keys[0]] / bound:.2f}")
 
     result = {
         "config": {"n_inputs": N, "neurons": J, "batch": B, "steps": T, "coder": args.coder, "input_density": density,

@@ -92,3 +92,51 @@ def test_decision_prefers_spike_count_then_first_spike():
     v = torch.zeros(1, 2, 2)
     rec = SpikeRecord(counts, first, v, torch.zeros(2), 10)
     assert model.column_decision(rec).tolist() == [1, 1]
+
+
+def _reference_learn(model, r, y, mask=None):
+    """The rule of the module docstring written plainly (dense float32 delta over all rows)."""
+    cfg, (K, J, N) = model.config, model.weights.shape
+    r, y = r.unsqueeze(0).expand(K, -1, -1), y.unsqueeze(0).expand(K, -1)
+    a = model.drive(r)
+    in_target = model.column.view(1, 1, J) == y.unsqueeze(-1)
+    v_plus, j_plus = a.masked_fill(~in_target, -1e9).max(-1)
+    v_minus, j_minus = a.masked_fill(in_target, -1e9).max(-1)
+    has_target, has_wrong = v_plus > -5e8, v_minus > -5e8
+    error = ~has_target | (has_wrong & (v_minus + cfg.margin * cfg.w_max * r.sum(-1) >= v_plus))
+    misclassified = ~has_target | (has_wrong & (v_minus > v_plus))
+    if mask is not None:
+        error, misclassified = error & mask, misclassified & mask
+    recruited = torch.zeros_like(error)
+    for k, b in misclassified.nonzero().tolist():
+        c = int(y[k, b])
+        free = (~model.active[k, c * cfg.microcolumns : (c + 1) * cfg.microcolumns]).nonzero()
+        if len(free):
+            j = c * cfg.microcolumns + int(free[0])
+            model.active[k, j], recruited[k, b] = True, True
+            model.weights[k, j] = cfg.w_max * r[k, b]
+    delta = torch.zeros(K, J, N)
+    for k, b in (error & ~recruited & has_target).nonzero().tolist():
+        delta[k, j_plus[k, b]] += cfg.eta_plus * cfg.w_max * r[k, b]
+    for k, b in (error & has_wrong).nonzero().tolist():
+        delta[k, j_minus[k, b]] -= cfg.eta_minus * cfg.w_max * r[k, b]
+    model.weights = (model.weights + delta).clamp(0, cfg.w_max)
+    model._update_gamma()
+    return int(error.sum())
+
+
+@pytest.mark.parametrize("ensemble", [1, 3])
+def test_learn_matches_plain_reference_of_the_rule(pixel_digits, ensemble):
+    xtr, _, ytr, _ = pixel_digits
+    models = [CoLaNET(64, 10, CoLaNETConfig(microcolumns=5, ensemble=ensemble)) for _ in range(2)]
+    for m in models:
+        m.fit_normaliser(xtr)
+    r, y = models[0].rates(xtr), torch.as_tensor(ytr)
+    g = torch.Generator().manual_seed(0)
+    for b in range(0, 800, 16):
+        mask = torch.rand(ensemble, len(y[b : b + 16]), generator=g) < 0.8 if ensemble > 1 else None
+        assert models[0].learn(r[b : b + 16], y[b : b + 16], mask=mask) == _reference_learn(models[1], r[b : b + 16], y[b : b + 16], mask)
+    fast, ref = models
+    assert torch.equal(fast.active, ref.active)
+    assert torch.allclose(fast.weights, ref.weights, atol=1e-5) and torch.allclose(fast.gamma, ref.gamma, atol=1e-6)
+    assert fast.active.sum() > 10 and (fast.weights > 0).any()

@@ -55,28 +55,3 @@ def test_event_currents_equal_dense_and_event_lists():
     assert len(cols) == int(x.sum()) and offsets.shape == (30,)
     with pytest.raises(ValueError):
         spike_currents(x, w, "sparse")
-
-
-@pytest.mark.parametrize("ensemble", [1, 3])
-def test_learn_fast_bit_identical(pixel_digits, ensemble):
-    from spikebridge.fastsim import effective_weights, learn_fast
-
-    xtr, _, ytr, _ = pixel_digits
-    models = [CoLaNET(64, 10, CoLaNETConfig(microcolumns=5, ensemble=ensemble)) for _ in range(2)]
-    for m in models:
-        m.fit_normaliser(xtr)
-    r = models[0].rates(xtr)
-    y = torch.as_tensor(ytr)
-    g = torch.Generator().manual_seed(0)
-    for b in range(0, 800, 16):
-        mask = torch.rand(ensemble, len(y[b : b + 16]), generator=g) < 0.8 if ensemble > 1 else None
-        n_ref = models[0].learn(r[b : b + 16], y[b : b + 16], mask=mask)
-        n_fast = learn_fast(models[1], r[b : b + 16], y[b : b + 16], mask=mask)
-        assert n_ref == n_fast
-    a, b_ = models
-    assert torch.equal(a.weights, b_.weights) and torch.equal(a.active, b_.active) and torch.equal(a.gamma, b_.gamma)
-    assert torch.equal(a.effective_weights(), effective_weights(a))
-    # with spiking activity too
-    pre, post = a.spiking_activity(r[800:832])
-    assert a.learn(pre, y[800:832], post) == learn_fast(b_, pre, y[800:832], post)
-    assert torch.equal(a.weights, b_.weights)

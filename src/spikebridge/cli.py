@@ -21,6 +21,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cut", type=int, default=None, help="use pooled features of stage K instead of the final features")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder (default: $SPIKEBRIDGE_CACHE or ~/.cache/spikebridge)")
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder batch (default: 32)")
+    p.add_argument("--shard-size", type=int, default=1024,
+                   help="images per cache shard: the unit of resume and of work per torchrun rank (default: 1024)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(2, cores))")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:i]'")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
@@ -31,26 +33,36 @@ def load_split_features(args) -> tuple:
     """Open the data set, create the encoder, and extract (or load) train and val features."""
     from .data import open_dataset
     from .encoders import create_encoder
-    from .features import DEFAULT_CACHE, extract_features
+    from .distributed import local_device
+    from .features import DEFAULT_CACHE, extract_distributed
 
+    if args.batch_size < 1 or args.shard_size < 1:
+        raise SpikebridgeError(f"--batch-size and --shard-size must be >= 1 (got {args.batch_size}, {args.shard_size})")
     splits = open_dataset(args.dataset, args.max_per_class)
-    encoder = create_encoder(args.encoder, weights=args.weights, cut=args.cut, device=args.device)
+    encoder = create_encoder(args.encoder, weights=args.weights, cut=args.cut, device=local_device(args.device))
     cache = args.cache_dir or DEFAULT_CACHE
     out = []
     for ds in (splits.train, splits.val):
-        out.append(extract_features(ds, encoder, cache, batch_size=args.batch_size, workers=args.workers,
-                                    strict=args.strict, progress=not args.no_progress))
+        out.append(extract_distributed(ds, encoder, cache, batch_size=args.batch_size, shard_size=args.shard_size,
+                                       workers=args.workers,
+                                       strict=args.strict, progress=not args.no_progress))
     return splits, encoder, out[0], out[1]
 
 
 def cmd_extract(args) -> int:
+    from .distributed import rank_and_world
+
     t0 = time.perf_counter()
     _, encoder, train, val = load_split_features(args)
     dt = time.perf_counter() - t0
+    rank, world = rank_and_world()
+    if rank > 0:
+        return 0
     for name, fs in (("train", train), ("val", val)):
         print(f"{name}: {fs.features.shape[0]} x {fs.features.shape[1]} features -> {fs.path}"
               + (f" ({len(fs.skipped)} unreadable images skipped)" if fs.skipped else ""))
-    print(f"encoder {encoder.name} ({encoder.weight_source}), done in {dt:.1f} s")
+    print(f"encoder {encoder.name} ({encoder.weight_source}), done in {dt:.1f} s"
+          + (f" by {world} ranks" if world > 1 else ""))
     return 0
 
 
@@ -123,12 +135,17 @@ def cmd_train(args) -> int:
     learner, history = train(learner, train_fs.features, train_fs.labels, epochs=args.epochs,
                              batch_size=args.train_batch, run_dir=run_dir, resume=args.resume,
                              progress=not args.no_progress)
+    from .distributed import rank_and_world
+
+    rank, world = rank_and_world()
+    if rank > 0:  # every rank holds the same weights; rank 0 saves, evaluates and reports
+        return 0
     from .checkpoints import save_tensors
 
     meta = {**learner.metadata(), "classes": splits.classes, "encoder": encoder.identity()}
     save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, args.steps)
-    record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed,
+    record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed, "world_size": world,
               "epochs": args.epochs, "train_batch": args.train_batch, "single_pass": args.epochs == 1,
               "config": {k: v for k, v in meta.items() if k not in ("classes",)},
               "encoder": {**encoder.identity(), "weight_source": encoder.weight_source},
@@ -258,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    from . import distributed
+
     try:
+        if distributed.launched_by_torchrun() and args.command not in ("extract", "train"):
+            raise SpikebridgeError(f"'{args.command}' does not run under torchrun; only 'extract' and 'train' do")
+        distributed.init_from_environment()
         return args.func(args) or 0
     except SpikebridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -266,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: completed work is kept; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -54,12 +54,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .coding import RateNormaliser, encode
-from .neurons import run_population
+from .fastsim import run_population_fast, single_threaded
+
+if TYPE_CHECKING:
+    from .distributed import PlasticitySync
 
 NEG = -1e9
 
@@ -112,6 +116,7 @@ class CoLaNET:
         self.threshold = torch.ones(K)
         self.normaliser: RateNormaliser | None = None
         self.column = torch.arange(J) // self.config.microcolumns
+        self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to depression
         self.generator = torch.Generator().manual_seed(self.config.seed)
 
     # ------------------------------------------------------------------ rates and drive
@@ -125,8 +130,7 @@ class CoLaNET:
 
     def effective_weights(self) -> torch.Tensor:
         """``W - gamma`` with unrecruited neurons silenced: ``[K, J, N]``."""
-        w = self.weights - self.gamma.view(-1, 1, 1)
-        return torch.where(self.active.unsqueeze(-1), w, torch.full_like(w, 0.0))
+        return (self.weights - self.gamma.view(-1, 1, 1)).mul_(self.active.unsqueeze(-1))
 
     def drive(self, rates: torch.Tensor) -> torch.Tensor:
         """Expected net input per step ``[K, B, J]``; unrecruited neurons get ``NEG``."""
@@ -158,7 +162,7 @@ class CoLaNET:
         else:
             T, _, B, _ = x.shape
             currents = torch.einsum("tkbn,kjn->ktbj", x, self.effective_weights())
-        rec = run_population(currents, cfg.beta, self.threshold, cfg.lateral_inhibition, ~self.active, record_raster)
+        rec = run_population_fast(currents, cfg.beta, self.threshold, cfg.lateral_inhibition, ~self.active, record_raster)
         raster = rec.spikes[:, 0, 0] if record_raster else None
         v = rec.v_final.masked_fill(~self.active.view(K, 1, J), NEG)
         in_spikes = x.sum(dim=(0, -1)) if x.dim() == 3 else x.sum(dim=(0, -1)).mean(0)
@@ -205,57 +209,99 @@ class CoLaNET:
     # ------------------------------------------------------------------ plasticity
     @torch.no_grad()
     def learn(self, rates: torch.Tensor, labels: torch.Tensor, activity: torch.Tensor | None = None,
-              mask: torch.Tensor | None = None) -> int:
+              mask: torch.Tensor | None = None, sync: "PlasticitySync | None" = None) -> int:
         """Apply one mini-batch of plasticity.
 
         ``rates [K, B, N]`` (or ``[B, N]``, shared by all members) are the presynaptic traces,
         ``labels [K, B]`` (or ``[B]``) the dopamine target columns, ``activity [K, B, J]`` the
         postsynaptic activity (defaults to the continuous approximation), ``mask [K, B]``
-        which members learn which examples (online bagging). Returns the number
-        of (member, example) pairs that triggered plasticity.
+        which members learn which examples (online bagging). With ``sync`` (data-parallel
+        training, :mod:`spikebridge.distributed`) the arguments are this rank's slice of the
+        global batch and the updates of all ranks are summed before they are applied.
+        Returns the number of (member, example) pairs that triggered plasticity (all ranks).
+
+        Updates are summed in float64 over the rows they touch, then added to the float32
+        weights and clipped, so the result does not depend on how a batch is split or summed.
         """
         cfg = self.config
         K, J, N = self.weights.shape
         r = rates if rates.dim() == 3 else rates.unsqueeze(0).expand(K, -1, -1)
         y = labels if labels.dim() == 2 else labels.unsqueeze(0).expand(K, -1)
-        B = r.shape[1]
-        a = self.drive(r) if activity is None else activity.masked_fill(~self.active.unsqueeze(1), NEG)
-        in_target = self.column.view(1, 1, J) == y.unsqueeze(-1)  # [K, B, J]
-        a_plus = a.masked_fill(~in_target, NEG)
-        a_minus = a.masked_fill(in_target, NEG)
-        v_plus, j_plus = a_plus.max(-1)
-        v_minus, j_minus = a_minus.max(-1)
-        has_target = v_plus > NEG / 2
-        has_wrong = v_minus > NEG / 2
-        scale = cfg.margin * cfg.w_max * r.sum(-1)
-        error = ~has_target | (has_wrong & (v_minus + scale >= v_plus))
-        misclassified = ~has_target | (has_wrong & (v_minus > v_plus))
-        if mask is not None:
-            error, misclassified = error & mask, misclassified & mask
+        with single_threaded():  # ~1e5 element-wise values: threads cost more than they save
+            a = self.drive(r) if activity is None else activity.masked_fill(~self.active.unsqueeze(1), NEG)
+            in_target = self.column.view(1, 1, J) == y.unsqueeze(-1)  # [K, B, J]
+            v_plus, j_plus = a.masked_fill(~in_target, NEG).max(-1)
+            v_minus, j_minus = a.masked_fill(in_target, NEG).max(-1)
+            has_target = v_plus > NEG / 2
+            has_wrong = v_minus > NEG / 2
+            scale = cfg.margin * cfg.w_max * r.sum(-1)
+            error = ~has_target | (has_wrong & (v_minus + scale >= v_plus))
+            misclassified = ~has_target | (has_wrong & (v_minus > v_plus))
+            if mask is not None:
+                error, misclassified = error & mask, misclassified & mask
+            recruited = self._recruit(r, y, misclassified, sync)
+            potentiate = error & ~recruited & has_target
+            depress = error & has_wrong & ~self.frozen[self.column[j_minus]]
+            offsets = (torch.arange(K) * J).view(K, 1)
+            rows = torch.cat([(j_plus + offsets)[potentiate], (j_minus + offsets)[depress]])
+            values = torch.cat([cfg.eta_plus * cfg.w_max * r[potentiate], -cfg.eta_minus * cfg.w_max * r[depress]])
+            self._apply_rows(rows, values.double(), sync)
+            self._update_gamma()
+        n_events = torch.tensor([int(error.sum())])
+        return int(sync.all_reduce_sum(n_events)) if sync is not None else int(n_events)
 
-        # recruitment: free microcolumns of the target column, filled in batch order
+    def _recruit(self, r: torch.Tensor, y: torch.Tensor, misclassified: torch.Tensor, sync) -> torch.Tensor:
+        """Fill free microcolumns of the target columns of misclassified examples, in global
+        batch order: ``W[j_new] = w_max * r``. Returns which local (member, example) recruited."""
+        cfg = self.config
+        K, J, N = self.weights.shape
+        B = r.shape[1]
         recruited = torch.zeros(K, B, dtype=torch.bool)
-        flat_w = self.weights.view(K * J, N)
-        for k, b in misclassified.nonzero().tolist():
-            c = int(y[k, b])
+        wanted = torch.where(misclassified, y, -1)  # target column of each misclassified example
+        offset = 0
+        if sync is not None:
+            wanted, offset = sync.gather_batch(wanted)
+        plan = []
+        for k, b in (wanted >= 0).nonzero().tolist():
+            c = int(wanted[k, b])
             free = (~self.active[k, c * cfg.microcolumns : (c + 1) * cfg.microcolumns]).nonzero()
             if len(free):
                 j = c * cfg.microcolumns + int(free[0])
                 self.active[k, j] = True
-                flat_w[k * J + j] = cfg.w_max * r[k, b]
-                recruited[k, b] = True
+                plan.append((k, b, j))
+        if not plan:
+            return recruited
+        ks, bs, js = (torch.tensor(v) for v in zip(*plan))
+        mine = (bs >= offset) & (bs < offset + B)
+        prototypes = torch.zeros(len(plan), N)
+        prototypes[mine] = r[ks[mine], bs[mine] - offset]
+        if sync is not None:  # each row comes from exactly one rank; the others add zeros
+            sync.all_reduce_sum(prototypes)
+        self.weights.view(K * J, N)[ks * J + js] = cfg.w_max * prototypes
+        recruited[ks[mine], bs[mine] - offset] = True
+        return recruited
 
-        potentiate = error & ~recruited & has_target
-        depress = error & has_wrong
-        delta = torch.zeros(K * J, N)
-        offsets = (torch.arange(K) * J).view(K, 1)
-        rows_p = (j_plus + offsets)[potentiate]
-        rows_m = (j_minus + offsets)[depress]
-        delta.index_add_(0, rows_p, cfg.eta_plus * cfg.w_max * r[potentiate])
-        delta.index_add_(0, rows_m, -cfg.eta_minus * cfg.w_max * r[depress])
-        flat_w.add_(delta).clamp_(0.0, cfg.w_max)
-        self._update_gamma()
-        return int(error.sum())
+    def _apply_rows(self, rows: torch.Tensor, values: torch.Tensor, sync) -> None:
+        """``W[rows] += values`` (duplicates summed), then clip, touching only changed rows."""
+        K, J, N = self.weights.shape
+        if sync is not None:  # agree on the union of touched rows, then sum the updates over ranks
+            touched = torch.zeros(K * J, dtype=torch.int64)
+            touched[rows] = 1
+            rows_all = sync.all_reduce_sum(touched).nonzero().squeeze(1)
+            position = torch.empty(K * J, dtype=torch.int64)
+            position[rows_all] = torch.arange(len(rows_all))
+            delta = torch.zeros(len(rows_all), N, dtype=torch.float64).index_add_(0, position[rows], values)
+            sync.all_reduce_sum(delta)
+            rows = rows_all
+        else:
+            if len(rows) == 0:
+                return
+            rows, inverse = torch.unique(rows, return_inverse=True)
+            delta = torch.zeros(len(rows), N, dtype=torch.float64).index_add_(0, inverse, values)
+        if len(rows) == 0:
+            return
+        flat_w = self.weights.view(K * J, N)
+        flat_w[rows] = (flat_w[rows].double() + delta).clamp_(0.0, self.config.w_max).float()
 
     @torch.no_grad()
     def partial_fit(self, features, labels, batch_size: int = 1, bagging: float = 0.8) -> "CoLaNET":
@@ -282,14 +328,27 @@ class CoLaNET:
         return self
 
     @torch.no_grad()
-    def add_classes(self, count: int = 1) -> "CoLaNET":
-        """Class-incremental learning: append ``count`` empty columns; existing columns are kept."""
+    def add_classes(self, count: int = 1, freeze_existing: bool = True) -> "CoLaNET":
+        """Class-incremental learning: append ``count`` empty columns.
+
+        With ``freeze_existing`` (default) the existing columns are frozen: examples of the new
+        classes still compete with them (a new column is potentiated until it beats every old
+        one by the margin) but never depress them, so what they learned is kept. Without it,
+        the new classes' examples depress old prototypes that resemble them, as in joint
+        training, which erodes the old classes when their own examples no longer come (see
+        ``benchmarks/online.py``). :meth:`unfreeze` reopens all columns (e.g. before a
+        joint pass over old and new data)."""
         K, J, N = self.weights.shape
         extra = count * self.config.microcolumns
         self.weights = torch.cat([self.weights, torch.zeros(K, extra, N)], 1)
         self.active = torch.cat([self.active, torch.zeros(K, extra, dtype=torch.bool)], 1)
+        self.frozen = torch.cat([self.frozen | freeze_existing, torch.zeros(count, dtype=torch.bool)])
         self.n_classes += count
         self.column = torch.arange(J + extra) // self.config.microcolumns
+        return self
+
+    def unfreeze(self) -> "CoLaNET":
+        self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)
         return self
 
     def _update_gamma(self) -> None:
@@ -324,6 +383,7 @@ class CoLaNET:
             "gamma": self.gamma,
             "threshold": self.threshold,
             "scale": self.normaliser.scale if self.normaliser else torch.ones(self.n_inputs),
+            "frozen": self.frozen.to(torch.uint8),
             "rng_state": self.generator.get_state(),
         }
 
@@ -339,6 +399,8 @@ class CoLaNET:
         model.gamma = tensors["gamma"].clone()
         model.threshold = tensors["threshold"].clone()
         model.normaliser = RateNormaliser(tensors["scale"].clone(), meta.get("percentile", 99.0))
+        if "frozen" in tensors:
+            model.frozen = tensors["frozen"].bool().clone()
         if "rng_state" in tensors:
             model.generator.set_state(tensors["rng_state"])
         return model

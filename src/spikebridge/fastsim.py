@@ -22,11 +22,8 @@ Two independent pieces, both drop-in for what :meth:`CoLaNET.simulate` does toda
 :func:`simulate_fast` combines them for a :class:`~spikebridge.colanet.CoLaNET` and returns
 the same :class:`~spikebridge.colanet.SpikeRecord` as ``model.simulate``.
 
-For training, :func:`effective_weights` (``(W - gamma) * active``: the values of
-``CoLaNET.effective_weights`` at a quarter of the cost; ``torch.where`` with a broadcast
-mask is slow on the CPU) and :func:`learn_fast` (``CoLaNET.learn`` updating and clipping
-only the rows the rule touches instead of the whole weight matrix) give bit-identical
-weights about 1.8x faster. They are meant to be folded into ``colanet.py``.
+:meth:`CoLaNET.simulate` uses :func:`run_population_fast`; the event-driven currents stay
+opt-in (``simulate_fast(model, spikes, "auto")``) because they round differently.
 
 **Threads.** The element-wise work of one LIF step or one plasticity batch is small
 (~10^5 values); splitting it over OpenMP threads costs more than it saves, and on a shared
@@ -173,7 +170,7 @@ def simulate_fast(model, input_spikes: torch.Tensor, method: str = "auto", recor
 
     cfg = model.config
     K, J, N = model.weights.shape
-    weights = effective_weights(model)
+    weights = model.effective_weights()
     T = input_spikes.shape[0]
     if input_spikes.dim() == 3:
         currents, per_row = _currents_and_counts(input_spikes, weights, method)
@@ -186,75 +183,3 @@ def simulate_fast(model, input_spikes: torch.Tensor, method: str = "auto", recor
     raster = rec.spikes[:, 0, 0] if record_raster else None
     v = rec.v_final.masked_fill(~model.active.view(K, 1, J), NEG)
     return SpikeRecord(rec.counts, rec.first_spike, v, in_spikes, T, raster)
-
-
-# ------------------------------------------------------------------------------ training
-def effective_weights(model) -> torch.Tensor:
-    """``CoLaNET.effective_weights`` (``W - gamma``, unrecruited rows zero), same values."""
-    return (model.weights - model.gamma.view(-1, 1, 1)).mul_(model.active.unsqueeze(-1))
-
-
-@torch.no_grad()
-def learn_fast(model, rates: torch.Tensor, labels: torch.Tensor, activity: torch.Tensor | None = None,
-               mask: torch.Tensor | None = None) -> int:
-    """:meth:`CoLaNET.learn` with the same arguments, result and resulting weights
-    (bit-identical), touching only the weight rows the rule changes. Runs single-threaded."""
-    from .colanet import NEG
-
-    with single_threaded():
-        cfg = model.config
-        K, J, N = model.weights.shape
-        r = rates if rates.dim() == 3 else rates.unsqueeze(0).expand(K, -1, -1)
-        y = labels if labels.dim() == 2 else labels.unsqueeze(0).expand(K, -1)
-        B = r.shape[1]
-        if activity is None:
-            a = torch.bmm(r, effective_weights(model).transpose(1, 2))
-        else:
-            a = activity
-        a = a.masked_fill(~model.active.unsqueeze(1), NEG)
-        in_target = model.column.view(1, 1, J) == y.unsqueeze(-1)  # [K, B, J]
-        v_plus, j_plus = a.masked_fill(~in_target, NEG).max(-1)
-        v_minus, j_minus = a.masked_fill(in_target, NEG).max(-1)
-        has_target = v_plus > NEG / 2
-        has_wrong = v_minus > NEG / 2
-        scale = cfg.margin * cfg.w_max * r.sum(-1)
-        error = ~has_target | (has_wrong & (v_minus + scale >= v_plus))
-        misclassified = ~has_target | (has_wrong & (v_minus > v_plus))
-        if mask is not None:
-            error, misclassified = error & mask, misclassified & mask
-
-        recruited = torch.zeros(K, B, dtype=torch.bool)
-        flat_w = model.weights.view(K * J, N)
-        for k, b in misclassified.nonzero().tolist():
-            c = int(y[k, b])
-            free = (~model.active[k, c * cfg.microcolumns : (c + 1) * cfg.microcolumns]).nonzero()
-            if len(free):
-                j = c * cfg.microcolumns + int(free[0])
-                model.active[k, j] = True
-                flat_w[k * J + j] = cfg.w_max * r[k, b]
-                recruited[k, b] = True
-
-        potentiate = error & ~recruited & has_target
-        depress = error & has_wrong
-        offsets = (torch.arange(K) * J).view(K, 1)
-        rows_p = (j_plus + offsets)[potentiate]
-        rows_m = (j_minus + offsets)[depress]
-        update_rows_(flat_w, rows_p, cfg.eta_plus * cfg.w_max * r[potentiate],
-                     rows_m, -cfg.eta_minus * cfg.w_max * r[depress], cfg.w_max)
-        model._update_gamma()
-        return int(error.sum())
-
-
-def update_rows_(flat_w: torch.Tensor, rows_p: torch.Tensor, values_p: torch.Tensor, rows_m: torch.Tensor,
-                 values_m: torch.Tensor, w_max: float) -> None:
-    """``W += delta; clip(W, 0, w_max)`` where ``delta`` sums ``values_p`` into ``rows_p`` then
-    ``values_m`` into ``rows_m``, computed on the touched rows only (same additions, same order,
-    so the same bits as a full ``[rows, N]`` delta; untouched rows are already in range)."""
-    touched = torch.cat([rows_p, rows_m])
-    if len(touched) == 0:
-        return
-    rows, inverse = torch.unique(touched, return_inverse=True)
-    delta = torch.zeros(len(rows), flat_w.shape[1], dtype=flat_w.dtype)
-    delta.index_add_(0, inverse[: len(rows_p)], values_p)
-    delta.index_add_(0, inverse[len(rows_p) :], values_m)
-    flat_w[rows] = (flat_w[rows] + delta).clamp_(0.0, w_max)

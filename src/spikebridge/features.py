@@ -3,7 +3,7 @@
 Layout of one cache entry (``<cache_dir>/<key[:20]>/``)::
 
     shard-00000.safetensors   features [m, D] float32, index [m] int64 (data set rows kept)
-    shard-00000.json          {"sha256": <of the .safetensors file>, "rows": m, "skipped": [...]}
+    shard-00000.json          {"sha256": <of the .safetensors file>, "rows": m, "skipped": [...], "rank": r}
     ...
     manifest.json             written last: key, encoder identity, data set manifest, shards
 
@@ -200,7 +200,7 @@ def extract_features(
                 feats.append(encoder(images).numpy())
                 kept += good_rows
             bar.update(len(good_rows) + len(bad))
-        _write_shard(entry, i, feats, kept, skipped, encoder.feature_dim)
+        _write_shard(entry, i, feats, kept, skipped, encoder.feature_dim, rank)
     bar.close()
     if not all(shard_is_complete(entry, i) for i in range(n_shards)):
         return None
@@ -222,7 +222,7 @@ def extract_features(
     return None
 
 
-def _write_shard(entry: Path, i: int, feats: list, kept: list, skipped: list, dim: int) -> None:
+def _write_shard(entry: Path, i: int, feats: list, kept: list, skipped: list, dim: int, rank: int = 0) -> None:
     arrays = {
         "features": np.concatenate(feats) if feats else np.zeros((0, dim), np.float32),
         "index": np.asarray(kept, dtype=np.int64),
@@ -231,7 +231,8 @@ def _write_shard(entry: Path, i: int, feats: list, kept: list, skipped: list, di
     tmp = shard.with_name(f".{shard.name}.{os.getpid()}.tmp")
     save_file(arrays, str(tmp))
     os.replace(tmp, shard)
-    write_json_atomic(entry / f"shard-{i:05d}.json", {"sha256": file_sha256(shard), "rows": len(kept), "skipped": skipped})
+    write_json_atomic(entry / f"shard-{i:05d}.json", {"sha256": file_sha256(shard), "rows": len(kept), "skipped": skipped,
+                                                        "rank": rank})
 
 
 def load_features(entry: str | Path) -> FeatureSet:
@@ -254,3 +255,25 @@ def load_features(entry: str | Path) -> FeatureSet:
     return FeatureSet(
         np.concatenate(feats), labels, index_all, manifest["dataset"]["classes"], manifest["key"], entry, skipped, manifest
     )
+
+
+def extract_distributed(dataset: ImageDataset, encoder: Encoder, cache_dir: str | Path = DEFAULT_CACHE,
+                        **kw) -> FeatureSet:
+    """:func:`extract_features` run by every rank of a ``torch.distributed`` group (torchrun).
+
+    Each rank computes its own shards (``i % world_size == rank``) into the shared cache
+    entry; once every rank is done, rank 0 writes the manifest (computing any shard still
+    missing itself) and every rank loads the complete entry. Without a process group this is
+    plain :func:`extract_features`. A rerun after a crash recomputes only missing shards.
+    """
+    from .distributed import barrier, rank_and_world
+
+    rank, world = rank_and_world()
+    if world == 1:
+        return extract_features(dataset, encoder, cache_dir, **kw)
+    progress = kw.pop("progress", True) and rank == 0
+    extract_features(dataset, encoder, cache_dir, rank=rank, world_size=world, progress=progress, **kw)
+    barrier()
+    merged = extract_features(dataset, encoder, cache_dir, progress=progress, **kw) if rank == 0 else None
+    barrier()
+    return merged if merged is not None else load_features(Path(cache_dir) / cache_key(encoder, dataset)[:20])

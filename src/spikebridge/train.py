@@ -50,12 +50,12 @@ class CoLaNETLearner:
     def rates(self, features) -> torch.Tensor:
         return self.model.rates(features)
 
-    def learn(self, rates: torch.Tensor, labels: torch.Tensor) -> int:
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor, sync=None) -> int:
         if self.learn_mode == "spiking" and self.model.active.any():
             seed = int(torch.randint(1 << 30, (1,), generator=self.model.generator))
             pre, post = self.model.spiking_activity(rates, seed=seed)
-            return self.model.learn(pre, labels, post)
-        return self.model.learn(rates, labels)
+            return self.model.learn(pre, labels, post, sync=sync)
+        return self.model.learn(rates, labels, sync=sync)
 
     def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
         self.model.calibrate(rates[:4096])
@@ -114,9 +114,21 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = 3,
           stop_after_epoch: int | None = None, on_epoch=None) -> tuple:
     """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
 
-    Returns ``(learner, history)`` (the learner is a new object after a resume), history ``{"epochs": [...], "train_seconds": s}``. ``stop_after_epoch``
-    simulates an interruption (for tests); ``on_epoch(epoch, learner)`` may add metrics.
+    Returns ``(learner, history)`` (the learner is a new object after a resume), history
+    ``{"epochs": [...], "train_seconds": s}``. ``stop_after_epoch`` simulates an
+    interruption (for tests); ``on_epoch(epoch, learner)`` may add metrics.
+
+    Inside a ``torch.distributed`` process group of several ranks (``torchrun``), training is
+    data-parallel: each rank learns from its slice of every mini-batch and the plasticity
+    updates are all-reduced before they are applied (:mod:`spikebridge.distributed`), which
+    gives the weights of a single process with the same ``batch_size`` and seed. Only rank 0
+    writes checkpoints; every rank resumes from the same checkpoint file.
     """
+    from .distributed import PlasticitySync
+
+    sync = PlasticitySync.from_environment()
+    if sync is not None and not isinstance(learner, CoLaNETLearner):
+        raise SpikebridgeError(f"distributed training supports the colanet rule only, not {learner.name!r}")
     ckpt = Path(run_dir) / "checkpoint.safetensors" if run_dir else None
     history: dict = {"epochs": [], "train_seconds": 0.0}
     start = 0
@@ -133,10 +145,15 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = 3,
         t0 = time.perf_counter()
         order = torch.stack([torch.randperm(n, generator=learner.generator) for _ in range(K)])
         updates = 0
-        with tqdm(total=n, desc=f"{learner.name} epoch {epoch + 1}/{epochs}", unit="ex", disable=not progress, leave=False) as bar:
+        show = progress and (sync is None or sync.rank == 0)
+        with tqdm(total=n, desc=f"{learner.name} epoch {epoch + 1}/{epochs}", unit="ex", disable=not show, leave=False) as bar:
             for b in range(0, n, batch_size):
                 idx = order[:, b : b + batch_size]
-                updates += learner.learn(rates[idx], y[idx])
+                if sync is None:
+                    updates += learner.learn(rates[idx], y[idx])
+                else:
+                    mine = sync.slice(idx)
+                    updates += learner.learn(rates[mine], y[mine], sync=sync)
                 bar.update(idx.shape[1])
         learner.end_epoch(rates, y)
         record = {"epoch": epoch + 1, "plasticity_events": updates, "seconds": time.perf_counter() - t0}
@@ -144,7 +161,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = 3,
             record.update(on_epoch(epoch, learner) or {})
         history["epochs"].append(record)
         history["train_seconds"] += record["seconds"]
-        if ckpt is not None:
+        if ckpt is not None and (sync is None or sync.rank == 0):
             save_tensors(ckpt, learner.tensors(), {**learner.metadata(), "epoch": epoch, "history": history})
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
