@@ -7,7 +7,8 @@ Rows: multi-epoch vs single-pass (each training example seen once, ``CoLaNET.par
 single instance vs ensembles (K members trained side by side in one batched computation);
 then the class-incremental check: train on 8 classes, add 2 columns (``add_classes``) and
 learn them from their own examples only, and report the accuracy on the first 8 classes
-before and after. Writes benchmarks/results/online.json.
+before and after, for unprotected old columns, frozen ones, and frozen ones with prototype
+replay (the default; see ``CoLaNET.replay_prototypes``). Writes benchmarks/results/online.json.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--config", type=Path, default=None, help="CoLaNET config JSON (from spikebridge tune)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--incremental-only", action="store_true",
+                    help="run only the class-incremental check; keep the other rows of --out")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "online.json")
     args = ap.parse_args(argv)
     seeds = 1 if args.quick else args.seeds
@@ -67,6 +70,8 @@ def main(argv=None):
     epochs, batch = schedule.get("epochs", 3), schedule.get("train_batch", 16)
     rows = {}
     jobs = [(mode, K, s) for mode in ("multi-epoch", "single-pass") for K in (1, 5, 15) for s in range(seeds)]
+    if args.incremental_only:
+        jobs, rows = [], json.loads(args.out.read_text())["rows"] if args.out.is_file() else {}
     for mode, K, seed in tqdm(jobs, desc="ensembles x modes x seeds"):
         cfg = CoLaNETConfig(**{**base, "ensemble": K, "seed": seed})
         t0 = time.perf_counter()
@@ -85,36 +90,38 @@ def main(argv=None):
         row["continuous"].append(acc(model.predict_continuous(xv), yv))
         row["train_seconds"].append(secs)
 
-    # class-incremental: 8 classes, then add 2
-    inc = []
-    for seed in range(seeds):
-        cfg = CoLaNETConfig(**{**base, "seed": seed})
-        old, new = y < 8, y >= 8
-        model = CoLaNET(x.shape[1], 8, cfg)
-        model.fit_normaliser(x[old])
-        for _ in range(epochs):
-            order = np.flatnonzero(old)[torch.randperm(int(old.sum()), generator=model.generator).numpy()]
-            model.partial_fit(x[order], y[order], batch_size=batch)
-        first8 = yv < 8
-        before = acc(model.predict_spiking(xv[first8]), yv[first8])
-        all10_joint = None
-        model.add_classes(2)
-        for _ in range(epochs):
-            order = np.flatnonzero(new)[torch.randperm(int(new.sum()), generator=model.generator).numpy()]
-            model.partial_fit(x[order], y[order], batch_size=batch)
-        pred = model.predict_spiking(xv).numpy()
-        inc.append({"first8_before": before, "first8_after": acc(pred[first8], yv[first8]),
-                    "new2_after": acc(pred[~first8], yv[~first8]), "all10_after": acc(pred, yv), "joint": all10_joint})
+    # class-incremental: 8 classes, then add 2 (unprotected / frozen old columns / frozen + replay)
+    variants = {"unprotected": (False, 0), "frozen": (True, 0), "frozen + replay": (True, base.get("replay", 2))}
+    inc = {name: [] for name in variants}
+    first8 = yv < 8
+    old, new = y < 8, y >= 8
+    for seed in tqdm(range(seeds), desc="class-incremental"):
+        for name, (freeze, replay) in variants.items():
+            cfg = CoLaNETConfig(**{**base, "seed": seed, "replay": replay})
+            model = CoLaNET(x.shape[1], 8, cfg)
+            model.fit_normaliser(x[old])
+            for _ in range(epochs):
+                order = np.flatnonzero(old)[torch.randperm(int(old.sum()), generator=model.generator).numpy()]
+                model.partial_fit(x[order], y[order], batch_size=batch)
+            before = acc(model.predict_spiking(xv[first8]), yv[first8])
+            model.add_classes(2, freeze_existing=freeze)
+            for _ in range(epochs):
+                order = np.flatnonzero(new)[torch.randperm(int(new.sum()), generator=model.generator).numpy()]
+                model.partial_fit(x[order], y[order], batch_size=batch)
+            pred = model.predict_spiking(xv).numpy()
+            inc[name].append({"first8_before": before, "first8_after": acc(pred[first8], yv[first8]),
+                              "new2_after": acc(pred[~first8], yv[~first8]), "all10_after": acc(pred, yv)})
     results = {"rows": rows, "incremental": inc, "epochs": epochs, "train_batch": batch, "seeds": seeds}
     print("\n| CoLaNET | top-1 spiking (T=32) | top-1 continuous | train s |\n| --- | --- | --- | --- |")
     for name, r in rows.items():
         print(f"| {name} | {100 * np.mean(r['spiking']):.2f} ± {100 * np.std(r['spiking']):.2f} | "
               f"{100 * np.mean(r['continuous']):.2f} | {np.mean(r['train_seconds']):.1f} |")
-    m = {k: np.mean([d[k] for d in inc]) for k in ("first8_before", "first8_after", "new2_after", "all10_after")}
-    print(f"\nclass-incremental (8 classes, then +2 learned from their own examples only):\n"
-          f"first 8 classes before {100 * m['first8_before']:.2f} %, after {100 * m['first8_after']:.2f} % "
-          f"(drop {100 * (m['first8_before'] - m['first8_after']):.2f} points); new 2 classes {100 * m['new2_after']:.2f} %; "
-          f"all 10 {100 * m['all10_after']:.2f} %")
+    print("\nclass-incremental (8 classes, then +2 learned from their own examples only; spiking top-1):\n")
+    print("| old columns | first 8 before | first 8 after | drop (points) | new 2 | all 10 |\n| --- | --- | --- | --- | --- | --- |")
+    for name, runs in inc.items():
+        m = {k: 100 * np.mean([d[k] for d in runs]) for k in ("first8_before", "first8_after", "new2_after", "all10_after")}
+        print(f"| {name} | {m['first8_before']:.2f} | {m['first8_after']:.2f} | {m['first8_before'] - m['first8_after']:.2f} | "
+              f"{m['new2_after']:.2f} | {m['all10_after']:.2f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

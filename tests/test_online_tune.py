@@ -34,24 +34,43 @@ def test_online_bagging_makes_ensemble_members_differ(pixel_digits):
     assert not torch.equal(model.weights[0], model.weights[1])
 
 
-# forgetting of old classes is measured (not bounded) in benchmarks/online.py
-def test_add_classes_keeps_old_columns_and_learns_new_ones(pixel_digits):
+def _incremental(pixel_digits, freeze: bool, replay: int):
+    """Train 8 digit classes, add 2 and learn them from their own examples only."""
     xt, xv, yt, yv = pixel_digits
     old, new = yt < 8, yt >= 8
-    model = CoLaNET(64, 8, CoLaNETConfig())
+    model = CoLaNET(64, 8, CoLaNETConfig(replay=replay))
     model.fit_normaliser(xt)
     for _ in range(3):
-        model.partial_fit(xt[old], yt[old])
+        model.partial_fit(xt[old], yt[old], batch_size=4)
     before = (model.predict_continuous(xv[yv < 8]).numpy() == yv[yv < 8]).mean()
     old_weights = model.weights.clone()
-    model.add_classes(2)
+    model.add_classes(2, freeze_existing=freeze)
     assert model.weights.shape[1] == 10 * model.config.microcolumns
     assert torch.equal(model.weights[:, : old_weights.shape[1]], old_weights)
     for _ in range(3):
-        model.partial_fit(xt[new], yt[new])
+        model.partial_fit(xt[new], yt[new], batch_size=4)
     pred = model.predict_continuous(xv).numpy()
-    assert before >= 0.8
-    assert (pred[yv >= 8] == yv[yv >= 8]).mean() >= 0.7  # new columns learned from their own examples only
+    after = (pred[yv < 8] == yv[yv < 8]).mean()
+    return model, old_weights, before, after, (pred[yv >= 8] == yv[yv >= 8]).mean()
+
+
+def test_add_classes_freezes_old_columns_and_replay_limits_forgetting(pixel_digits):
+    model, old_weights, before, after, new_acc = _incremental(pixel_digits, freeze=True, replay=2)
+    assert torch.equal(model.weights[:, : old_weights.shape[1]], old_weights)  # old columns untouched
+    assert before >= 0.8 and new_acc >= 0.7  # new columns learned from their own examples only
+    _, _, _, after_unprotected, _ = _incremental(pixel_digits, freeze=False, replay=0)
+    # raw pixels forget much more than encoder features do (Imagenette: benchmarks/online.py);
+    # measured here: 0.96 before, 0.37 after without protection, 0.68 with freezing + replay
+    assert after >= after_unprotected + 0.2, (after, after_unprotected)
+
+
+def test_frozen_columns_survive_save_load_and_unfreeze(tmp_path, pixel_digits):
+    model, *_ = _incremental(pixel_digits, freeze=True, replay=2)
+    model.save(tmp_path / "m.safetensors")
+    loaded = CoLaNET.load(tmp_path / "m.safetensors")
+    assert loaded.frozen.tolist() == [True] * 8 + [False] * 2
+    assert not loaded.unfreeze().frozen.any()
+    assert loaded.replay_prototypes(4, 10.0) is None  # nothing frozen, nothing replayed
 
 
 def test_tune_writes_config_that_train_accepts(pixel_digits, tmp_path):

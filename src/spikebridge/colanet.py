@@ -84,6 +84,8 @@ class CoLaNETConfig:
     percentile: float = 99.0  # rate normalisation percentile
     ensemble: int = 1  # K independently seeded members
     seed: int = 0
+    replay: int = 2  # class-incremental: replayed prototypes of frozen columns per new example
+    replay_keep: float = 0.2  # fraction of a replayed prototype's synapses kept (the rest dropped)
 
     @property
     def beta(self) -> float:
@@ -240,7 +242,7 @@ class CoLaNET:
             if mask is not None:
                 error, misclassified = error & mask, misclassified & mask
             recruited = self._recruit(r, y, misclassified, sync)
-            potentiate = error & ~recruited & has_target
+            potentiate = error & ~recruited & has_target & ~self.frozen[self.column[j_plus]]
             depress = error & has_wrong & ~self.frozen[self.column[j_minus]]
             offsets = (torch.arange(K) * J).view(K, 1)
             rows = torch.cat([(j_plus + offsets)[potentiate], (j_minus + offsets)[depress]])
@@ -257,7 +259,7 @@ class CoLaNET:
         K, J, N = self.weights.shape
         B = r.shape[1]
         recruited = torch.zeros(K, B, dtype=torch.bool)
-        wanted = torch.where(misclassified, y, -1)  # target column of each misclassified example
+        wanted = torch.where(misclassified & ~self.frozen[y], y, -1)  # target column of misclassified examples
         offset = 0
         if sync is not None:
             wanted, offset = sync.gather_batch(wanted)
@@ -321,11 +323,42 @@ class CoLaNET:
         rates = self.rates(features)
         K = self.config.ensemble
         for b in range(0, len(rates), batch_size):
-            y = labels[b : b + batch_size]
+            r, y = rates[b : b + batch_size], labels[b : b + batch_size]
             mask = None if K == 1 else torch.rand(K, len(y), generator=self.generator) < bagging
-            self.learn(rates[b : b + batch_size], y, mask=mask)
+            replay = self.replay_prototypes(self.config.replay * len(y), float(r.sum(-1).mean()))
+            if replay is not None:  # interleave replayed prototypes of frozen columns
+                r = torch.cat([r.unsqueeze(0).expand(K, -1, -1), replay[0]], 1)
+                y = torch.cat([y.unsqueeze(0).expand(K, -1), replay[1]], 1)
+                if mask is not None:
+                    mask = torch.cat([mask, torch.ones_like(replay[1], dtype=torch.bool)], 1)
+            self.learn(r, y, mask=mask)
         self.calibrate(rates[-4096:])
         return self
+
+    @torch.no_grad()
+    def replay_prototypes(self, n: int, mass: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``n`` replayed patterns per member from the prototypes of frozen columns, or ``None``.
+
+        Class-incremental learning sees only the new classes' examples; nothing would stop a
+        new column from also claiming old classes' inputs. Replay gives the old columns a
+        voice without storing any old example: a recruited microcolumn's weights ``W_j`` are
+        a prototype of its class, so ``W_j / w_max`` rescaled to the input mass ``mass`` (the
+        summed rate of the current examples), with each synapse kept with probability
+        ``replay_keep`` (and scaled by ``1 / replay_keep``; clipped to ``[0, 1]``) so that
+        replays cover the spread around the prototype, is presented with its column as the
+        label. Frozen columns do not learn from it; a new column that comes within the margin
+        of an old one on its replay is depressed. Returns ``(rates [K, n, N], labels [K, n])``.
+        """
+        cfg = self.config
+        pool = (self.active & self.frozen[self.column]).float()  # [K, J]
+        if n <= 0 or cfg.replay_keep <= 0 or not bool((pool.sum(1) > 0).all()):
+            return None
+        K, J, N = self.weights.shape
+        pick = torch.multinomial(pool, n, replacement=True, generator=self.generator)  # [K, n]
+        protos = torch.gather(self.weights, 1, pick.unsqueeze(-1).expand(K, n, N)) / cfg.w_max
+        protos = protos * (mass / protos.sum(-1, keepdim=True).clamp_min(1e-12))
+        kept = torch.rand(protos.shape, generator=self.generator) < cfg.replay_keep
+        return (protos * kept / cfg.replay_keep).clamp_(0.0, 1.0), self.column[pick]
 
     @torch.no_grad()
     def add_classes(self, count: int = 1, freeze_existing: bool = True) -> "CoLaNET":
