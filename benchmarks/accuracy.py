@@ -23,7 +23,7 @@ from spikebridge.data import open_dataset
 from spikebridge.encoders import create_encoder
 from spikebridge.features import DEFAULT_CACHE, extract_features
 from spikebridge.report import logistic_baseline, nearest_class_mean, topk_accuracy
-from spikebridge.train import make_learner, train
+from spikebridge.train import DEFAULT_EPOCHS, make_learner, train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"
@@ -70,7 +70,7 @@ def main(argv=None):
     ap.add_argument("--max-per-class", type=int, default=None)
     ap.add_argument("--encoder", action="append", default=None)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     ap.add_argument("--train-batch", type=int, default=16)
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.train import make_learner, train
+from spikebridge.train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH, make_learner, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys_path_bench = ROOT / "benchmarks"
@@ -67,7 +67,7 @@ def main(argv=None):
     x, y, xv, yv = tr.features, tr.labels, va.features, va.labels
     base = json.loads(args.config.read_text())["colanet"] if args.config else {}
     schedule = json.loads(args.config.read_text()).get("train", {}) if args.config else {}
-    epochs, batch = schedule.get("epochs", 3), schedule.get("train_batch", 16)
+    epochs, batch = schedule.get("epochs", DEFAULT_EPOCHS), schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
     rows = {}
     jobs = [(mode, K, s) for mode in ("multi-epoch", "single-pass") for K in (1, 5, 15) for s in range(seeds)]
     if args.incremental_only:

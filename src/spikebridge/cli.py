@@ -69,14 +69,14 @@ def cmd_extract(args) -> int:
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", default="colanet", choices=["colanet", "rstdp", "sstdp", "diehl-cook"],
                    help="local learning rule (default: colanet)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training features (default: 3, or the --config file's)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training features (default: 4, or the --config file's)")
     p.add_argument("--single-pass", action="store_true",
                    help="online learning: every training example is seen once, in a stream (same as --epochs 1)")
     p.add_argument("--steps", type=int, default=None, help="time steps T per example (default: 32, or the --config file's)")
     p.add_argument("--train-batch", type=int, default=None,
                    help="examples per plasticity update (default: 16, or the --config file's; 1 = exact online rule)")
     p.add_argument("--seed", type=int, default=0, help="seed of shuffling, coders and initial weights (default: 0)")
-    p.add_argument("--microcolumns", type=int, default=None, help="CoLaNET prototypes per class (default: 4)")
+    p.add_argument("--microcolumns", type=int, default=None, help="CoLaNET prototypes per class (default: 7)")
     p.add_argument("--ensemble", type=int, default=None, help="CoLaNET: K independently seeded members (default: 1)")
     p.add_argument("--learn-mode", default="continuous", choices=["continuous", "spiking"],
                    help="CoLaNET: plasticity from the continuous approximation (fast) or the spiking simulation")
@@ -100,13 +100,15 @@ def _colanet_config(args):
             schedule = values.get("train", {})
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
-        if args.steps is None:
-            args.steps = cfg.steps
+    from .rules import RuleConfig
+    from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH
+
     if args.single_pass:
         args.epochs = 1
-    args.epochs = args.epochs if args.epochs is not None else schedule.get("epochs", 3)
-    args.train_batch = args.train_batch if args.train_batch is not None else schedule.get("train_batch", 16)
-    args.steps = args.steps if args.steps is not None else 32
+    args.epochs = args.epochs if args.epochs is not None else schedule.get("epochs", DEFAULT_EPOCHS)
+    args.train_batch = args.train_batch if args.train_batch is not None else schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
+    if args.steps is None:
+        args.steps = cfg.steps if getattr(args, "rule", "colanet") == "colanet" else RuleConfig.steps
     if args.microcolumns is not None:
         cfg.microcolumns = args.microcolumns
     if args.ensemble is not None:
@@ -186,7 +188,7 @@ def cmd_evaluate(args) -> int:
     splits, encoder, train_fs, val_fs = load_split_features(args)
     if meta.get("classes") and meta["classes"] != splits.classes:
         raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset}")
-    steps = args.steps or meta.get("config", {}).get("steps", 32)
+    steps = args.steps or meta.get("config", {}).get("steps", 32)  # models without a config: the old default
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, steps)
     record = {"command": "evaluate", "rule": meta.get("rule"), "dataset": args.dataset, "model": str(args.model),
               "metrics": metrics, "skipped_images": val_fs.skipped}
@@ -202,10 +204,10 @@ def cmd_tune(args) -> int:
 
     _, _, train_fs, _ = load_split_features(args)
     result = tune(train_fs.features, train_fs.labels, args.out, trials=args.trials, timeout=args.timeout,
-                  seed=args.seed, progress=not args.no_progress)
+                  seed=args.seed, folds=args.folds, progress=not args.no_progress)
     v = result["validation"]
     _print_table([("trials", str(result["study"]["trials"])),
-                  ("default config (continuous, held-out train split)", f"{100 * v['default_continuous_top1']:.2f} %"),
+                  (f"default config (continuous, {result['validation']['folds']}-fold CV of train)", f"{100 * v['default_continuous_top1']:.2f} %"),
                   ("best config (continuous)", f"{100 * v['continuous_top1']:.2f} %"),
                   ("best config (spiking, T=%d)" % result["colanet"]["steps"], f"{100 * v['spiking_top1']:.2f} %")])
     print(f"configuration: {Path(args.out) / 'best.json'} (use: spikebridge train --config {Path(args.out) / 'best.json'})")
@@ -252,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=60, help="total trials in the study (default: 60)")
     p.add_argument("--timeout", type=float, default=600, help="stop starting trials after this many seconds (default: 600)")
     p.add_argument("--seed", type=int, default=0, help="sampler and split seed (default: 0)")
+    p.add_argument("--folds", type=int, default=3, help="cross-validation folds of the training features per trial (default: 3)")
     p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study.db and best.json folder (default: runs/tune)")
     p.set_defaults(func=cmd_tune)
 

@@ -23,6 +23,8 @@ from .errors import SpikebridgeError
 from .rules import RULES, RuleConfig
 
 RULE_NAMES = ["colanet", *RULES]
+DEFAULT_EPOCHS = 4  # found by spikebridge tune with the CoLaNET defaults
+DEFAULT_TRAIN_BATCH = 16
 
 
 class CoLaNETLearner:
@@ -83,15 +85,19 @@ class CoLaNETLearner:
         return obj
 
 
-def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int = 0, steps: int = 32,
+def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int = 0, steps: int | None = None,
                  colanet: CoLaNETConfig | None = None, learn_mode: str = "continuous", **rule_kw):
+    """A learner for ``rule``; ``steps=None`` keeps the rule's default time steps
+    (``colanet.steps`` for CoLaNET, 32 for the other rules)."""
     if rule == "colanet":
         cfg = colanet or CoLaNETConfig()
-        cfg.seed, cfg.steps = seed, steps
+        cfg.seed = seed
+        if steps is not None:
+            cfg.steps = steps
         return CoLaNETLearner(n_inputs, n_classes, cfg, learn_mode)
     if rule not in RULES:
         raise SpikebridgeError(f"unknown rule {rule!r}; choose one of {RULE_NAMES}")
-    return RULES[rule](n_inputs, n_classes, RuleConfig(seed=seed, steps=steps, **rule_kw))
+    return RULES[rule](n_inputs, n_classes, RuleConfig(seed=seed, steps=steps or RuleConfig.steps, **rule_kw))
 
 
 def load_learner(path: str | Path):
@@ -109,7 +115,8 @@ def spiking_tensors(learner) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = 3, batch_size: int = 16,
+def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = DEFAULT_EPOCHS,
+          batch_size: int = DEFAULT_TRAIN_BATCH,
           run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
           stop_after_epoch: int | None = None, on_epoch=None) -> tuple:
     """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
