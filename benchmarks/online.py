@@ -58,6 +58,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--config", type=Path, default=None, help="CoLaNET config JSON (from spikebridge tune)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--members", type=int, nargs="+", default=[1, 5, 15], help="ensemble sizes K (default: 1 5 15)")
     ap.add_argument("--incremental-only", action="store_true",
                     help="run only the class-incremental check; keep the other rows of --out")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "online.json")
@@ -69,7 +70,7 @@ def main(argv=None):
     schedule = json.loads(args.config.read_text()).get("train", {}) if args.config else {}
     epochs, batch = schedule.get("epochs", DEFAULT_EPOCHS), schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
     rows = {}
-    jobs = [(mode, K, s) for mode in ("multi-epoch", "single-pass") for K in (1, 5, 15) for s in range(seeds)]
+    jobs = [(mode, K, s) for mode in ("multi-epoch", "single-pass") for K in args.members for s in range(seeds)]
     if args.incremental_only:
         jobs, rows = [], json.loads(args.out.read_text())["rows"] if args.out.is_file() else {}
     for mode, K, seed in tqdm(jobs, desc="ensembles x modes x seeds"):
