@@ -131,7 +131,7 @@ class CoLaNET:
         self.threshold = torch.ones(K)
         self.normaliser: RateNormaliser | None = None
         self.column = torch.arange(J) // self.config.microcolumns
-        self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to depression
+        self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to plasticity (add_classes)
         self.generator = torch.Generator().manual_seed(self.config.seed)
 
     # ------------------------------------------------------------------ rates and drive
@@ -309,8 +309,6 @@ class CoLaNET:
             sync.all_reduce_sum(delta)
             rows = rows_all
         else:
-            if len(rows) == 0:
-                return
             rows, inverse = torch.unique(rows, return_inverse=True)
             delta = torch.zeros(len(rows), N, dtype=torch.float64).index_add_(0, inverse, values)
         if len(rows) == 0:

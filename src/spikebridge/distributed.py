@@ -85,8 +85,7 @@ class PlasticitySync:
 
     @classmethod
     def from_environment(cls) -> "PlasticitySync | None":
-        rank, world = rank_and_world()
-        return cls() if world > 1 else None
+        return cls() if rank_and_world()[1] > 1 else None
 
     def slice(self, batch: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """This rank's contiguous part of a global mini-batch (ranks in order = batch order)."""
