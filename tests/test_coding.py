@@ -7,7 +7,7 @@ from spikebridge.coding import RateNormaliser, bernoulli_spikes, encode, regular
 
 def test_normaliser_maps_percentile_to_one_and_clips():
     x = np.random.default_rng(0).gamma(2.0, 1.0, size=(5000, 7)).astype(np.float32)
-    norm = RateNormaliser.fit(x, 99.0)
+    norm = RateNormaliser.fit(x, "percentile", percentile=99.0)
     r = norm(x)
     assert r.min() >= 0 and r.max() <= 1
     assert torch.allclose((r >= 1).float().mean(0), torch.full((7,), 0.01), atol=0.005)

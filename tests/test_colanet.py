@@ -25,8 +25,9 @@ def test_spiking_and_continuous_agree_on_demo_data(digits_features):
 
 def test_weights_bounded_and_microcolumns_recruited_within_limit(pixel_digits):
     xt, _, yt, _ = pixel_digits
-    model = _trained(xt, yt, epochs=2, microcolumns=3, w_max=0.8).model
-    assert model.weights.min() >= 0 and model.weights.max() <= 0.8
+    model = _trained(xt, yt, epochs=2, microcolumns=3, w_max=0.8, w_min=-0.5).model
+    assert model.weights.min() >= -0.5 and model.weights.max() <= 0.8
+    assert model.weights.min() < 0  # signed weights are used
     per_class = model.active.view(10, 3).sum(1)
     assert per_class.min() >= 1 and per_class.max() <= 3
     assert torch.all(model.weights[0][~model.active[0]] == 0)
@@ -120,7 +121,7 @@ def _reference_learn(model, r, y, mask=None):
         delta[k, j_plus[k, b]] += cfg.eta_plus * cfg.w_max * r[k, b]
     for k, b in (error & has_wrong).nonzero().tolist():
         delta[k, j_minus[k, b]] -= cfg.eta_minus * cfg.w_max * r[k, b]
-    model.weights = (model.weights + delta).clamp(0, cfg.w_max)
+    model.weights = (model.weights + delta).clamp(cfg.w_min, cfg.w_max)
     model._update_gamma()
     return int(error.sum())
 

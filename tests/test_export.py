@@ -87,7 +87,7 @@ def test_export_writes_graph_and_sidecar(digits_model, tmp_path):
     graph, side = nir.read(s["path"]), json.loads((tmp_path / "m.nir.json").read_text())
     J = int(model.active.sum())
     assert set(graph.nodes) == {"input", "synapses", "winner_take_all", "output"}
-    assert graph.nodes["synapses"].weight.shape == (J, model.n_inputs)
+    assert graph.nodes["synapses"].weight.shape == (J, model.n_channels)
     pop = graph.nodes["winner_take_all"]
     lif, lateral = pop.nodes["lif"], pop.nodes["lateral"].weight
     assert ("lif", "lateral") in pop.edges and ("lateral", "lif") in pop.edges
@@ -206,7 +206,7 @@ def test_int8_accuracy_and_size(digits_model, tmp_path):
     assert int_acc >= float_acc - 0.01, (float_acc, int_acc)
     s = q.save(tmp_path / "m.int8.safetensors")
     J = int(model.active.sum())
-    assert s["network_bytes"] < J * model.n_inputs * 1.1 and s["file_bytes"] < 2 * J * model.n_inputs
+    assert s["network_bytes"] < J * model.n_channels * 1.1 and s["file_bytes"] < 2 * J * model.n_channels
     back = ex.Int8CoLaNET.load(tmp_path / "m.int8.safetensors")
     assert torch.equal(back.predict(val.features[:50]), q.predict(val.features[:50]))
     assert json.loads((tmp_path / "m.int8.safetensors.json").read_text())["bit_widths"]["weight"] == 8

@@ -16,9 +16,9 @@ def test_no_autograd_in_spiking_part(rule, pixel_digits, monkeypatch):
     grad_modes = []
     original = type(learner).learn
 
-    def spy(self, rates, labels):
+    def spy(self, rates, labels, **kw):
         grad_modes.append(torch.is_grad_enabled())
-        return original(self, rates, labels)
+        return original(self, rates, labels, **kw)
 
     monkeypatch.setattr(type(learner), "learn", spy)
     learner, _ = train(learner, xt[:200], yt[:200], epochs=1, batch_size=16, progress=False)

@@ -1,21 +1,52 @@
-"""spikebridge: pretrained image encoders -> rate-coded spikes -> CoLaNET trained with local plasticity."""
+"""spikebridge: pretrained image encoders -> rate-coded spikes -> CoLaNET trained with local plasticity.
+
+Names are imported on first use (PEP 562), so ``spikebridge --help`` and argument errors do
+not pay for importing torch and timm.
+"""
+
+import sys
+import types
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .coding import RateNormaliser, bernoulli_spikes, encode, regular_spikes
-from .colanet import CoLaNET, CoLaNETConfig
-from .data import DataSplits, ImageDataset, digits, image_folder, imagenet64, open_dataset
-from .encoders import Encoder, create_encoder, load_pretrained
-from .errors import SpikebridgeError
-from .features import FeatureSet, extract_features, load_features
-from .neurons import LIF, LIFParameters, lif_run, lif_step, run_population
-from .rules import RSTDP, DiehlCook, RuleConfig, SupervisedSTDP
-from .train import load_learner, make_learner, train
+_WHERE = {
+    "coding": ["RateNormaliser", "bernoulli_spikes", "encode", "regular_spikes"],
+    "colanet": ["CoLaNET", "CoLaNETConfig"],
+    "data": ["DataSplits", "ImageDataset", "digits", "image_folder", "imagenet64", "open_dataset"],
+    "encoders": ["Encoder", "create_encoder", "load_pretrained"],
+    "errors": ["SpikebridgeError"],
+    "features": ["FeatureSet", "extract_features", "load_features"],
+    "neurons": ["LIF", "LIFParameters", "lif_run", "lif_step", "run_population"],
+    "rules": ["RSTDP", "DiehlCook", "RuleConfig", "SupervisedSTDP"],
+    "train": ["load_learner", "make_learner", "train"],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = [
-    "CoLaNET", "CoLaNETConfig", "DataSplits", "DiehlCook", "Encoder", "FeatureSet", "ImageDataset", "LIF",
-    "LIFParameters", "RSTDP", "RateNormaliser", "RuleConfig", "SpikebridgeError", "SupervisedSTDP",
-    "bernoulli_spikes", "create_encoder", "digits", "encode", "extract_features", "image_folder", "imagenet64",
-    "lif_run", "lif_step", "load_features", "load_learner", "load_pretrained", "make_learner", "open_dataset",
-    "regular_spikes", "run_population", "train",
-]
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spikebridge' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])
+
+
+class _Package(types.ModuleType):
+    """Keeps ``spikebridge.train`` the function when the submodule of that name is loaded
+    (the import system binds a loaded submodule on its package), as the eager imports did."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and name in _MODULE_OF:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -22,10 +22,24 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict)
     os.replace(tmp, path)
 
 
+def is_safetensors(path: str | Path) -> bool:
+    """Whether ``path`` starts like a safetensors file: an 8-byte little-endian header length
+    that fits in the file, then a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+        size = os.fstat(f.fileno()).st_size
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
+
+
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if not path.is_file():
         raise SpikebridgeError(f"model file not found: {path}")
+    if not is_safetensors(path):
+        raise SpikebridgeError(f"{path} is not a spikebridge model (expected a .safetensors file written by spikebridge)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("meta", "{}"))

@@ -11,42 +11,68 @@ from pathlib import Path
 from .errors import SpikebridgeError
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
+def _add_data_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
     p.add_argument("--dataset", default="digits",
                    help="'digits' (embedded, offline), a folder with train/<class>/ and val/<class>/, "
                         "or 'imagenet64:<ILSVRC-2012 root>' (default: digits)")
-    p.add_argument("--max-per-class", type=int, default=None, help="cap training images per class (e.g. 600)")
-    p.add_argument("--encoder", default="efficientnet_lite0", help="timm model name (default: efficientnet_lite0, offline weights)")
-    p.add_argument("--weights", default=None, help="local checkpoint (.safetensors or .pth) overriding other weight sources")
-    p.add_argument("--cut", type=int, default=None, help="use pooled features of stage K instead of the final features")
+    if evaluate:
+        p.add_argument("--encoder", default=None, help="timm model name (default: the one the model was trained on)")
+        p.add_argument("--weights", default=None, help="local encoder checkpoint (.safetensors or .pth) the model was trained with")
+        p.add_argument("--cut", type=int, default=None, help="encoder stage cut (default: the model's)")
+    else:
+        p.add_argument("--max-per-class", type=int, default=None, help="cap training images per class (e.g. 600)")
+        p.add_argument("--encoder", default="efficientnet_lite0", help="timm model name (default: efficientnet_lite0, offline weights)")
+        p.add_argument("--weights", default=None, help="local checkpoint (.safetensors or .pth) overriding other weight sources")
+        p.add_argument("--cut", type=int, default=None, help="use pooled features of stage K instead of the final features")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache folder (default: $SPIKEBRIDGE_CACHE or ~/.cache/spikebridge)")
     p.add_argument("--batch-size", type=int, default=32, help="images per encoder batch (default: 32)")
     p.add_argument("--shard-size", type=int, default=1024,
-                   help="images per cache shard: the unit of resume and of work per torchrun rank (default: 1024)")
+                   help="images per cache shard: the unit of resume and of work per torchrun rank (default: 1024; "
+                        "an entry begun with another size keeps its own)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(2, cores))")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:i]'")
-    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of skipping it")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable image instead of skipping it (also refuses cached features "
+                        "that skipped images)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _at_least(option: str, value, minimum: int, why: str = "") -> None:
+    if value is not None and value < minimum:
+        raise SpikebridgeError(f"{option} must be >= {minimum} (got {value}){why}")
+
+
+def _check_data_options(args) -> None:
+    """Every data/extraction option, before anything is opened or computed."""
+    _at_least("--batch-size", args.batch_size, 1)
+    _at_least("--shard-size", args.shard_size, 1)
+    _at_least("--workers", args.workers, 0)
+    _at_least("--max-per-class", getattr(args, "max_per_class", None), 1)
+
+
+def _open_inputs(args) -> tuple:
+    """The data set splits and the encoder (cheap next to extraction: checks can follow)."""
+    from .data import open_dataset
+
+    splits = open_dataset(args.dataset, getattr(args, "max_per_class", None))
+    return splits, _create_encoder(args, args.encoder, args.cut)
+
+
+def _extract(args, datasets, encoder) -> list:
+    from .features import DEFAULT_CACHE, extract_distributed
+
+    cache = args.cache_dir or DEFAULT_CACHE
+    return [extract_distributed(ds, encoder, cache, batch_size=args.batch_size, shard_size=args.shard_size,
+                                workers=args.workers, strict=args.strict, progress=not args.no_progress)
+            for ds in datasets]
 
 
 def load_split_features(args) -> tuple:
     """Open the data set, create the encoder, and extract (or load) train and val features."""
-    from .data import open_dataset
-    from .encoders import create_encoder
-    from .distributed import local_device
-    from .features import DEFAULT_CACHE, extract_distributed
-
-    if args.batch_size < 1 or args.shard_size < 1:
-        raise SpikebridgeError(f"--batch-size and --shard-size must be >= 1 (got {args.batch_size}, {args.shard_size})")
-    splits = open_dataset(args.dataset, args.max_per_class)
-    encoder = create_encoder(args.encoder, weights=args.weights, cut=args.cut, device=local_device(args.device))
-    cache = args.cache_dir or DEFAULT_CACHE
-    out = []
-    for ds in (splits.train, splits.val):
-        out.append(extract_distributed(ds, encoder, cache, batch_size=args.batch_size, shard_size=args.shard_size,
-                                       workers=args.workers,
-                                       strict=args.strict, progress=not args.no_progress))
-    return splits, encoder, out[0], out[1]
+    _check_data_options(args)
+    splits, encoder = _open_inputs(args)
+    train, val = _extract(args, (splits.train, splits.val), encoder)
+    return splits, encoder, train, val
 
 
 def cmd_extract(args) -> int:
@@ -59,8 +85,9 @@ def cmd_extract(args) -> int:
     if rank > 0:
         return 0
     for name, fs in (("train", train), ("val", val)):
-        print(f"{name}: {fs.features.shape[0]} x {fs.features.shape[1]} features -> {fs.path}"
-              + (f" ({len(fs.skipped)} unreadable images skipped)" if fs.skipped else ""))
+        print(f"{name}: {fs.features.shape[0]} x {fs.features.shape[1]} features -> {fs.path} "
+              f"({len(fs.computed)} of {fs.info['n_shards']} shards computed by this process"
+              + (f"; {len(fs.skipped)} unreadable images skipped)" if fs.skipped else ")"))
     print(f"encoder {encoder.name} ({encoder.weight_source}), done in {dt:.1f} s"
           + (f" by {world} ranks" if world > 1 else ""))
     return 0
@@ -87,11 +114,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _colanet_config(args):
-    """CoLaNET configuration from --config (if any) and flags; also fills epochs / train batch."""
+    """CoLaNET configuration from --config (if any) and flags; also fills epochs / train batch.
+    Checks every training option (one line naming it and its value) before any work."""
     import json
 
     from .colanet import CoLaNETConfig
 
+    _check_train_flags(args)
     cfg, schedule = CoLaNETConfig(), {}
     if args.config is not None:
         try:
@@ -100,6 +129,10 @@ def _colanet_config(args):
             schedule = values.get("train", {})
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
+        for name in ("microcolumns", "ensemble", "steps"):
+            _at_least(f"{name} in {args.config}", getattr(cfg, name), 1)
+        for name in ("epochs", "train_batch"):
+            _at_least(f"train.{name} in {args.config}", schedule.get(name), 1)
     from .rules import RuleConfig
     from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH
 
@@ -116,24 +149,81 @@ def _colanet_config(args):
     return cfg
 
 
+def _check_train_flags(args) -> None:
+    _at_least("--microcolumns", args.microcolumns, 1)
+    _at_least("--ensemble", args.ensemble, 1)
+    _at_least("--epochs", args.epochs, 1, ": a model trained for 0 epochs is untrained")
+    _at_least("--steps", args.steps, 1)
+    _at_least("--train-batch", args.train_batch, 1)
+
+
+def _check_options(args) -> None:
+    """Checks of option values alone (no imports of torch), run before any command starts."""
+    if hasattr(args, "batch_size"):
+        _check_data_options(args)
+    if hasattr(args, "microcolumns"):
+        _check_train_flags(args)
+    if args.command == "evaluate":
+        _at_least("--steps", args.steps, 1)
+        _evaluate_out(args)
+    if args.command == "tune":
+        _at_least("--trials", args.trials, 1)
+        _at_least("--folds", args.folds, 2)
+
+
 def _dataset_label(spec: str) -> str:
     return spec.split(":", 1)[0] if spec.startswith("imagenet64:") else Path(spec).name or spec
+
+
+def _plain(obj):
+    """JSON round trip: tuples become lists, as in a checkpoint's metadata."""
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def _check_resume(learner, run_dir: Path) -> None:
+    """Refuse --resume from a checkpoint of another rule or other settings (before extraction)."""
+    from .checkpoints import load_tensors
+
+    ckpt = run_dir / "checkpoint.safetensors"
+    if not ckpt.is_file():
+        warnings.warn(f"--resume: no checkpoint in {run_dir}; training from the start", stacklevel=2)
+        return
+    _, have = load_tensors(ckpt)
+    want = _plain(learner.metadata())
+    if have.get("rule") != want.get("rule"):
+        raise SpikebridgeError(f"--resume: {ckpt} is a {have.get('rule')!r} checkpoint, not {want.get('rule')!r}; "
+                               f"pass --rule {have.get('rule')} or another --run-dir")
+    diffs = []
+    for key, value in want.items():
+        if isinstance(value, dict):
+            diffs += [f"{k} {have.get(key, {}).get(k)!r} (now {v!r})" for k, v in value.items()
+                      if have.get(key, {}).get(k) != v]
+        elif have.get(key) != value:
+            diffs.append(f"{key} {have.get(key)!r} (now {value!r})")
+    if diffs:
+        raise SpikebridgeError(f"--resume: {ckpt} was trained with other settings: {', '.join(diffs)}; "
+                               "resume with the checkpoint's settings or use another --run-dir")
 
 
 def cmd_train(args) -> int:
     import torch
 
+    from .errors import require_finite
     from .report import evaluate, logistic_baseline, summary_rows, write_run
     from .train import make_learner, train
 
+    colanet_config = _colanet_config(args)  # every option is checked before any long work
+    _check_data_options(args)
     torch.manual_seed(args.seed)
-    colanet_config = _colanet_config(args)  # fail on a bad --config before any long work
-    if args.steps < 1 or args.epochs < 0 or args.train_batch < 1:
-        raise SpikebridgeError("--steps and --train-batch must be >= 1 and --epochs >= 0")
-    splits, encoder, train_fs, val_fs = load_split_features(args)
+    splits, encoder = _open_inputs(args)
     run_dir = args.run_dir or Path("runs") / f"{_dataset_label(args.dataset)}-{args.rule}"
-    learner = make_learner(args.rule, train_fs.features.shape[1], len(splits.classes), seed=args.seed,
+    learner = make_learner(args.rule, encoder.feature_dim, len(splits.classes), seed=args.seed,
                            steps=args.steps, colanet=colanet_config, learn_mode=args.learn_mode)
+    if args.resume:
+        _check_resume(learner, run_dir)
+    train_fs, val_fs = _extract(args, (splits.train, splits.val), encoder)
     learner, history = train(learner, train_fs.features, train_fs.labels, epochs=args.epochs,
                              batch_size=args.train_batch, run_dir=run_dir, resume=args.resume,
                              progress=not args.no_progress)
@@ -146,6 +236,7 @@ def cmd_train(args) -> int:
 
     meta = {**learner.metadata(), "classes": splits.classes, "encoder": encoder.identity()}
     save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)
+    require_finite(val_fs.features, "val")
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, args.steps)
     record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed, "world_size": world,
               "epochs": args.epochs, "train_batch": args.train_batch, "single_pass": args.epochs == 1,
@@ -155,21 +246,25 @@ def cmd_train(args) -> int:
               "history": history["epochs"], "skipped_images": train_fs.skipped + val_fs.skipped, "metrics": metrics}
     if not args.no_baseline:
         record["baseline"] = logistic_baseline(train_fs.features, train_fs.labels, val_fs.features, val_fs.labels)
-    write_run(run_dir, record, _raster(learner, val_fs, args.steps))
+    write_run(run_dir, record, _raster(learner, val_fs, args.steps, splits.classes, splits.val))
     _print_table(summary_rows(record))
     print(f"run directory: {run_dir} (run.json, report.md, figures, model.safetensors)")
     return 0
 
 
-def _raster(learner, val_fs, steps):
-    """Input and plastic-neuron spikes of the first validation example (CoLaNET only)."""
+def _raster(learner, val_fs, steps, classes=None, val_ds=None):
+    """Spikes of the first validation example (CoLaNET only): all its input spikes, the
+    plastic neurons' spikes (ensemble member 0), and its true and predicted class."""
     model = getattr(learner, "model", None)
     if model is None or len(val_fs) == 0:
         return None
     spikes = model.spikes_for(val_fs.features[:1], steps)
     rec = model.simulate(spikes, record_raster=True)
-    inputs = spikes[:, 0, :256].numpy()
-    return inputs, rec.raster.numpy(), int(val_fs.labels[0])
+    row = int(val_fs.index[0]) if getattr(val_fs, "index", None) is not None else 0
+    return {"inputs": spikes[:, 0, :].numpy(), "outputs": rec.raster.numpy(), "label": int(val_fs.labels[0]),
+            "prediction": int(model.column_scores(rec).argmax(1)[0]), "classes": list(classes or []),
+            "source": val_ds.samples[row][0] if val_ds is not None else f"val row {row}",
+            "microcolumns": model.config.microcolumns, "active": model.active[0].numpy()}
 
 
 def _print_table(rows) -> None:
@@ -180,23 +275,85 @@ def _print_table(rows) -> None:
     print("-" * (width + 20))
 
 
+def _evaluate_out(args) -> Path | None:
+    """--out, refused when it already holds something (unless --overwrite); None: a new folder."""
+    out = args.out
+    if out is not None and out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise SpikebridgeError(f"--out {out} already exists and is not empty (a run directory is never overwritten); "
+                               "choose another folder or pass --overwrite")
+    return out
+
+
+def _new_eval_dir(model: Path) -> Path:
+    """``runs/<model's folder>-eval-<n>``, the first n not taken (created, so two runs never share it)."""
+    base = Path("runs") / f"{Path(model).resolve().parent.name}-eval"
+    n = 1
+    while True:
+        candidate = Path(f"{base}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def _encoder_of_model(args, meta: dict) -> tuple[str, int | None]:
+    """Encoder name and cut from the model's metadata; flags that contradict it are refused."""
+    trained_on = meta.get("encoder") or {}
+    name = args.encoder or trained_on.get("encoder") or "efficientnet_lite0"
+    cut = args.cut if args.cut is not None else trained_on.get("cut")
+    if trained_on and (name != trained_on.get("encoder") or cut != trained_on.get("cut")):
+        def where(n, c):
+            return f"{n} ({'full network' if c is None else f'cut {c}'})"
+
+        raise SpikebridgeError(f"{args.model} was trained on features of {where(trained_on.get('encoder'), trained_on.get('cut'))}, "
+                               f"not {where(name, cut)}; leave out --encoder/--cut to use the model's")
+    return name, cut
+
+
 def cmd_evaluate(args) -> int:
+    from .data import open_dataset
+    from .errors import require_finite
     from .report import evaluate, summary_rows, write_run
     from .train import load_learner
 
+    _check_data_options(args)
+    _at_least("--steps", args.steps, 1)
+    out = _evaluate_out(args)
     learner, meta = load_learner(args.model)
-    splits, encoder, train_fs, val_fs = load_split_features(args)
+    name, cut = _encoder_of_model(args, meta)
+    splits = open_dataset(args.dataset)
     if meta.get("classes") and meta["classes"] != splits.classes:
-        raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset}")
+        raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset} "
+                               f"({len(meta['classes'])} classes, e.g. {meta['classes'][:3]}; the data set has "
+                               f"{len(splits.classes)}, e.g. {splits.classes[:3]})")
+    encoder = _create_encoder(args, name, cut)
+    trained_on = meta.get("encoder") or {}
+    if trained_on.get("weights_sha256") and trained_on["weights_sha256"] != encoder.weight_checksum:
+        raise SpikebridgeError(f"{args.model} was trained with other {name} weights (sha256 "
+                               f"{trained_on['weights_sha256'][:12]}..., these are {encoder.weight_checksum[:12]}...); "
+                               "pass the --weights file it was trained with")
+    n_inputs = meta.get("n_inputs")
+    if n_inputs is not None and n_inputs != encoder.feature_dim:
+        raise SpikebridgeError(f"{args.model} expects {n_inputs} features; {name} (cut {cut}) gives {encoder.feature_dim}")
     steps = args.steps or meta.get("config", {}).get("steps", 32)  # models without a config: the old default
+    (val_fs,) = _extract(args, (splits.val,), encoder)
+    require_finite(val_fs.features, "val")
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, steps)
     record = {"command": "evaluate", "rule": meta.get("rule"), "dataset": args.dataset, "model": str(args.model),
-              "metrics": metrics, "skipped_images": val_fs.skipped}
-    out = args.out or Path(args.model).parent
-    write_run(out, record, _raster(learner, val_fs, steps))
+              "metrics": metrics, "n_val": len(val_fs), "skipped_images": val_fs.skipped}
+    out = out or _new_eval_dir(args.model)
+    write_run(out, record, _raster(learner, val_fs, steps, splits.classes, splits.val))
     _print_table(summary_rows(record))
     print(f"report: {out}/report.md")
     return 0
+
+
+def _create_encoder(args, name: str, cut: int | None):
+    from .distributed import local_device
+    from .encoders import create_encoder
+
+    return create_encoder(name, weights=args.weights, cut=cut, device=local_device(args.device))
 
 
 def cmd_tune(args) -> int:
@@ -239,11 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained model on a data set's val split",
-                       description="Top-1/top-5, per-class accuracy, confusion matrix, accuracy vs T, spikes and SynOps.")
-    _add_data_options(p)
+                       description="Top-1/top-5, per-class accuracy, confusion matrix, accuracy vs T, spikes and SynOps "
+                                   "on the whole val split, with the encoder, weights and cut the model was trained on.")
     p.add_argument("--model", type=Path, required=True, help="model.safetensors written by 'spikebridge train'")
+    _add_data_options(p, evaluate=True)
     p.add_argument("--steps", type=int, default=None, help="time steps T (default: the model's)")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: the model's folder)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default: a new runs/<model folder>-eval-<n>; the training run is never touched)")
+    p.add_argument("--overwrite", action="store_true", help="allow an --out folder that already holds files")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("tune", help="search CoLaNET hyperparameters with Optuna (resumable)",
@@ -259,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tune)
 
     from .energy import add_energy_command
-    from .export import add_export_command
+    from .export_cli import add_export_command
 
     add_export_command(sub)
     add_energy_command(sub)
@@ -278,9 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-    from . import distributed
-
+    distributed = None
     try:
+        _check_options(args)
+        from . import distributed
+
         if distributed.launched_by_torchrun() and args.command not in ("extract", "train"):
             raise SpikebridgeError(f"'{args.command}' does not run under torchrun; only 'extract' and 'train' do")
         distributed.init_from_environment()
@@ -292,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: completed work is kept; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
-        distributed.shutdown()
+        if distributed is not None:
+            distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,19 @@
 """Rate coding: encoder activations -> normalised rates -> spike trains ``[T, B, N]``.
 
-Normalisation (fit on training features, saved with the model)::
+Normalisation (fit on training features, saved with the model): every input *channel* ``c``
+reads one feature ``source[c]`` and maps it to a rate in [0, 1] with one equation::
 
-    a = clip(x / scale, 0, 1),   scale_i = percentile_q(x_i over the training set)  (q = 99)
+    r_c = clip((x_{source[c]} - center_c) * gain_c, 0, 1)
+
+Two ways of fitting ``(source, center, gain)`` (:meth:`RateNormaliser.fit`):
+
+* ``"onoff"`` (default) -- standardise, then split into ON and OFF channels, as retinal
+  ON/OFF cells do: channel ``i`` has ``center = mean_i``, ``gain = +1 / (s * std_i)`` and
+  channel ``N + i`` has ``gain = -1 / (s * std_i)``, so a feature above its training mean
+  drives its ON channel and one below drives its OFF channel, each saturating at
+  ``|z| = s`` (``saturation``, 3 standard deviations by default). ``2N`` channels.
+* ``"percentile"`` -- ``center = 0``, ``gain = 1 / percentile_q(x_i)`` (``q = 99.85`` by
+  default): one channel per feature, silent below zero. ``N`` channels.
 
 Coders (``a`` in [0, 1], ``dt`` in seconds, ``max_rate`` in Hz):
 
@@ -24,24 +35,67 @@ import numpy as np
 import torch
 
 
+NORMALISATIONS = ("onoff", "percentile")
+
+
 @dataclass
 class RateNormaliser:
-    """Per-dimension scale mapping features to rates in [0, 1]."""
+    """Feature -> rate map of every input channel: ``r_c = clip((x[source_c] - center_c) * gain_c, 0, 1)``."""
 
-    scale: torch.Tensor  # [N]
-    percentile: float = 99.0
+    source: torch.Tensor  # [C] int64: the feature each channel reads
+    center: torch.Tensor  # [C]
+    gain: torch.Tensor  # [C]
+    kind: str = "onoff"  # how it was fitted ("onoff" or "percentile")
+    parameter: float = 3.0  # the saturation s (onoff) or the percentile q (percentile)
 
     @classmethod
-    def fit(cls, features: np.ndarray | torch.Tensor, percentile: float = 99.0) -> "RateNormaliser":
+    def fit(cls, features: np.ndarray | torch.Tensor, kind: str = "onoff", *, percentile: float = 99.85,
+            saturation: float = 3.0) -> "RateNormaliser":
         x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-        step = max(1, (1 << 24) // max(1, len(x)))  # torch.quantile takes at most 2**24 elements
-        scale = torch.cat([torch.quantile(x[:, i : i + step], percentile / 100.0, dim=0) for i in range(0, x.shape[1], step)])
-        # dimensions that are (almost) never active keep a scale that leaves them near zero
-        return cls(scale.clamp_min(1e-6), percentile)
+        n = x.shape[1]
+        if kind == "onoff":
+            center = x.mean(0)
+            # dimensions that never vary keep a finite gain and stay silent
+            gain = 1.0 / (saturation * x.std(0).clamp_min(1e-6))
+            return cls(torch.arange(n).repeat(2), center.repeat(2), torch.cat([gain, -gain]), kind, saturation)
+        if kind == "percentile":
+            step = max(1, (1 << 24) // max(1, len(x)))  # torch.quantile takes at most 2**24 elements
+            scale = torch.cat([torch.quantile(x[:, i : i + step], percentile / 100.0, dim=0) for i in range(0, n, step)])
+            return cls.from_scale(scale.clamp_min(1e-6), percentile)
+        raise ValueError(f"unknown normalisation {kind!r}; choose one of {NORMALISATIONS}")
+
+    @classmethod
+    def from_scale(cls, scale: torch.Tensor, percentile: float = 99.85) -> "RateNormaliser":
+        """The percentile map ``r_i = clip(x_i / scale_i, 0, 1)`` (also models saved before ON/OFF coding)."""
+        scale = torch.as_tensor(scale, dtype=torch.float32)
+        return cls(torch.arange(len(scale)), torch.zeros_like(scale), 1.0 / scale, "percentile", percentile)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.source)
 
     def __call__(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-        return (x / self.scale).clamp_(0.0, 1.0)
+        return ((x[:, self.source] - self.center) * self.gain).clamp_(0.0, 1.0)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"rate_source": self.source.to(torch.int64), "rate_center": self.center.float(), "rate_gain": self.gain.float()}
+
+    def metadata(self) -> dict:
+        return {"kind": self.kind, "parameter": self.parameter}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, meta: dict) -> "RateNormaliser":
+        """Inverse of :meth:`tensors` / :meth:`metadata`; files with only ``scale`` are percentile maps."""
+        if "rate_source" not in tensors:
+            return cls.from_scale(tensors["scale"].clone(), meta.get("percentile", 99.0))
+        return cls(tensors["rate_source"].clone(), tensors["rate_center"].clone(), tensors["rate_gain"].clone(),
+                   meta.get("kind", "onoff"), meta.get("parameter", 3.0))
+
+
+def channel_count(n_features: int, kind: str) -> int:
+    """Input channels that ``kind`` normalisation makes of ``n_features`` features."""
+    return 2 * n_features if kind == "onoff" else n_features
 
 
 def _probabilities(rates: torch.Tensor, max_rate: float, dt: float) -> torch.Tensor:

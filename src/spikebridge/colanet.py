@@ -5,7 +5,10 @@ Structure (per ensemble member ``k``; ``K`` members are simulated as one batched
 * One **column** per class ``c``; each holds up to ``M`` **microcolumns**, one plastic LIF
   neuron each (``J = C * M`` neurons), a prototype of one kind of instance of the class.
   Microcolumns are *recruited* on demand (see below); unrecruited ones are silent.
-* Plastic synapses ``W[j, i]`` in ``[0, w_max]`` from input ``i`` to neuron ``j``.
+* Input channels ``i`` carry rate-coded features (:mod:`spikebridge.coding`; by default each
+  standardised feature has an ON and an OFF channel).
+* Plastic synapses ``W[j, i]`` in ``[w_min, w_max]`` (signed: ``w_min = -w_max`` by default)
+  from input channel ``i`` to neuron ``j``.
 * A global **feedforward inhibitory** interneuron relays every input spike to every plastic
   neuron with the fixed weight ``-gamma`` (``gamma`` = mean recruited weight), so the net
   drive measures how much *more* a prototype matches than an average synapse would.
@@ -32,9 +35,10 @@ expected value ``(W_j - gamma) . r`` in the continuous mode; ``y`` the label)::
     j+ = argmax_{j in column y} a_j          (winning microcolumn of the target column)
     j- = argmax_{j not in column y} a_j      (strongest neuron of a wrong column)
     error = [ a_{j-} + margin * w_max * sum_i r_i  >=  a_{j+} ]
-    dopamine-modulated potentiation:  W[j+, i] += eta_plus  * w_max * r_i * error
-    anti-Hebbian depression:          W[j-, i] -= eta_minus * w_max * r_i * error
-    bounded resources:                W <- clip(W, 0, w_max)
+    dopamine-modulated potentiation:  W[j+, i] += s * eta_plus  * w_max * r_i * error
+    anti-Hebbian depression:          W[j-, i] -= s * eta_minus * w_max * r_i * error
+    bounded resources:                W <- clip(W, w_min, w_max)
+    annealing:                        s = 1 - t / t_total  (t counts the presented examples)
     recruitment: if column y has no recruited microcolumn, or a wrong column won
                  (a_{j-} > a_{j+}) and column y has a free one, that free microcolumn is
                  recruited with W[j_new, :] = w_max * r instead of potentiating j+.
@@ -61,19 +65,54 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .coding import RateNormaliser, encode
+from .coding import RateNormaliser, channel_count, encode
+from .errors import require_finite
 from .fastsim import run_population_fast, single_threaded
 
 if TYPE_CHECKING:
     from .distributed import PlasticitySync
 
 NEG = -1e9
+MAX_MICROCOLUMNS = 7
+EXAMPLES_PER_MICROCOLUMN = 200  # adaptive_config: one prototype per this many training examples of a class
+PRESENTATIONS = 60_000  # adaptive_epochs: examples presented in a run (within [10, 30] epochs)
+REFERENCE_EPOCHS = 10  # eta_plus / eta_minus are the starting rates of a run of this many epochs
+
+
+def adaptive_config(config: "CoLaNETConfig", n_examples: int, n_classes: int) -> "CoLaNETConfig":
+    """A copy of ``config`` with ``microcolumns=None`` resolved from the training data:
+    ``M = clip(round(n_examples / (n_classes * EXAMPLES_PER_MICROCOLUMN)), 1, 7)``.
+
+    A prototype needs enough examples of its kind: on splits of train, one microcolumn per
+    class was as accurate as seven on digits, Imagenette and imagenet64 and 2.9 points better
+    with 50 examples per class (``benchmarks/results/rule_study.json``)."""
+    if config.microcolumns is not None:
+        return replace(config)
+    per_class = n_examples / max(1, n_classes)
+    return replace(config, microcolumns=int(np.clip(round(per_class / EXAMPLES_PER_MICROCOLUMN), 1, MAX_MICROCOLUMNS)))
+
+
+def adaptive_epochs(n_examples: int) -> int:
+    """Epochs of a default run: ``clip(ceil(PRESENTATIONS / n), 10, 30)``, so small data sets get
+    as many plasticity events as large ones (digits 30, Imagenette and imagenet64 10)."""
+    return int(np.clip(math.ceil(PRESENTATIONS / max(1, n_examples)), REFERENCE_EPOCHS, 30))
+
+
+def schedule_rate(seen: int, total: int, epochs: int) -> float:
+    r"""Learning-rate factor ``s`` of the example at position ``seen`` of a run of ``total``:
+
+        s = (REFERENCE_EPOCHS / epochs)^0.7 (if epochs < REFERENCE_EPOCHS, else 1) * (1 - seen / total)
+
+    Linear annealing to zero over the run; shorter runs (a single pass) start higher so that
+    they learn as far as a full run (the exponent was chosen on splits of imagenet64 train)."""
+    boost = (REFERENCE_EPOCHS / epochs) ** 0.7 if epochs < REFERENCE_EPOCHS else 1.0
+    return boost * (1.0 - seen / max(1, total))
 
 
 @dataclass
@@ -83,18 +122,21 @@ class CoLaNETConfig:
     # values (M=4, eta 0.05/0.05, margin 0.1, percentile 99) in cross-validation. The spiking
     # ones (T, first_spike_step, lateral_inhibition) stay at 32 / 4 / 10: tune's pick (8 / 2 / 5)
     # ties on Imagenette but agrees with the continuous decision on only 90 % of the digits.
-    microcolumns: int = 7  # M: prototypes per class column
-    eta_plus: float = 0.039  # dopamine-modulated potentiation rate
-    eta_minus: float = 0.045  # anti-Hebbian depression rate
+    microcolumns: int | None = None  # M: prototypes per class column; None: from the data (adaptive_config)
+    eta_plus: float = 0.039  # dopamine-modulated potentiation rate (at the start of the schedule)
+    eta_minus: float = 0.045  # anti-Hebbian depression rate (at the start of the schedule)
     margin: float = 0.091  # error when a wrong column comes within margin * w_max * sum(r)
     w_max: float = 1.0
+    w_min: float = -1.0  # lower weight bound; signed weights as in the authors' toolchain (0 = excitatory only)
+    normalisation: str = "onoff"  # rate coding of features: "onoff" (standardised ON/OFF channels) or "percentile"
+    saturation: float = 3.0  # onoff: a channel saturates at |z| = saturation standard deviations
     steps: int = 32  # T: time steps per example
     coder: str = "regular"  # "regular" (deterministic) or "bernoulli"
     dt: float = 1e-3
     tau: float = 20e-3
     lateral_inhibition: float = 10.0  # g, in units of theta
     first_spike_step: float = 4.0  # threshold calibration target
-    percentile: float = 99.85  # rate normalisation percentile
+    percentile: float = 99.85  # percentile normalisation: the feature value coded as rate 1
     ensemble: int = 1  # K independently seeded members
     seed: int = 0
     replay: int = 2  # class-incremental: replayed prototypes of frozen columns per new example
@@ -124,8 +166,11 @@ class CoLaNET:
     config: CoLaNETConfig = field(default_factory=CoLaNETConfig)
 
     def __post_init__(self):
+        if self.config.microcolumns is None:  # built without training data: the most adaptive_config gives
+            self.config = replace(self.config, microcolumns=MAX_MICROCOLUMNS)
         K, J = self.config.ensemble, self.n_classes * self.config.microcolumns
-        self.weights = torch.zeros(K, J, self.n_inputs)
+        self.n_channels = channel_count(self.n_inputs, self.config.normalisation)  # input spike channels
+        self.weights = torch.zeros(K, J, self.n_channels)
         self.active = torch.zeros(K, J, dtype=torch.bool)
         self.gamma = torch.zeros(K)
         self.threshold = torch.ones(K)
@@ -141,7 +186,8 @@ class CoLaNET:
         return self.normaliser(features)
 
     def fit_normaliser(self, features) -> None:
-        self.normaliser = RateNormaliser.fit(features, self.config.percentile)
+        cfg = self.config
+        self.normaliser = RateNormaliser.fit(features, cfg.normalisation, percentile=cfg.percentile, saturation=cfg.saturation)
 
     def effective_weights(self) -> torch.Tensor:
         """``W - gamma`` with unrecruited neurons silenced: ``[K, J, N]``."""
@@ -162,6 +208,7 @@ class CoLaNET:
 
     @torch.no_grad()
     def predict_continuous(self, features) -> torch.Tensor:
+        require_finite(features, "input")
         return self.column_scores_continuous(self.rates(features)).argmax(1)
 
     @torch.no_grad()
@@ -205,6 +252,7 @@ class CoLaNET:
         """Spiking-simulation column scores ``[B, C]`` and mean input / output spikes per example."""
         scores, in_spikes, out_spikes = [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        require_finite(features, "input")
         for b in range(0, len(features), batch_size):
             rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b))
             scores.append(self.column_scores(rec))
@@ -224,7 +272,7 @@ class CoLaNET:
     # ------------------------------------------------------------------ plasticity
     @torch.no_grad()
     def learn(self, rates: torch.Tensor, labels: torch.Tensor, activity: torch.Tensor | None = None,
-              mask: torch.Tensor | None = None, sync: "PlasticitySync | None" = None) -> int:
+              mask: torch.Tensor | None = None, sync: "PlasticitySync | None" = None, rate: float = 1.0) -> int:
         """Apply one mini-batch of plasticity.
 
         ``rates [K, B, N]`` (or ``[B, N]``, shared by all members) are the presynaptic traces,
@@ -259,7 +307,7 @@ class CoLaNET:
             depress = error & has_wrong & ~self.frozen[self.column[j_minus]]
             offsets = (torch.arange(K) * J).view(K, 1)
             rows = torch.cat([(j_plus + offsets)[potentiate], (j_minus + offsets)[depress]])
-            values = torch.cat([cfg.eta_plus * cfg.w_max * r[potentiate], -cfg.eta_minus * cfg.w_max * r[depress]])
+            values = torch.cat([rate * cfg.eta_plus * cfg.w_max * r[potentiate], -rate * cfg.eta_minus * cfg.w_max * r[depress]])
             self._apply_rows(rows, values.double(), sync)
             self._update_gamma()
         n_events = torch.tensor([int(error.sum())])
@@ -314,7 +362,7 @@ class CoLaNET:
         if len(rows) == 0:
             return
         flat_w = self.weights.view(K * J, N)
-        flat_w[rows] = (flat_w[rows].double() + delta).clamp_(0.0, self.config.w_max).float()
+        flat_w[rows] = (flat_w[rows].double() + delta).clamp_(self.config.w_min, self.config.w_max).float()
 
     @torch.no_grad()
     def partial_fit(self, features, labels, batch_size: int = 1, bagging: float = 0.8) -> "CoLaNET":
@@ -327,6 +375,7 @@ class CoLaNET:
         """
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        require_finite(features, "train")
         if int(labels.max()) >= self.n_classes:
             raise ValueError(f"label {int(labels.max())} >= n_classes {self.n_classes}; add_classes first")
         if self.normaliser is None:
@@ -397,7 +446,7 @@ class CoLaNET:
 
     def _update_gamma(self) -> None:
         counts = self.active.sum(-1).clamp_min(1)
-        self.gamma = (self.weights * self.active.unsqueeze(-1)).sum(dim=(1, 2)) / (counts * self.n_inputs)
+        self.gamma = (self.weights * self.active.unsqueeze(-1)).sum(dim=(1, 2)) / (counts * self.n_channels)
 
     @torch.no_grad()
     def spiking_activity(self, rates: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -426,23 +475,27 @@ class CoLaNET:
             "active": self.active.to(torch.uint8),
             "gamma": self.gamma,
             "threshold": self.threshold,
-            "scale": self.normaliser.scale if self.normaliser else torch.ones(self.n_inputs),
+            **(self.normaliser.tensors() if self.normaliser else {}),
             "frozen": self.frozen.to(torch.uint8),
             "rng_state": self.generator.get_state(),
         }
 
     def metadata(self) -> dict:
         return {"n_inputs": self.n_inputs, "n_classes": self.n_classes, "config": asdict(self.config),
-                "percentile": self.normaliser.percentile if self.normaliser else self.config.percentile}
+                "normaliser": self.normaliser.metadata() if self.normaliser else None}
 
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> "CoLaNET":
-        model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**meta["config"]))
+        config = dict(meta["config"])
+        if "normalisation" not in config:  # saved before ON/OFF coding and signed weights
+            config.update(normalisation="percentile", w_min=0.0)
+        model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**config))
         model.weights = tensors["weights"].clone()
         model.active = tensors["active"].bool().clone()
         model.gamma = tensors["gamma"].clone()
         model.threshold = tensors["threshold"].clone()
-        model.normaliser = RateNormaliser(tensors["scale"].clone(), meta.get("percentile", 99.0))
+        if "rate_source" in tensors or "scale" in tensors:
+            model.normaliser = RateNormaliser.from_tensors(tensors, meta.get("normaliser") or meta)
         if "frozen" in tensors:
             model.frozen = tensors["frozen"].bool().clone()
         if "rng_state" in tensors:

@@ -82,6 +82,19 @@ class ImageDataset:
                 h.update(f"{key}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         return {"name": self.name, "split": self.split, "classes": self.classes, "n": len(self), "sha256": h.hexdigest()}
 
+    def rows_digest(self, start: int, stop: int) -> str:
+        """SHA-256 of the manifest entries of rows ``start:stop`` (key, label, and size + mtime
+        of a file or the bytes of an embedded image): what a cache shard of those rows holds."""
+        h = hashlib.sha256(f"{start}:{stop}\n".encode())
+        for key, label in self.samples[start:stop]:
+            if self.array is not None:
+                h.update(f"{key}\t{label}\t".encode())
+                h.update(self.array[int(key)].tobytes())
+            else:
+                st = os.stat(self.root / key)
+                h.update(f"{key}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
 
 @dataclass
 class DataSplits:

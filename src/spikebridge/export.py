@@ -47,8 +47,8 @@ Sidecar ``<file>.nir.json`` (plain JSON, ``format: "spikebridge-nir"``)
 ``neurons``: per exported neuron its ``member``, ``row`` (index in CoLaNET's ``J = C*M``) and
 ``column`` (class); ``readout``: the decision, computed outside the graph from the output
 spikes (column spike counts summed over members, ties by the earliest first spike, then by
-the highest final ``v/theta``; see :func:`readout_scores`); ``coder``: normaliser percentile
-and per-input ``scale``, coder name, ``steps``, ``max_rate_hz``; ``plasticity``: the rule that
+the highest final ``v/theta``; see :func:`readout_scores`); ``coder``: the feature -> rate map
+(``source``, ``center``, ``gain`` per input channel), coder name, ``steps``, ``max_rate_hz``; ``plasticity``: the rule that
 trained the weights (NIR has no plasticity primitive: the graph holds frozen weights);
 ``colanet_config`` and ``classes``. :func:`import_nir` reads both files back into a
 :class:`~spikebridge.colanet.CoLaNET` whose predictions are bit-identical to the original:
@@ -93,7 +93,6 @@ normaliser float32) plus a JSON sidecar.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -113,8 +112,7 @@ from .errors import SpikebridgeError
 
 SIDECAR_FORMAT = "spikebridge-nir"
 INT8_FORMAT = "spikebridge-int8"
-CONVENTIONS = ("euler", "exact")
-TARGETS = ("generic", "snntorch", "norse")
+from .export_cli import CONVENTIONS, TARGETS  # noqa: E402  (shared with the torch-free CLI)
 SNNTORCH_DT = 1e-4  # snnTorch's NIR import hard-codes this time step
 DECAY_BITS = 12
 MEMBRANE_BITS = 24
@@ -220,7 +218,7 @@ def network_of(model: CoLaNET) -> Network:
 def _sidecar(model: CoLaNET, net: Network, dt: float, convention: str, target: str, layout: str,
              classes=None) -> dict:
     cfg = model.config
-    scale = model.normaliser.scale if model.normaliser is not None else torch.ones(model.n_inputs)
+    norm = model.normaliser
     return {
         "format": SIDECAR_FORMAT,
         "version": 1,
@@ -244,15 +242,18 @@ def _sidecar(model: CoLaNET, net: Network, dt: float, convention: str, target: s
                     for k, r, c in zip(net.member, net.row, net.column)],
         "readout": {"rule": READOUT_RULE, "steps": cfg.steps},
         "coder": {"name": cfg.coder, "steps": cfg.steps, "max_rate_hz": 1.0 / cfg.dt, "dt_s": cfg.dt,
-                  "normalise": "rate = clip(feature / scale, 0, 1)",
-                  "percentile": model.normaliser.percentile if model.normaliser else cfg.percentile,
-                  "scale": [float(s) for s in scale]},
+                  "normalise": "rate[c] = clip((feature[source[c]] - center[c]) * gain[c], 0, 1)",
+                  "kind": norm.kind, "parameter": norm.parameter,
+                  "source": [int(i) for i in norm.source], "center": [float(v) for v in norm.center],
+                  "gain": [float(v) for v in norm.gain]},
         "plasticity": {
             "rule": "CoLaNET dopamine-modulated potentiation + anti-Hebbian depression (spikebridge.colanet)",
-            "equations": "W[j+] += eta_plus*w_max*r; W[j-] -= eta_minus*w_max*r on error; W <- clip(W, 0, w_max); "
+            "equations": "W[j+] += s*eta_plus*w_max*r; W[j-] -= s*eta_minus*w_max*r on error; "
+                         "W <- clip(W, w_min, w_max); s = schedule_rate (linear annealing); "
                          "gamma = mean recruited weight; theta calibrated so the median winner fires first at "
                          "step first_spike_step",
             "eta_plus": cfg.eta_plus, "eta_minus": cfg.eta_minus, "margin": cfg.margin, "w_max": cfg.w_max,
+            "w_min": cfg.w_min,
             "note": "NIR has no plasticity primitive: the graph holds the trained weights, frozen",
         },
         "colanet_config": asdict(cfg),
@@ -457,7 +458,12 @@ def import_nir(path) -> CoLaNET:
     model.gamma = torch.zeros(K)
     model.threshold = theta
     coder = side["coder"]
-    model.normaliser = RateNormaliser(torch.tensor(coder["scale"], dtype=torch.float32), coder["percentile"])
+    if "source" in coder:
+        model.normaliser = RateNormaliser(torch.tensor(coder["source"], dtype=torch.int64),
+                                          torch.tensor(coder["center"], dtype=torch.float32),
+                                          torch.tensor(coder["gain"], dtype=torch.float32), coder["kind"], coder["parameter"])
+    else:  # sidecars written before ON/OFF coding
+        model.normaliser = RateNormaliser.from_scale(torch.tensor(coder["scale"], dtype=torch.float32), coder["percentile"])
     return model
 
 
@@ -632,8 +638,7 @@ class Int8CoLaNET:
     row: torch.Tensor  # [J'] int64
     column: torch.Tensor  # [J'] int64
     n_classes: int
-    scale: torch.Tensor  # [N] float32 (host-side rate normaliser)
-    percentile: float = 99.0
+    normaliser: RateNormaliser  # host-side feature -> rate map
     steps: int = 32
     coder: str = "regular"
     dt: float = 1e-3
@@ -656,8 +661,7 @@ class Int8CoLaNET:
         dv = int(min(1 << DECAY_BITS, max(0, round((1 << DECAY_BITS) * (1.0 - net.beta)))))
         cfg = model.config
         return cls(wq, e, theta.clamp_min(1).to(torch.int32), lateral.to(torch.int32), dv, net.member, net.row,
-                   net.column, model.n_classes, model.normaliser.scale.to(torch.float32).clone(),
-                   model.normaliser.percentile, cfg.steps, cfg.coder, cfg.dt, reset)
+                   net.column, model.n_classes, model.normaliser, cfg.steps, cfg.coder, cfg.dt, reset)
 
     # -- network view for the readout
     def network(self) -> Network:
@@ -699,7 +703,7 @@ class Int8CoLaNET:
         return IntRecord(counts, first, v, T)
 
     def rates(self, features) -> torch.Tensor:
-        return RateNormaliser(self.scale, self.percentile)(features)
+        return self.normaliser(features)
 
     def spikes_for(self, features, steps: int | None = None, seed: int = 0) -> torch.Tensor:
         return encode(self.rates(features), steps or self.steps, self.coder, seed=seed, dt=self.dt,
@@ -722,7 +726,7 @@ class Int8CoLaNET:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights.contiguous(), "threshold": self.threshold, "lateral": self.lateral,
                 "member": self.member.to(torch.int16), "row": self.row.to(torch.int16),
-                "column": self.column.to(torch.int16), "scale": self.scale}
+                "column": self.column.to(torch.int16), **self.normaliser.tensors()}
 
     def network_bytes(self) -> int:
         """On-chip payload: int8 weights, 24-bit thresholds and lateral weights (stored in 4 bytes),
@@ -732,7 +736,7 @@ class Int8CoLaNET:
 
     def metadata(self) -> dict:
         return {"format": INT8_FORMAT, "version": 1, "exponent": self.exponent, "decay_dv": self.decay_dv,
-                "n_classes": self.n_classes, "n_inputs": int(self.weights.shape[1]), "percentile": self.percentile,
+                "n_classes": self.n_classes, "n_inputs": int(self.weights.shape[1]), "normaliser": self.normaliser.metadata(),
                 "steps": self.steps, "coder": self.coder, "dt_s": self.dt, "reset": self.reset,
                 "bit_widths": {"weight": WEIGHT_BITS, "membrane": MEMBRANE_BITS, "threshold": MEMBRANE_BITS,
                                "lateral": MEMBRANE_BITS, "decay": DECAY_BITS, "synaptic_sum": 32},
@@ -761,8 +765,9 @@ class Int8CoLaNET:
         if meta.get("format") != INT8_FORMAT:
             raise SpikebridgeError(f"{path} is not a spikebridge int8 model")
         return cls(t["weights"], int(meta["exponent"]), t["threshold"], t["lateral"], int(meta["decay_dv"]),
-                   t["member"].long(), t["row"].long(), t["column"].long(), int(meta["n_classes"]), t["scale"],
-                   float(meta["percentile"]), int(meta["steps"]), meta["coder"], float(meta["dt_s"]), meta["reset"])
+                   t["member"].long(), t["row"].long(), t["column"].long(), int(meta["n_classes"]),
+                   RateNormaliser.from_tensors(t, meta.get("normaliser") or meta), int(meta["steps"]), meta["coder"],
+                   float(meta["dt_s"]), meta["reset"])
 
 
 def quantise(model: CoLaNET, reset: str = "subtract") -> Int8CoLaNET:
@@ -770,63 +775,6 @@ def quantise(model: CoLaNET, reset: str = "subtract") -> Int8CoLaNET:
 
 
 # --------------------------------------------------------------------------- command line
-EXPORT_HELP = """\
-formats:
-  nir   Neuromorphic Intermediate Representation (HDF5; the exchange format of Lava for Loihi 2,
-        SpiNNaker2, Rockpool for Xylo, snnTorch, Norse): input -> Affine (W - gamma) -> LIF
-        population with lateral inhibition as a recurrent Linear -> output; unrecruited neurons
-        are dropped. OUT.json (sidecar) holds what NIR has no field for: time step, reset rule,
-        class column of each neuron, decision rule, rate coder and normaliser, plasticity rule.
-        --target snntorch|norse writes an equivalent graph laid out for that simulator's NIR
-        import (snnTorch still resets to zero instead of subtracting; see spikebridge.export).
-  int8  fixed-point model as on Loihi-class chips: 8-bit signed weights with one power-of-two
-        exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
-        v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
-        by spikebridge.export.Int8CoLaNET.
-"""
 
 
-def add_export_command(subparsers) -> argparse.ArgumentParser:
-    """Register ``spikebridge export`` on an argparse sub-parser collection."""
-    p = subparsers.add_parser(
-        "export", help="export a trained CoLaNET to NIR or to an int8 fixed-point model",
-        description="Export the inference graph of a model written by 'spikebridge train' for\n"
-                    "neuromorphic hardware and simulators.",
-        epilog=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True, help="model.safetensors written by 'spikebridge train'")
-    p.add_argument("--format", choices=["nir", "int8"], default="nir", help="output format (default: nir)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output file (default: next to the model, model.nir or model.int8.safetensors); "
-                        "a JSON sidecar OUT.json is written beside it")
-    p.add_argument("--target", choices=list(TARGETS), default="generic",
-                   help="nir only: 'generic' (default), or a graph tuned for the NIR import of 'snntorch' or 'norse'")
-    p.add_argument("--convention", choices=list(CONVENTIONS), default="euler",
-                   help="nir only: how tau maps to our per-step decay beta: 'euler' tau = dt/(1-beta) (default; "
-                        "what snnTorch, Norse and Lava integrate) or 'exact' tau = -dt/ln(beta)")
-    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
-                   help="int8 only: reset by subtraction (default, as trained) or to zero (Loihi 1 CUBA)")
-    p.set_defaults(func=cmd_export)
-    return p
-
-
-def cmd_export(args) -> int:
-    from .train import load_learner
-
-    learner, meta = load_learner(args.model)
-    model = getattr(learner, "model", None)
-    if not isinstance(model, CoLaNET):
-        raise SpikebridgeError(f"{args.model} holds a {meta.get('rule')!r} model; export supports CoLaNET only")
-    if args.format == "nir":
-        out = args.out or Path(args.model).with_suffix(".nir")
-        s = export_nir(model, out, target=args.target, convention=args.convention, classes=meta.get("classes"))
-        print(f"NIR graph: {s['path']} ({s['bytes']} bytes; nodes {', '.join(s['nodes'])}; "
-              f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
-        print(f"sidecar:   {s['sidecar']} ({s['sidecar_bytes']} bytes)")
-    else:
-        out = args.out or Path(args.model).with_name(Path(args.model).stem + ".int8.safetensors")
-        s = Int8CoLaNET.quantise(model, args.reset).save(out)
-        print(f"int8 model: {out} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
-              f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
-              f"{s['decay_dv']}/4096)")
-        print(f"sidecar:    {sidecar_path(out)}")
-    return 0
+from .export_cli import EXPORT_HELP, add_export_command, cmd_export  # noqa: E402,F401  (the CLI, kept torch-free)

@@ -3,22 +3,40 @@
 Layout of one cache entry (``<cache_dir>/<key[:20]>/``)::
 
     shard-00000.safetensors   features [m, D] float32, index [m] int64 (data set rows kept)
-    shard-00000.json          {"sha256": <of the .safetensors file>, "rows": m, "skipped": [...], "rank": r}
+    shard-00000.json          {"sha256": <of the .safetensors file>, "start": a, "stop": b, "shard_size": s,
+                               "rows_sha256": <of the manifest entries of rows a..b-1>, "rows": m,
+                               "skipped": [[key, reason], ...], "skipped_rows": [...], "rank": r}
     ...
-    manifest.json             written last: key, encoder identity, data set manifest, shards
+    manifest.json             written last: key, encoder identity, data set manifest, labels, shards
 
 The key is the SHA-256 of (encoder name, weight checksum, feature point, preprocessing,
 data set manifest of paths + sizes + mtimes), so a changed input never reuses a stale
 entry. Every file is written to a temporary name and renamed into place. A shard counts
-as done only when its JSON sidecar exists and the shard's checksum matches it, so an
-interrupted run resumes from the last complete shard and a corrupted shard is recomputed.
+as done only when its JSON sidecar exists, the shard's checksum matches it, and the rows it
+records (range and hash of their manifest entries) are the rows expected at its position;
+so an interrupted run resumes from the last complete shard and a corrupted or misplaced
+shard is recomputed. An entry begun with another ``shard_size`` is resumed with its own
+shard size (never mixing two layouts). Before use, the assembled entry is checked against
+its manifest: every row once (kept or skipped), labels of the right length.
+
 Shards are assigned round-robin to ranks (``rank``/``world_size``) so several processes
 can fill one entry; the manifest is written once all shards are present.
+
+Concurrency: a process computes a shard only while holding an exclusive ``fcntl.flock``
+on ``.shard-NNNNN.lock`` in the entry (:class:`ShardLock`). A second process extracting the
+same entry skips the shards being computed, takes the others, and then waits for the
+locked ones (or computes them itself if their holder died: the kernel releases the lock of
+a killed process). On network file systems: Linux NFS clients emulate ``flock`` with POSIX
+byte-range locks, which work across machines when the server provides locking (NFSv4, or
+NFSv3 with lockd); with ``-o nolock`` (or file systems without locking) the lock is local
+to each machine, so two machines may compute the same shard. Results stay correct (equal
+content, atomic renames); only the work is duplicated.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -76,6 +94,7 @@ class FeatureSet:
     path: Path
     skipped: list[list[str]] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    computed: list[int] = field(default_factory=list)  # shards this call computed (the rest came from the cache)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -102,27 +121,88 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def shard_is_complete(entry: Path, i: int) -> bool:
+def _read_json(path: Path) -> dict | None:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:  # a torn or foreign file: the shard counts as not done
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def shard_is_complete(entry: Path, i: int, expect: dict | None = None) -> bool:
+    """Shard ``i`` exists, matches its sidecar's checksum and, with ``expect``, holds exactly
+    the rows ``expect`` describes (``start``, ``stop``, ``shard_size``, ``rows_sha256``)."""
     shard, side = entry / f"shard-{i:05d}.safetensors", entry / f"shard-{i:05d}.json"
     if not (shard.is_file() and side.is_file()):
         return False
-    try:
-        return json.loads(side.read_text())["sha256"] == file_sha256(shard)
-    except (ValueError, KeyError):
+    meta = _read_json(side)
+    if meta is None or meta.get("sha256") != file_sha256(shard):
         return False
+    return expect is None or all(meta.get(k) == v for k, v in expect.items())
+
+
+class ShardLock:
+    """Exclusive ``fcntl.flock`` on ``<entry>/.shard-NNNNN.lock`` while one process computes a shard.
+
+    The lock file is removed on release; a process that locked a file removed meanwhile
+    (its inode no longer at the path) retries on the new one, so removal is race-free. The
+    kernel drops the lock when its holder dies (``kill -9`` included). On NFS, ``flock`` is
+    emulated with byte-range locks (Linux >= 2.6.12) and works across clients when the server
+    supports locking; a mount with ``nolock`` makes locks local to each client, so two
+    machines may compute the same shard: the result is still correct (identical content,
+    atomic renames), only the work is done twice.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.fd = Path(path), None
+
+    def acquire(self, block: bool = True) -> bool:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:
+                st = os.stat(self.path)
+                same = (st.st_ino, st.st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev)
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.unlink(self.path)  # while still holding it: see the class docstring
+            os.close(self.fd)
+            self.fd = None
+
+
+def _recorded_shard_size(entry: Path) -> int | None:
+    """Shard size of the first valid shard already in ``entry`` (None for a new entry)."""
+    for side in sorted(entry.glob("shard-*.json")):
+        meta = _read_json(side)
+        shard = side.with_suffix(".safetensors")
+        if meta and isinstance(meta.get("shard_size"), int) and shard.is_file() and meta.get("sha256") == file_sha256(shard):
+            return meta["shard_size"]
+    return None
 
 
 class _Decoded(torch.utils.data.Dataset):
     """Rows of a data set as preprocessed tensors; unreadable files come back as reasons."""
 
-    def __init__(self, dataset: ImageDataset, rows: list[int], transform):
-        self.dataset, self.rows, self.transform = dataset, rows, transform
+    def __init__(self, dataset: ImageDataset, transform):
+        self.dataset, self.transform = dataset, transform
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.dataset)
 
-    def __getitem__(self, i: int):
-        row = self.rows[i]
+    def __getitem__(self, row: int):
         try:
             return self.transform(self.dataset.open(row)), row, ""
         except UnreadableImage as exc:
@@ -134,6 +214,11 @@ def _collate(items):
     bad = [(row, reason) for x, row, reason in items if x is None]
     images = torch.stack([x for x, _ in good]) if good else None
     return images, [row for _, row in good], bad
+
+
+def _strict_refusal(entry: Path, skipped: list) -> SpikebridgeError:
+    return SpikebridgeError(f"cache entry {entry} records {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} "
+                            "(--strict refuses them: fix or remove the files, or drop --strict)")
 
 
 def extract_features(
@@ -153,58 +238,68 @@ def extract_features(
     """Features of every image in ``dataset``, from the cache when present.
 
     Returns ``None`` only on a rank > 0 (or with ``stop_after_shards``) when the entry is not
-    complete yet. ``strict`` turns an unreadable image into an error naming the file;
-    otherwise it is skipped with a warning and listed in ``FeatureSet.skipped``.
+    complete yet. ``strict`` turns an unreadable image into an error naming the file (also
+    when the cache entry already records skipped images); otherwise it is skipped with a
+    warning and listed in ``FeatureSet.skipped``. An entry begun with another ``shard_size``
+    is resumed with that entry's shard size (with a warning), so no completed work is lost.
+    Several processes on one entry share the work shard by shard (:class:`ShardLock`).
     """
     tune_allocator()
     key = cache_key(encoder, dataset)
     entry = Path(cache_dir) / key[:20]
     if (entry / "manifest.json").is_file():
         try:
-            return load_features(entry)
+            fs = load_features(entry, dataset)
         except SpikebridgeError as exc:
             warnings.warn(f"{exc}; recomputing", stacklevel=2)
             (entry / "manifest.json").unlink(missing_ok=True)
+        else:
+            if strict and fs.skipped:
+                raise _strict_refusal(entry, fs.skipped)
+            return fs
     entry.mkdir(parents=True, exist_ok=True)
-    n_shards = max(1, -(-len(dataset) // shard_size))
+    recorded = _recorded_shard_size(entry)
+    if recorded is not None and recorded != shard_size:
+        warnings.warn(f"cache entry {entry} was begun with shards of {recorded} images: resuming with "
+                      f"--shard-size {recorded} instead of {shard_size}", stacklevel=2)
+        shard_size = recorded
+    n = len(dataset)
+    n_shards = max(1, -(-n // shard_size))
+    expect = {}
+    for i in range(n_shards):
+        start, stop = i * shard_size, min((i + 1) * shard_size, n)
+        expect[i] = {"start": start, "stop": stop, "shard_size": shard_size, "rows_sha256": dataset.rows_digest(start, stop)}
     mine = [i for i in range(n_shards) if i % world_size == rank]
-    todo = [i for i in mine if not shard_is_complete(entry, i)]
-    if stop_after_shards is not None:
-        todo = todo[:stop_after_shards]
+    if strict:
+        done_skipped = [s for i in mine if shard_is_complete(entry, i, expect[i])
+                        for s in (_read_json(entry / f"shard-{i:05d}.json") or {}).get("skipped", [])]
+        if done_skipped:
+            raise _strict_refusal(entry, done_skipped)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    transform = encoder.transform()
-    n_todo = sum(min(shard_size, len(dataset) - i * shard_size) for i in todo)
-    bar = tqdm(total=n_todo, unit="img", desc=f"extract {dataset.name}/{dataset.split}", disable=not progress)
-    # one loader for all pending shards (worker start-up is paid once); batches never cross a shard
-    shard_rows = {i: list(range(i * shard_size, min((i + 1) * shard_size, len(dataset)))) for i in todo}
-    batches = [rows[b : b + batch_size] for rows in shard_rows.values() for b in range(0, len(rows), batch_size)]
-    positions = {row: p for p, row in enumerate(r for rows in shard_rows.values() for r in rows)}
-    loader = torch.utils.data.DataLoader(
-        _Decoded(dataset, [r for rows in shard_rows.values() for r in rows], transform),
-        batch_sampler=[[positions[r] for r in b] for b in batches],
-        num_workers=workers,
-        collate_fn=_collate,
-    )
-    batch_iter = iter(loader)
-    for i, rows in shard_rows.items():
-        feats, kept, skipped, seen = [], [], [], 0
-        while seen < len(rows):
-            images, good_rows, bad = next(batch_iter)
-            seen += len(good_rows) + len(bad)
-            for row, reason in bad:
-                if strict:
-                    raise SpikebridgeError(reason + " (--strict)")
-                warnings.warn(f"skipping {reason}", stacklevel=2)
-                skipped.append([dataset.samples[row][0], reason])
-            if images is not None:
-                feats.append(encoder(images).numpy())
-                kept += good_rows
-            bar.update(len(good_rows) + len(bad))
-        _write_shard(entry, i, feats, kept, skipped, encoder.feature_dim, rank)
+    pending = [i for i in mine if not shard_is_complete(entry, i, expect[i])]
+    bar = tqdm(total=sum(expect[i]["stop"] - expect[i]["start"] for i in pending), unit="img",
+               desc=f"extract {dataset.name}/{dataset.split}", disable=not progress)
+    computed: list[int] = []
+    budget = stop_after_shards
+    started = time.time()
+    while pending and (budget is None or budget > 0):
+        done = _extract_pass(dataset, encoder, entry, pending, expect, budget, batch_size=batch_size, workers=workers,
+                             strict=strict, rank=rank, bar=bar, started=started)
+        computed += done
+        if budget is not None:
+            budget -= len(done)
+        if not done:  # every pending shard is being computed by another process: wait for one
+            lock = ShardLock(entry / f".shard-{pending[0]:05d}.lock")
+            lock.acquire(block=True)
+            lock.release()
+        pending = [i for i in mine if not shard_is_complete(entry, i, expect[i])]
     bar.close()
-    if not all(shard_is_complete(entry, i) for i in range(n_shards)):
+    if not all(shard_is_complete(entry, i, expect[i]) for i in range(n_shards)):
         return None
     if rank == 0:
+        for stale in entry.glob("shard-*.*"):  # left by an earlier layout of this entry
+            if stale.name.split(".")[0][6:].isdigit() and int(stale.name.split(".")[0][6:]) >= n_shards:
+                stale.unlink()
         write_json_atomic(
             entry / "manifest.json",
             {
@@ -214,47 +309,148 @@ def extract_features(
                 "dataset": dataset.manifest(),
                 "labels_of_rows": dataset.labels.tolist(),
                 "n_shards": n_shards,
+                "shard_size": shard_size,
                 "feature_dim": encoder.feature_dim,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )
-        return load_features(entry)
+        fs = load_features(entry, dataset)
+        if strict and fs.skipped:
+            raise _strict_refusal(entry, fs.skipped)
+        fs.computed = computed
+        return fs
     return None
 
 
-def _write_shard(entry: Path, i: int, feats: list, kept: list, skipped: list, dim: int, rank: int = 0) -> None:
+def _extract_pass(dataset, encoder, entry: Path, pending: list[int], expect: dict, limit: int | None, *, batch_size: int,
+                  workers: int, strict: bool, rank: int, bar, started: float) -> list[int]:
+    """Compute the pending shards no other process holds; returns the shards written."""
+    claimed: dict[int, ShardLock] = {}  # shards being computed (their locks)
+    taken: list[int] = []
+
+    def batches():  # runs in this process as the loader asks for work: claims shards one by one
+        for i in pending:
+            if limit is not None and len(taken) >= limit:
+                return
+            lock = ShardLock(entry / f".shard-{i:05d}.lock")
+            if not lock.acquire(block=False):
+                continue  # another process is computing it
+            if shard_is_complete(entry, i, expect[i]):  # finished by another process meanwhile
+                lock.release()
+                continue
+            side = _read_json(entry / f"shard-{i:05d}.json") or {}
+            if (side.get("shard_size") not in (None, expect[i]["shard_size"])
+                    and (entry / f"shard-{i:05d}.json").stat().st_mtime >= started):
+                lock.release()
+                raise SpikebridgeError(f"cache entry {entry} is being filled with --shard-size {side['shard_size']} by "
+                                       f"another process; rerun with --shard-size {side['shard_size']}")
+            claimed[i] = lock
+            taken.append(i)
+            start, stop = expect[i]["start"], expect[i]["stop"]
+            for b in range(start, stop, batch_size):
+                yield list(range(b, min(b + batch_size, stop)))
+
+    written: list[int] = []
+    state: dict[int, dict] = {}
+    try:
+        loader = torch.utils.data.DataLoader(_Decoded(dataset, encoder.transform()), batch_sampler=batches(),
+                                             num_workers=workers, collate_fn=_collate)
+        for images, good_rows, bad in loader:
+            rows = good_rows + [row for row, _ in bad]
+            i = next(j for j in claimed if expect[j]["start"] <= rows[0] < expect[j]["stop"])
+            s = state.setdefault(i, {"feats": [], "kept": [], "skipped": [], "skipped_rows": [], "seen": 0})
+            for row, reason in bad:
+                if strict:
+                    raise SpikebridgeError(reason + " (--strict)")
+                warnings.warn(f"skipping {reason}", stacklevel=3)
+                s["skipped"].append([dataset.samples[row][0], reason])
+                s["skipped_rows"].append(row)
+            if images is not None:
+                s["feats"].append(encoder(images).numpy())
+                s["kept"] += good_rows
+            s["seen"] += len(rows)
+            bar.update(len(rows))
+            if s["seen"] == expect[i]["stop"] - expect[i]["start"]:
+                _write_shard(entry, i, s, encoder.feature_dim, rank, expect[i])
+                written.append(i)
+                claimed.pop(i).release()
+        for i in list(claimed):  # claimed shards without rows (an empty data set)
+            if expect[i]["stop"] > expect[i]["start"]:
+                raise RuntimeError(f"shard {i} was claimed but its rows never came back from the loader")
+            _write_shard(entry, i, {"feats": [], "kept": [], "skipped": [], "skipped_rows": []}, encoder.feature_dim,
+                         rank, expect[i])
+            written.append(i)
+            claimed.pop(i).release()
+    finally:
+        for lock in claimed.values():
+            lock.release()
+    return written
+
+
+def _write_shard(entry: Path, i: int, s: dict, dim: int, rank: int, expect: dict) -> None:
     arrays = {
-        "features": np.concatenate(feats) if feats else np.zeros((0, dim), np.float32),
-        "index": np.asarray(kept, dtype=np.int64),
+        "features": np.concatenate(s["feats"]) if s["feats"] else np.zeros((0, dim), np.float32),
+        "index": np.asarray(s["kept"], dtype=np.int64),
     }
     shard = entry / f"shard-{i:05d}.safetensors"
     tmp = shard.with_name(f".{shard.name}.{os.getpid()}.tmp")
     save_file(arrays, str(tmp))
     os.replace(tmp, shard)
-    write_json_atomic(entry / f"shard-{i:05d}.json", {"sha256": file_sha256(shard), "rows": len(kept), "skipped": skipped,
+    write_json_atomic(entry / f"shard-{i:05d}.json", {"sha256": file_sha256(shard), "rows": len(s["kept"]), **expect,
+                                                        "skipped": s["skipped"], "skipped_rows": s["skipped_rows"],
                                                         "rank": rank})
 
 
-def load_features(entry: str | Path) -> FeatureSet:
-    """Read a complete cache entry, verifying every shard's checksum."""
+def load_features(entry: str | Path, dataset: ImageDataset | None = None) -> FeatureSet:
+    """Read a complete cache entry, verifying every shard's checksum and row range and that
+    the shards together hold every row of the manifest once (kept or skipped), with the
+    manifest's labels; with ``dataset``, also that the entry describes exactly its rows."""
     entry = Path(entry)
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
+        n, labels_of_rows = manifest["dataset"]["n"], manifest["labels_of_rows"]
+        n_shards = manifest["n_shards"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SpikebridgeError(f"no readable feature manifest in {entry}") from exc
-    feats, index, skipped = [], [], []
-    for i in range(manifest["n_shards"]):
+    if len(labels_of_rows) != n:
+        raise SpikebridgeError(f"cache entry {entry}: the manifest lists {len(labels_of_rows)} labels for {n} rows")
+    if dataset is not None and (n != len(dataset) or labels_of_rows != dataset.labels.tolist()):
+        raise SpikebridgeError(f"cache entry {entry} does not describe the rows and labels of {dataset.name}/{dataset.split}")
+    feats, index, skipped, skipped_rows, old_format, expected_start = [], [], [], [], False, 0
+    for i in range(n_shards):
         if not shard_is_complete(entry, i):
             raise SpikebridgeError(f"feature shard {entry}/shard-{i:05d}.safetensors is missing or corrupted")
         arrays = load_file(str(entry / f"shard-{i:05d}.safetensors"))
+        side = json.loads((entry / f"shard-{i:05d}.json").read_text())
+        if "start" in side:
+            start, stop = side["start"], side["stop"]
+            if start != (expected_start if i else 0) or (i == n_shards - 1 and stop != n):
+                raise SpikebridgeError(f"feature shard {entry}/shard-{i:05d} records rows {start}..{stop - 1}, "
+                                       "which is not its place in the entry")
+            expected_start = stop
+            rows = set(arrays["index"].tolist()) | set(side["skipped_rows"])
+            if rows != set(range(start, stop)) or len(arrays["index"]) + len(side["skipped_rows"]) != stop - start:
+                raise SpikebridgeError(f"feature shard {entry}/shard-{i:05d} does not hold rows {start}..{stop - 1} it records")
+            if dataset is not None and side["rows_sha256"] != dataset.rows_digest(start, stop):
+                raise SpikebridgeError(f"feature shard {entry}/shard-{i:05d} holds other images than rows {start}..{stop - 1}")
+            skipped_rows += side["skipped_rows"]
+        else:
+            old_format = True
         feats.append(arrays["features"])
         index.append(arrays["index"])
-        skipped += json.loads((entry / f"shard-{i:05d}.json").read_text())["skipped"]
+        skipped += side["skipped"]
     index_all = np.concatenate(index)
-    labels = np.asarray(manifest["labels_of_rows"], dtype=np.int64)[index_all]
-    return FeatureSet(
-        np.concatenate(feats), labels, index_all, manifest["dataset"]["classes"], manifest["key"], entry, skipped, manifest
-    )
+    covered = np.concatenate([index_all, np.asarray(skipped_rows, dtype=np.int64)])
+    ok = len(index_all) + len(skipped) == n and (np.diff(index_all) > 0).all() and (
+        len(index_all) == 0 or (index_all[0] >= 0 and index_all[-1] < n))
+    if not old_format:
+        ok = ok and np.array_equal(np.sort(covered), np.arange(n))
+    if not ok:
+        raise SpikebridgeError(f"cache entry {entry} holds {len(index_all)} rows + {len(skipped)} skipped, "
+                               f"not the {n} rows of its manifest")
+    labels = np.asarray(labels_of_rows, dtype=np.int64)[index_all]
+    return FeatureSet(np.concatenate(feats), labels, index_all, manifest["dataset"]["classes"], manifest["key"], entry,
+                      skipped, manifest)
 
 
 def extract_distributed(dataset: ImageDataset, encoder: Encoder, cache_dir: str | Path = DEFAULT_CACHE,
@@ -276,4 +472,4 @@ def extract_distributed(dataset: ImageDataset, encoder: Encoder, cache_dir: str 
     barrier()
     merged = extract_features(dataset, encoder, cache_dir, progress=progress, **kw) if rank == 0 else None
     barrier()
-    return merged if merged is not None else load_features(Path(cache_dir) / cache_key(encoder, dataset)[:20])
+    return merged if merged is not None else load_features(Path(cache_dir) / cache_key(encoder, dataset)[:20], dataset)

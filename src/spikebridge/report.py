@@ -90,7 +90,25 @@ def versions() -> dict:
             "numpy": np.__version__, "spikebridge": __version__, "platform": platform.platform()}
 
 
-def write_run(run_dir: str | Path, record: dict, raster: tuple | None = None) -> None:
+def machine_info() -> dict:
+    """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
+    import os
+
+    cpu = platform.processor() or platform.machine() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpus_usable": usable, "torch_threads": torch.get_num_threads(),
+            "gpu": gpu, **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def write_run(run_dir: str | Path, record: dict, raster: dict | tuple | None = None) -> None:
     """Write ``run.json``, figures and ``report.md`` into ``run_dir``."""
     from .features import write_json_atomic
 
@@ -102,7 +120,7 @@ def write_run(run_dir: str | Path, record: dict, raster: tuple | None = None) ->
     (run_dir / "report.md").write_text(markdown(record, figures))
 
 
-def plot_figures(run_dir: Path, record: dict, raster: tuple | None) -> list[str]:
+def plot_figures(run_dir: Path, record: dict, raster: dict | tuple | None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,28 +142,60 @@ def plot_figures(run_dir: Path, record: dict, raster: tuple | None) -> list[str]
     plt.close(fig)
 
     cm = np.asarray(m["confusion"])
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix")
+    classes = list(m.get("per_class", {})) or [str(c) for c in range(len(cm))]
+    n = len(cm)
+    side = min(12.0, 3.5 + 0.32 * n)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
+    font = max(4.0, min(9.0, 160.0 / max(n, 1)))
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), classes, fontsize=font)
+    if n <= 30:  # counts in the cells (beyond that the colour bar carries them)
+        for i, j in zip(*np.nonzero(cm)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=font,
+                    color="white" if cm[i, j] > 0.6 * cm.max() else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix ({int(cm.sum())} val images, T = {m['steps']})")
     fig.tight_layout()
     fig.savefig(run_dir / "confusion.png", dpi=120)
     names.append("confusion.png")
     plt.close(fig)
 
     if raster is not None:
-        inputs, outputs, label = raster
-        fig, (a1, a2) = plt.subplots(2, 1, figsize=(6, 4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        if isinstance(raster, tuple):  # (inputs, outputs, label) of older callers
+            raster = {"inputs": raster[0], "outputs": raster[1], "label": raster[2]}
+        inputs, outputs = np.asarray(raster["inputs"]), np.asarray(raster["outputs"])
+        names_of = raster.get("classes") or classes
+
+        def cls(c):
+            return names_of[c] if c is not None and c < len(names_of) else str(c)
+
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
         t, i = np.nonzero(inputs)
-        a1.scatter(t, i, s=1, marker="|", color="k")
-        a1.set_ylabel("input neuron")
+        a1.scatter(t, i, s=2, marker="|", color="k", linewidths=0.5)
+        a1.set_ylim(-0.5, inputs.shape[1] - 0.5)
+        a1.set_ylabel(f"input feature\n(all {inputs.shape[1]})")
         t, j = np.nonzero(outputs)
-        a2.scatter(t, j, s=12, marker="|", color="C3")
+        a2.scatter(t, j, s=60, marker="|", color="C3", linewidths=2)
+        M = raster.get("microcolumns")
+        if M:  # one band of M neurons per class column; the true and predicted columns shaded
+            for c, colour in ((raster.get("label"), "C2"), (raster.get("prediction"), "C1")):
+                if c is not None:
+                    a2.axhspan(c * M - 0.5, (c + 1) * M - 0.5, color=colour, alpha=0.15, lw=0)
+            if outputs.shape[1] // M <= 20:
+                a2.set_yticks([c * M + (M - 1) / 2 for c in range(outputs.shape[1] // M)],
+                              [cls(c) for c in range(outputs.shape[1] // M)], fontsize=7)
         a2.set_ylim(-0.5, outputs.shape[1] - 0.5)
-        a2.set_ylabel("plastic neuron")
+        a2.set_ylabel("plastic neuron\n(by class column)")
         a2.set_xlabel("time step")
-        a1.set_title(f"spike raster of one example (label {label})")
+        a2.set_xlim(-0.5, inputs.shape[0] - 0.5)
+        fired = int(outputs.sum())
+        a2.set_title(f"{fired} plastic-neuron spikes; green: true class, orange: predicted", fontsize=8)
+        truth, pred = raster.get("label"), raster.get("prediction")
+        a1.set_title(f"{raster.get('source', 'one val example')}: true {cls(truth)}"
+                     + (f", predicted {cls(pred)}" if pred is not None else ""), fontsize=9)
         fig.tight_layout()
         fig.savefig(run_dir / "raster.png", dpi=120)
         names.append("raster.png")

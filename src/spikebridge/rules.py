@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .coding import RateNormaliser, encode
+from .errors import require_finite
 from .neurons import run_population
 
 
@@ -91,8 +92,8 @@ class SingleLayerLearner:
     def lateral(self) -> float:
         return 0.0
 
-    def prepare(self, features) -> None:
-        self.normaliser = RateNormaliser.fit(features, self.config.percentile)
+    def prepare(self, features, labels=None) -> None:
+        self.normaliser = RateNormaliser.fit(features, "percentile", percentile=self.config.percentile)
         self.calibrate(self.rates(features[:2048]))
 
     def rates(self, features) -> torch.Tensor:
@@ -147,6 +148,7 @@ class SingleLayerLearner:
         """Spiking class scores ``[B, C]`` and mean input / output spikes per example."""
         out, n_in, n_out = [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        require_finite(features, "input")
         for b in range(0, len(features), batch_size):
             x = self._spikes(self.rates(features[b : b + batch_size]), steps, seed=b)
             rec = self._run(x)
@@ -171,7 +173,7 @@ class SingleLayerLearner:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"weights": self.weights, "threshold": self.threshold, "adaptive": self.adaptive,
-                "neuron_label": self.neuron_label, "scale": self.normaliser.scale,
+                "neuron_label": self.neuron_label, **self.normaliser.tensors(),
                 "reward_baseline": self.reward_baseline, "rng_state": self.generator.get_state()}
 
     def metadata(self) -> dict:
@@ -182,7 +184,8 @@ class SingleLayerLearner:
         obj = cls(meta["n_inputs"], meta["n_classes"], RuleConfig(**meta["config"]))
         for k in ("weights", "threshold", "adaptive", "neuron_label", "reward_baseline"):
             setattr(obj, k, tensors[k].clone())
-        obj.normaliser = RateNormaliser(tensors["scale"].clone(), obj.config.percentile)
+        obj.normaliser = RateNormaliser.from_tensors(tensors, {"kind": "percentile", "parameter": obj.config.percentile,
+                                                                "percentile": obj.config.percentile})
         obj.generator.set_state(tensors["rng_state"])
         return obj
 

@@ -18,12 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import load_tensors, save_tensors
-from .colanet import CoLaNET, CoLaNETConfig
-from .errors import SpikebridgeError
+from .colanet import CoLaNET, CoLaNETConfig, adaptive_config, adaptive_epochs, schedule_rate
+from .errors import SpikebridgeError, require_finite
 from .rules import RULES, RuleConfig
 
 RULE_NAMES = ["colanet", *RULES]
-DEFAULT_EPOCHS = 4  # found by spikebridge tune with the CoLaNET defaults
+DEFAULT_EPOCHS = 4  # the other rules' default; CoLaNET adapts its epochs to the data (adaptive_epochs)
 DEFAULT_TRAIN_BATCH = 16
 
 
@@ -31,12 +31,17 @@ class CoLaNETLearner:
     """Adapter giving :class:`CoLaNET` the learner interface shared with :mod:`rules`."""
 
     name = "colanet"
+    annealed = True  # learn() takes the schedule's rate factor
 
     def __init__(self, n_inputs: int, n_classes: int, config: CoLaNETConfig, learn_mode: str = "continuous"):
         if learn_mode not in ("continuous", "spiking"):
             raise SpikebridgeError(f"learn mode must be 'continuous' or 'spiking', not {learn_mode!r}")
+        self.requested = config  # microcolumns=None: chosen from the training data in prepare()
         self.model = CoLaNET(n_inputs, n_classes, config)
         self.learn_mode = learn_mode
+
+    def default_epochs(self, n_examples: int) -> int:
+        return adaptive_epochs(n_examples)
 
     @property
     def members(self) -> int:
@@ -46,18 +51,21 @@ class CoLaNETLearner:
     def generator(self) -> torch.Generator:
         return self.model.generator
 
-    def prepare(self, features) -> None:
+    def prepare(self, features, labels=None) -> None:
+        if self.requested.microcolumns is None and labels is not None:
+            config = adaptive_config(self.requested, len(features), self.model.n_classes)
+            self.model = CoLaNET(self.model.n_inputs, self.model.n_classes, config)
         self.model.fit_normaliser(features)
 
     def rates(self, features) -> torch.Tensor:
         return self.model.rates(features)
 
-    def learn(self, rates: torch.Tensor, labels: torch.Tensor, sync=None) -> int:
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor, sync=None, rate: float = 1.0) -> int:
         if self.learn_mode == "spiking" and self.model.active.any():
             seed = int(torch.randint(1 << 30, (1,), generator=self.model.generator))
             pre, post = self.model.spiking_activity(rates, seed=seed)
-            return self.model.learn(pre, labels, post, sync=sync)
-        return self.model.learn(rates, labels, sync=sync)
+            return self.model.learn(pre, labels, post, sync=sync, rate=rate)
+        return self.model.learn(rates, labels, sync=sync, rate=rate)
 
     def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
         self.model.calibrate(rates[:4096])
@@ -115,11 +123,16 @@ def spiking_tensors(learner) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = DEFAULT_EPOCHS,
+def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | None = None,
           batch_size: int = DEFAULT_TRAIN_BATCH,
           run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
           stop_after_epoch: int | None = None, on_epoch=None) -> tuple:
     """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
+
+    ``epochs=None`` takes the learner's default for this many examples (CoLaNET:
+    :func:`spikebridge.colanet.adaptive_epochs`; the other rules: 4). Annealed learners
+    (CoLaNET) get the learning-rate factor :func:`spikebridge.colanet.schedule_rate` of each
+    mini-batch, which decays linearly over the whole run.
 
     Returns ``(learner, history)`` (the learner is a new object after a resume), history
     ``{"epochs": [...], "train_seconds": s}``. ``stop_after_epoch`` simulates an
@@ -133,6 +146,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = DE
     """
     from .distributed import PlasticitySync
 
+    require_finite(features, "train")
     sync = PlasticitySync.from_environment()
     if sync is not None and not isinstance(learner, CoLaNETLearner):
         raise SpikebridgeError(f"distributed training supports the colanet rule only, not {learner.name!r}")
@@ -144,10 +158,14 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = DE
         learner = type(learner).from_tensors(meta, tensors)
         history, start = meta["history"], meta["epoch"] + 1
     else:
-        learner.prepare(features)
+        learner.prepare(features, labels)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     rates = learner.rates(features)
     n, K = len(y), learner.members
+    if epochs is None:
+        epochs = learner.default_epochs(n) if hasattr(learner, "default_epochs") else DEFAULT_EPOCHS
+    annealed = getattr(learner, "annealed", False)
+    history["epochs_planned"] = epochs
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         order = torch.stack([torch.randperm(n, generator=learner.generator) for _ in range(K)])
@@ -156,11 +174,12 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int = DE
         with tqdm(total=n, desc=f"{learner.name} epoch {epoch + 1}/{epochs}", unit="ex", disable=not show, leave=False) as bar:
             for b in range(0, n, batch_size):
                 idx = order[:, b : b + batch_size]
+                kw = {"rate": schedule_rate(epoch * n + b, epochs * n, epochs)} if annealed else {}
                 if sync is None:
-                    updates += learner.learn(rates[idx], y[idx])
+                    updates += learner.learn(rates[idx], y[idx], **kw)
                 else:
                     mine = sync.slice(idx)
-                    updates += learner.learn(rates[mine], y[mine], sync=sync)
+                    updates += learner.learn(rates[mine], y[mine], sync=sync, **kw)
                 bar.update(idx.shape[1])
         learner.end_epoch(rates, y)
         record = {"epoch": epoch + 1, "plasticity_events": updates, "seconds": time.perf_counter() - t0}

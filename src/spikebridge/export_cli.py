@@ -1,0 +1,75 @@
+"""The ``spikebridge export`` command line (argument parsing imports neither torch nor NIR;
+the export itself is :mod:`spikebridge.export`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import SpikebridgeError
+
+CONVENTIONS = ("euler", "exact")
+TARGETS = ("generic", "snntorch", "norse")
+
+EXPORT_HELP = """\
+formats:
+  nir   Neuromorphic Intermediate Representation (HDF5; the exchange format of Lava for Loihi 2,
+        SpiNNaker2, Rockpool for Xylo, snnTorch, Norse): input -> Affine (W - gamma) -> LIF
+        population with lateral inhibition as a recurrent Linear -> output; unrecruited neurons
+        are dropped. OUT.json (sidecar) holds what NIR has no field for: time step, reset rule,
+        class column of each neuron, decision rule, rate coder and normaliser, plasticity rule.
+        --target snntorch|norse writes an equivalent graph laid out for that simulator's NIR
+        import (snnTorch still resets to zero instead of subtracting; see spikebridge.export).
+  int8  fixed-point model as on Loihi-class chips: 8-bit signed weights with one power-of-two
+        exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
+        v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
+        by spikebridge.export.Int8CoLaNET.
+"""
+
+
+def add_export_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``spikebridge export`` on an argparse sub-parser collection."""
+    p = subparsers.add_parser(
+        "export", help="export a trained CoLaNET to NIR or to an int8 fixed-point model",
+        description="Export the inference graph of a model written by 'spikebridge train' for\n"
+                    "neuromorphic hardware and simulators.",
+        epilog=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True, help="model.safetensors written by 'spikebridge train'")
+    p.add_argument("--format", choices=["nir", "int8"], default="nir", help="output format (default: nir)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default: beside the model, i.e. in its run folder under runs/: model.nir "
+                        "or model.int8.safetensors); a JSON sidecar OUT.json is written beside it")
+    p.add_argument("--target", choices=list(TARGETS), default="generic",
+                   help="nir only: 'generic' (default), or a graph tuned for the NIR import of 'snntorch' or 'norse'")
+    p.add_argument("--convention", choices=list(CONVENTIONS), default="euler",
+                   help="nir only: how tau maps to our per-step decay beta: 'euler' tau = dt/(1-beta) (default; "
+                        "what snnTorch, Norse and Lava integrate) or 'exact' tau = -dt/ln(beta)")
+    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
+                   help="int8 only: reset by subtraction (default, as trained) or to zero (Loihi 1 CUBA)")
+    p.set_defaults(func=cmd_export)
+    return p
+
+
+def cmd_export(args) -> int:
+    from .colanet import CoLaNET
+    from .export import Int8CoLaNET, export_nir, sidecar_path
+    from .train import load_learner
+
+    learner, meta = load_learner(args.model)
+    model = getattr(learner, "model", None)
+    if not isinstance(model, CoLaNET):
+        raise SpikebridgeError(f"{args.model} holds a {meta.get('rule')!r} model; export supports CoLaNET only")
+    if args.format == "nir":
+        out = args.out or Path(args.model).with_suffix(".nir")
+        s = export_nir(model, out, target=args.target, convention=args.convention, classes=meta.get("classes"))
+        print(f"NIR graph: {s['path']} ({s['bytes']} bytes; nodes {', '.join(s['nodes'])}; "
+              f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
+        print(f"sidecar:   {s['sidecar']} ({s['sidecar_bytes']} bytes)")
+    else:
+        out = args.out or Path(args.model).with_name(Path(args.model).stem + ".int8.safetensors")
+        s = Int8CoLaNET.quantise(model, args.reset).save(out)
+        print(f"int8 model: {out} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
+              f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
+              f"{s['decay_dv']}/4096)")
+        print(f"sidecar:    {sidecar_path(out)}")
+    return 0
