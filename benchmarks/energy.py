@@ -36,7 +36,7 @@ from spikebridge.encoders import create_encoder
 from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ann_head_macs, encoder_macs, energy_report,
                                 format_energy, learner_ops)
 from spikebridge.features import DEFAULT_CACHE, extract_features, load_features
-from spikebridge.report import logistic_baseline
+from spikebridge.baselines import logistic_baseline
 from spikebridge.train import make_learner, train
 
 ROOT = Path(__file__).resolve().parent.parent

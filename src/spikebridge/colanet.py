@@ -104,7 +104,7 @@ def adaptive_epochs(n_examples: int) -> int:
     return int(np.clip(math.ceil(PRESENTATIONS / max(1, n_examples)), REFERENCE_EPOCHS, 30))
 
 
-def schedule_rate(seen: int, total: int, epochs: int) -> float:
+def schedule_rate(seen: int, total: int, epochs: int, anneal: bool = True) -> float:
     r"""Learning-rate factor ``s`` of the example at position ``seen`` of a run of ``total``:
 
         s = (REFERENCE_EPOCHS / epochs)^0.7 (if epochs < REFERENCE_EPOCHS, else 1) * (1 - seen / total)
@@ -112,7 +112,7 @@ def schedule_rate(seen: int, total: int, epochs: int) -> float:
     Linear annealing to zero over the run; shorter runs (a single pass) start higher so that
     they learn as far as a full run (the exponent was chosen on splits of imagenet64 train)."""
     boost = (REFERENCE_EPOCHS / epochs) ** 0.7 if epochs < REFERENCE_EPOCHS else 1.0
-    return boost * (1.0 - seen / max(1, total))
+    return boost * (1.0 - seen / max(1, total)) if anneal else 1.0
 
 
 @dataclass
@@ -130,6 +130,7 @@ class CoLaNETConfig:
     w_min: float = -1.0  # lower weight bound; signed weights as in the authors' toolchain (0 = excitatory only)
     normalisation: str = "onoff"  # rate coding of features: "onoff" (standardised ON/OFF channels) or "percentile"
     saturation: float = 3.0  # onoff: a channel saturates at |z| = saturation standard deviations
+    anneal: bool = True  # learning rates decay linearly over a training run (schedule_rate)
     steps: int = 32  # T: time steps per example
     coder: str = "regular"  # "regular" (deterministic) or "bernoulli"
     dt: float = 1e-3

@@ -43,6 +43,9 @@ class CoLaNETLearner:
     def default_epochs(self, n_examples: int) -> int:
         return adaptive_epochs(n_examples)
 
+    def rate_at(self, seen: int, total: int, epochs: int) -> float:
+        return schedule_rate(seen, total, epochs, self.model.config.anneal)
+
     @property
     def members(self) -> int:
         return self.model.config.ensemble
@@ -174,7 +177,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
         with tqdm(total=n, desc=f"{learner.name} epoch {epoch + 1}/{epochs}", unit="ex", disable=not show, leave=False) as bar:
             for b in range(0, n, batch_size):
                 idx = order[:, b : b + batch_size]
-                kw = {"rate": schedule_rate(epoch * n + b, epochs * n, epochs)} if annealed else {}
+                kw = {"rate": learner.rate_at(epoch * n + b, epochs * n, epochs)} if annealed else {}
                 if sync is None:
                     updates += learner.learn(rates[idx], y[idx], **kw)
                 else:
