@@ -30,7 +30,8 @@ from spikebridge.data import open_dataset
 from spikebridge.encoders import create_encoder
 from spikebridge.features import DEFAULT_CACHE, extract_features
 from spikebridge.report import machine_info
-from spikebridge.train import make_learner, train
+from spikebridge.learner import create_learner
+from spikebridge.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -48,7 +49,7 @@ def features_for(dataset: str, encoder_name: str, cache: Path):
 def spiking_row(rule, tr, va, seed, steps_list, *, ensemble=1, single_pass=False) -> dict:
     t0 = time.perf_counter()
     colanet = CoLaNETConfig(ensemble=ensemble) if rule == "colanet" else None
-    learner = make_learner(rule, tr.features.shape[1], len(np.unique(tr.labels)), seed=seed, colanet=colanet)
+    learner = create_learner(rule, tr.features.shape[1], len(np.unique(tr.labels)), seed=seed, config=colanet)
     learner, history = train(learner, tr.features, tr.labels, epochs=1 if single_pass else None, progress=False)
     out = {"train_seconds": time.perf_counter() - t0, "epochs": history["epochs_planned"], "top1": {}, "top5": {}}
     for T in steps_list:

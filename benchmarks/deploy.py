@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from spikebridge import export as ex
-from spikebridge.train import make_learner, train
+from spikebridge.learner import create_learner
+from spikebridge.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +67,7 @@ def main(argv=None):
 
     tr, va = load(args)
     t0 = time.perf_counter()
-    learner = make_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=args.seed, steps=args.steps)
+    learner = create_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=args.seed, steps=args.steps)
     learner, _ = train(learner, tr.features, tr.labels, epochs=args.epochs, batch_size=args.train_batch, progress=False)
     model = learner.model
     result = {"n_train": len(tr), "n_val": len(va), "steps": args.steps, "train_seconds": time.perf_counter() - t0,

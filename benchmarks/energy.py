@@ -37,7 +37,8 @@ from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ann_head_macs, en
                                 format_energy, learner_ops)
 from spikebridge.features import DEFAULT_CACHE, extract_features, load_features
 from spikebridge.baselines import logistic_baseline
-from spikebridge.train import make_learner, train
+from spikebridge.learner import create_learner
+from spikebridge.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"
@@ -95,7 +96,7 @@ def main(argv=None):
             tr, va = load_features(args.train), load_features(args.val)
         else:
             tr, va = (extract_features(ds, enc, args.cache_dir) for ds in (splits.train, val_ds))
-        learner = make_learner("colanet", tr.features.shape[1], n_classes, seed=args.seed, steps=max(args.steps))
+        learner = create_learner("colanet", tr.features.shape[1], n_classes, seed=args.seed, steps=max(args.steps))
         t0 = time.perf_counter()
         learner, _ = train(learner, tr.features, tr.labels, epochs=args.epochs, batch_size=16, progress=False)
         train_s = time.perf_counter() - t0

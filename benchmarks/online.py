@@ -23,7 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH, make_learner, train
+from spikebridge.learner import create_learner
+from spikebridge.train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys_path_bench = ROOT / "benchmarks"
@@ -77,7 +78,7 @@ def main(argv=None):
         cfg = CoLaNETConfig(**{**base, "ensemble": K, "seed": seed})
         t0 = time.perf_counter()
         if mode == "multi-epoch":
-            learner, _ = train(make_learner("colanet", x.shape[1], 10, seed=seed, steps=cfg.steps, colanet=cfg), x, y,
+            learner, _ = train(create_learner("colanet", x.shape[1], 10, seed=seed, steps=cfg.steps, config=cfg), x, y,
                                epochs=epochs, batch_size=batch, progress=False)
             model = learner.model
         else:

@@ -58,7 +58,8 @@ from tqdm.auto import tqdm
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
 from spikebridge.fastsim import EVENT_DENSITY_CROSSOVER, simulate_fast, spike_currents, spike_density
-from spikebridge.train import make_learner, train
+from spikebridge.learner import create_learner
+from spikebridge.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"
@@ -315,7 +316,7 @@ def training_benchmark(train_fs, n_neurons: int, steps: int, batch: int, n_ours:
     rows = {}
 
     def ours(mode: str, n: int, fast: bool = False):
-        learner = make_learner("colanet", x.shape[1], classes, steps=steps, colanet=CoLaNETConfig(**cfg), learn_mode=mode)
+        learner = create_learner("colanet", x.shape[1], classes, steps=steps, config=CoLaNETConfig(**cfg), learn_mode=mode)
         if fast:
             model = learner.model
             model.simulate = lambda s, record_raster=False: simulate_fast(model, s, "auto", record_raster)

@@ -117,3 +117,14 @@ def pixel_digits():
     d = load_digits()
     x = d.data.astype(np.float32)
     return train_test_split(x, d.target, test_size=0.25, stratify=d.target, random_state=0)
+
+
+#: fixtures that run the encoder over a data set (digits: minutes on 2 cores without a cache)
+EXTRACTION_FIXTURES = {"digits_features", "digits_model", "tiny_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that extract encoder features of a data set are ``slow`` (CI runs them too)."""
+    for item in items:
+        if EXTRACTION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

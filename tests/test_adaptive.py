@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 from spikebridge.baselines import choose_logistic_c, mlp_baseline, tuned_logistic
 from spikebridge.coding import RateNormaliser
 from spikebridge.colanet import CoLaNETConfig, adaptive_config, adaptive_epochs, schedule_rate
-from spikebridge.train import make_learner, train
+from spikebridge import create_learner, train
 
 
 def _split(x, y):
@@ -47,7 +47,7 @@ def test_schedule_anneals_to_zero_and_boosts_short_runs():
 def test_explicit_microcolumns_are_honoured_and_config_not_mutated(pixel_digits):
     xt, _, yt, _ = pixel_digits
     cfg = CoLaNETConfig(microcolumns=3, seed=5)
-    learner, _ = train(make_learner("colanet", 64, 10, colanet=cfg, seed=5), xt[:300], yt[:300], epochs=1, progress=False)
+    learner, _ = train(create_learner("colanet", 64, 10, config=cfg, seed=5), xt[:300], yt[:300], epochs=1, progress=False)
     assert learner.model.config.microcolumns == 3 and cfg.microcolumns == 3
 
 
@@ -58,7 +58,7 @@ def test_defaults_match_the_tuned_probe_on_differently_shaped_data(loader):
     x, y = loader(return_X_y=True)
     xt, xv, yt, yv = _split(x, y)
     probe = tuned_logistic(xt, yt, xv, yv)["top1"]
-    learner = make_learner("colanet", xt.shape[1], len(np.unique(y)))
+    learner = create_learner("colanet", xt.shape[1], len(np.unique(y)))
     learner, history = train(learner, xt, yt, progress=False)
     scores, _ = learner.scores(xv)
     spiking = float((scores.argmax(1).numpy() == yv).mean())
@@ -74,7 +74,7 @@ def test_the_old_rule_is_still_available_and_worse_on_digits(pixel_digits):
     old = CoLaNETConfig(microcolumns=7, normalisation="percentile", w_min=0.0, anneal=False)
     accs = []
     for cfg, epochs in ((old, 4), (CoLaNETConfig(), None)):
-        learner, _ = train(make_learner("colanet", 64, 10, colanet=cfg), xt, yt, epochs=epochs, progress=False)
+        learner, _ = train(create_learner("colanet", 64, 10, config=cfg), xt, yt, epochs=epochs, progress=False)
         accs.append(float((learner.predict_continuous(xv).numpy() == yv).mean()))
     assert accs[1] > accs[0] + 0.01, accs
 

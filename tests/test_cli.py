@@ -18,12 +18,14 @@ def spikebridge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
                           cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_help():
     out = spikebridge("--help")
     assert out.returncode == 0, out.stderr
     assert "usage: spikebridge" in out.stdout and "extract" in out.stdout
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_extract_help():
     out = spikebridge("extract", "--help")
     assert out.returncode == 0, out.stderr
@@ -31,11 +33,13 @@ def test_extract_help():
         assert option in out.stdout
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_no_command_is_a_usage_error():
     out = spikebridge()
     assert out.returncode == 2 and "usage:" in out.stderr
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_extract_end_to_end(tmp_path):
     data = make_image_folder(tmp_path / "pets", classes=("cat", "dog"), per_class=2, size=24)
     cache = tmp_path / "cache"
@@ -50,6 +54,7 @@ def test_extract_end_to_end(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "pets"]  # nothing else written
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_bad_dataset_path_exits_2_with_one_line(tmp_path):
     missing = tmp_path / "no-such-folder"
     out = spikebridge("extract", "--dataset", str(missing), "--cache-dir", str(tmp_path / "cache"), "--no-progress")

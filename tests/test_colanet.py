@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.train import make_learner, train
+from spikebridge import create_learner, train
 
 
 def _trained(x, y, epochs=3, batch_size=1, **cfg):
-    learner = make_learner("colanet", x.shape[1], 10, colanet=CoLaNETConfig(**cfg))
+    learner = create_learner("colanet", x.shape[1], 10, config=CoLaNETConfig(**cfg))
     learner, _ = train(learner, x, y, epochs=epochs, batch_size=batch_size, progress=False)
     return learner
 

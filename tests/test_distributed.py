@@ -16,7 +16,7 @@ from conftest import make_image_folder
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.data import image_folder
 from spikebridge.features import extract_features
-from spikebridge.train import make_learner, train
+from spikebridge import create_learner, train
 
 
 def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -28,6 +28,7 @@ def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_two_ranks_extract_disjoint_shards_then_resume_only_missing(tmp_path, lite0):
     folder = make_image_folder(tmp_path / "data", classes=("cat", "dog", "cup"), per_class=4)
     cache = tmp_path / "cache"
@@ -59,6 +60,7 @@ def test_two_ranks_extract_disjoint_shards_then_resume_only_missing(tmp_path, li
     assert np.allclose(load_features(cache / entry).features, reference.features, atol=1e-5)
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_two_rank_training_equals_single_process(digits_features, tmp_path):
     """Spiking learn mode, a 2-member ensemble and an odd batch (uneven slices, recruitment
     across ranks): the all-reduced run must reach the single-process weights."""
@@ -69,8 +71,8 @@ def test_two_rank_training_equals_single_process(digits_features, tmp_path):
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["world_size"] == 2
 
-    learner = make_learner("colanet", train_fs.features.shape[1], 10, seed=0, steps=32,
-                           colanet=CoLaNETConfig(ensemble=2), learn_mode="spiking")
+    learner = create_learner("colanet", train_fs.features.shape[1], 10, seed=0, steps=32,
+                           config=CoLaNETConfig(ensemble=2), learn_mode="spiking")
     learner, history = train(learner, train_fs.features, train_fs.labels, epochs=2, batch_size=7, progress=False)
     distributed = load_file(str(tmp_path / "run" / "model.safetensors"))
     single = learner.tensors()
@@ -80,6 +82,7 @@ def test_two_rank_training_equals_single_process(digits_features, tmp_path):
     assert [e["plasticity_events"] for e in record["history"]] == [e["plasticity_events"] for e in history["epochs"]]
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_commands_other_than_extract_and_train_refuse_torchrun(tmp_path):
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0"}
     done = subprocess.run([sys.executable, "-m", "spikebridge", "tune", "--dataset", "digits"], cwd=tmp_path,

@@ -58,6 +58,7 @@ def topk_accuracy(model, files: list[Path], index: dict[str, int], batch: int = 
     return top1 / len(files), top5 / len(files)
 
 
+@pytest.mark.slow  # runs the encoder over real ImageNet images
 def test_lite0_top1_on_imagenet_subset(classifier):
     files, index = imagenet_sample()
     subset = files[::5]

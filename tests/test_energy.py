@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, add_energy_command, ann_head_macs, count_macs,
-                                encoder_macs, energy_report, format_energy, learner_ops, report_rows, spiking_synops)
+from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ann_head_macs, count_macs, encoder_macs, energy_report,
+                                format_energy, learner_ops, report_rows, spiking_synops)
+from spikebridge.energy_cli import add_energy_command
 from spikebridge.errors import SpikebridgeError
 
 
@@ -99,10 +100,10 @@ def one_thread():
 
 
 def _trained_colanet(pixel_digits, steps=16):
-    from spikebridge.train import make_learner, train
+    from spikebridge import create_learner, train
 
     xtr, xva, ytr, yva = pixel_digits
-    learner = make_learner("colanet", xtr.shape[1], 10, steps=steps)
+    learner = create_learner("colanet", xtr.shape[1], 10, steps=steps)
     learner, _ = train(learner, xtr, ytr, epochs=1, batch_size=16, progress=False)
     return learner, xva[:120], yva[:120]
 

@@ -237,16 +237,16 @@ def test_two_processes_extracting_one_entry_share_the_work(tmp_path):
 # ------------------------------------------------------------------ non-finite features
 @pytest.mark.parametrize("rule", ["colanet", "rstdp", "sstdp", "diehl-cook"])
 def test_non_finite_features_are_rejected_in_training_and_prediction(rule, pixel_digits):
-    from spikebridge.train import make_learner, train
+    from spikebridge import create_learner, train
 
     xt, xv, yt, _ = pixel_digits
     bad = xt[:200].copy()
     bad[5, [3, 9]] = np.nan
     with pytest.raises(SpikebridgeError) as info:
-        train(make_learner(rule, 64, 10), bad, yt[:200], epochs=1, progress=False)
+        train(create_learner(rule, 64, 10), bad, yt[:200], epochs=1, progress=False)
     msg = str(info.value)
     assert "train" in msg and "row 5" in msg and "2 of 64 columns" in msg and "\n" not in msg
-    learner, _ = train(make_learner(rule, 64, 10), xt[:200], yt[:200], epochs=1, progress=False)
+    learner, _ = train(create_learner(rule, 64, 10), xt[:200], yt[:200], epochs=1, progress=False)
     bad_val = xv[:50].copy()
     bad_val[7, 0] = np.inf
     with pytest.raises(SpikebridgeError, match="row 7 has 1 of 64 columns"):
@@ -282,6 +282,7 @@ def test_bad_option_values_fail_before_work(argv, expected, tmp_path, capsys):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_option_errors_and_help_do_not_import_torch():
     code = ("import sys\nfrom spikebridge.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
@@ -303,11 +304,11 @@ def test_evaluate_help_lists_only_its_options(capsys):
 def tiny_run(folder, tmp_path, enc):
     """A CoLaNET checkpoint and model trained on real Lite0 features of the tiny folder."""
     from spikebridge.checkpoints import save_tensors
-    from spikebridge.train import make_learner, train
+    from spikebridge import create_learner, train
 
     train_fs = extract_features(image_folder(folder).train, enc, tmp_path / "cache0", **OPTS)
     run = tmp_path / "runs" / "pets"
-    learner, _ = train(make_learner("colanet", 1280, 2), train_fs.features, train_fs.labels, epochs=2,
+    learner, _ = train(create_learner("colanet", 1280, 2), train_fs.features, train_fs.labels, epochs=2,
                        run_dir=run, progress=False, stop_after_epoch=1)
     meta = {**learner.metadata(), "classes": ["cat", "dog"], "encoder": enc.identity()}
     save_tensors(run / "model.safetensors", learner.tensors(), meta)
@@ -317,7 +318,7 @@ def tiny_run(folder, tmp_path, enc):
 
 @pytest.mark.parametrize("flags, expected", [
     (["--rule", "rstdp"], "is a 'colanet' checkpoint, not 'rstdp'"),
-    (["--microcolumns", "3"], "microcolumns 7 (now 3)"),
+    (["--microcolumns", "3"], "microcolumns 1 (now 3)"),  # 10 examples per class: adaptive_config chose 1
     (["--seed", "5"], "seed 0 (now 5)"),
 ])
 def test_resume_with_other_settings_is_refused(tiny_run, folder, tmp_path, capsys, flags, expected):
@@ -389,13 +390,13 @@ def test_energy_reports_which_examples_it_simulated(tmp_path, pixel_digits, caps
     from torch import nn
 
     from spikebridge.checkpoints import save_tensors
-    from spikebridge.energy import add_energy_command
-    from spikebridge.train import make_learner, train
+    from spikebridge.energy_cli import add_energy_command
+    from spikebridge import create_learner, train
 
     xt, xv, yt, yv = pixel_digits
     order = np.argsort(yv, kind="stable")  # class-ordered, like an ImageFolder val split
     xv, yv = xv[order], yv[order]
-    learner, _ = train(make_learner("colanet", 64, 10, steps=8), xt, yt, epochs=1, progress=False)
+    learner, _ = train(create_learner("colanet", 64, 10, steps=8), xt, yt, epochs=1, progress=False)
     save_tensors(tmp_path / "model.safetensors", learner.tensors(),
                  {**learner.metadata(), "classes": [str(c) for c in range(10)], "encoder": {"encoder": "tiny", "cut": None}})
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.train import make_learner, train
+from spikebridge import create_learner, train
 
 
 def test_partial_fit_single_pass_close_to_multi_epoch(pixel_digits):
@@ -15,7 +15,7 @@ def test_partial_fit_single_pass_close_to_multi_epoch(pixel_digits):
     stream = CoLaNET(64, 10, CoLaNETConfig())
     for b in range(0, len(yt), 100):  # examples arrive in chunks, each seen once
         stream.partial_fit(xt[b : b + 100], yt[b : b + 100])
-    multi, _ = train(make_learner("colanet", 64, 10), xt, yt, epochs=3, batch_size=1, progress=False)
+    multi, _ = train(create_learner("colanet", 64, 10), xt, yt, epochs=3, batch_size=1, progress=False)
     acc_stream = (stream.predict_continuous(xv).numpy() == yv).mean()
     acc_multi = (multi.predict_continuous(xv).numpy() == yv).mean()
     assert acc_stream >= 0.8 and acc_stream >= acc_multi - 0.08, (acc_stream, acc_multi)
@@ -73,6 +73,7 @@ def test_frozen_columns_survive_save_load_and_unfreeze(tmp_path, pixel_digits):
     assert loaded.replay_prototypes(4, 10.0) is None  # nothing frozen, nothing replayed
 
 
+@pytest.mark.slow  # an Optuna study of several trials
 def test_tune_writes_config_that_train_accepts(pixel_digits, tmp_path):
     pytest.importorskip("optuna")
     from spikebridge.tune import carve_validation, cross_validation_folds, tune
@@ -92,6 +93,7 @@ def test_tune_writes_config_that_train_accepts(pixel_digits, tmp_path):
     assert cfg.steps in (8, 16, 32)
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_train_cli_accepts_tuned_config_and_single_pass(digits_features, tmp_path):
     cfg = {"colanet": {**CoLaNETConfig().__dict__, "microcolumns": 2, "steps": 8}, "train": {"epochs": 2, "train_batch": 4}}
     (tmp_path / "best.json").write_text(json.dumps(cfg))

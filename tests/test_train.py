@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge.train import RULE_NAMES, load_learner, make_learner, train
+from spikebridge import create_learner, list_rules, load_learner, train
 
 
-@pytest.mark.parametrize("rule", RULE_NAMES)
+@pytest.mark.parametrize("rule", list_rules())
 def test_no_autograd_in_spiking_part(rule, pixel_digits, monkeypatch):
     xt, _, yt, _ = pixel_digits
-    learner = make_learner(rule, xt.shape[1], 10)
+    learner = create_learner(rule, xt.shape[1], 10)
     grad_modes = []
     original = type(learner).learn
 
@@ -27,26 +27,32 @@ def test_no_autograd_in_spiking_part(rule, pixel_digits, monkeypatch):
         assert not tensor.requires_grad and tensor.grad is None
 
 
-@pytest.mark.parametrize("rule", RULE_NAMES)
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", list_rules())
 def test_every_rule_learns_above_chance(rule, digits_features):
+    """On Lite0 features; the bar is the same network with plasticity disabled (measured:
+    Diehl & Cook 0.67 learned vs 0.28 with eta = 0; the others 0.70-0.95 vs chance)."""
+    from test_rules import MARGIN, frozen_learner
+
     train_fs, val_fs = digits_features
-    learner, _ = train(make_learner(rule, 1280, 10), train_fs.features, train_fs.labels, epochs=2,
-                       batch_size=8, progress=False)
-    scores, stats = learner.scores(val_fs.features)
-    accuracy = (scores.argmax(1).numpy() == val_fs.labels).mean()
-    assert accuracy >= 0.3, (rule, accuracy)  # chance is 0.1
-    assert stats["input_spikes"] > 0
+    accuracy = {}
+    for name, learner in (("plastic", create_learner(rule, 1280, 10)), ("frozen", frozen_learner(rule, 1280))):
+        learner, _ = train(learner, train_fs.features, train_fs.labels, epochs=2, batch_size=8, progress=False)
+        scores, stats = learner.scores(val_fs.features)
+        accuracy[name] = (scores.argmax(1).numpy() == val_fs.labels).mean()
+        assert stats["input_spikes"] > 0
+    assert accuracy["plastic"] >= 0.5 and accuracy["plastic"] >= accuracy["frozen"] + MARGIN, (rule, accuracy)
 
 
-@pytest.mark.parametrize("rule", ["colanet", "diehl-cook"])
+@pytest.mark.parametrize("rule", ["colanet", pytest.param("diehl-cook", marks=pytest.mark.slow)])
 def test_resume_reaches_same_weights(rule, pixel_digits, tmp_path):
     xt, _, yt, _ = pixel_digits
-    full, _ = train(make_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8, run_dir=tmp_path / "a", progress=False)
-    train(make_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8, run_dir=tmp_path / "b",
+    full, _ = train(create_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8, run_dir=tmp_path / "a", progress=False)
+    train(create_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8, run_dir=tmp_path / "b",
           progress=False, stop_after_epoch=1)
     meta = json.loads(json.dumps(load_learner(tmp_path / "b" / "checkpoint.safetensors")[1]["epoch"]))
     assert meta == 0
-    resumed, history = train(make_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8,
+    resumed, history = train(create_learner(rule, 64, 10, seed=3), xt, yt, epochs=3, batch_size=8,
                              run_dir=tmp_path / "b", resume=True, progress=False)
     assert len(history["epochs"]) == 3
     for key, tensor in full.tensors().items():
@@ -57,6 +63,7 @@ def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "spikebridge", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_demo_writes_run_directory(digits_features, tmp_path):
     out = _cli("demo", "--epochs", "2", "--run-dir", str(tmp_path / "demo"), "--no-progress")
     assert out.returncode == 0, out.stderr
@@ -72,6 +79,7 @@ def test_demo_writes_run_directory(digits_features, tmp_path):
     assert json.loads((tmp_path / "eval" / "run.json").read_text())["metrics"]["steps"] == 8
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 def test_train_cli_errors_are_one_line(tmp_path):
     bad = _cli("evaluate", "--model", str(tmp_path / "missing.safetensors"))
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "missing.safetensors" in bad.stderr
@@ -81,6 +89,7 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert bad.returncode == 2 and "c.json" in bad.stderr
 
 
+@pytest.mark.slow  # CLI subprocess / torchrun
 @pytest.mark.parametrize("command", ["train", "evaluate", "demo"])
 def test_help(command):
     out = _cli(command, "--help")

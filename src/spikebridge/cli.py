@@ -94,59 +94,77 @@ def cmd_extract(args) -> int:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rule", default="colanet", choices=["colanet", "rstdp", "sstdp", "diehl-cook"],
+    from .learner import list_rules
+
+    p.add_argument("--rule", default="colanet", choices=list_rules(),
                    help="local learning rule (default: colanet)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training features (default: 4, or the --config file's)")
     p.add_argument("--single-pass", action="store_true",
                    help="online learning: every training example is seen once, in a stream (same as --epochs 1)")
-    p.add_argument("--steps", type=int, default=None, help="time steps T per example (default: 32, or the --config file's)")
+    p.add_argument("--steps", type=int, default=None, help="time steps T per example (default: the rule's, 32, or the --config file's)")
     p.add_argument("--train-batch", type=int, default=None,
                    help="examples per plasticity update (default: 16, or the --config file's; 1 = exact online rule)")
-    p.add_argument("--seed", type=int, default=0, help="seed of shuffling, coders and initial weights (default: 0)")
-    p.add_argument("--microcolumns", type=int, default=None, help="CoLaNET prototypes per class (default: 7)")
-    p.add_argument("--ensemble", type=int, default=None, help="CoLaNET: K independently seeded members (default: 1)")
-    p.add_argument("--learn-mode", default="continuous", choices=["continuous", "spiking"],
-                   help="CoLaNET: plasticity from the continuous approximation (fast) or the spiking simulation")
-    p.add_argument("--config", type=Path, default=None, help="CoLaNET configuration JSON (e.g. written by 'spikebridge tune')")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of shuffling, coders and initial weights (default: 0, or the --config file's)")
+    p.add_argument("--microcolumns", type=int, default=None,
+                   help="CoLaNET only: prototypes per class (default: from the number of training examples per class)")
+    p.add_argument("--ensemble", type=int, default=None, help="CoLaNET only: K independently seeded members (default: 1)")
+    p.add_argument("--learn-mode", default=None, choices=["continuous", "spiking"],
+                   help="CoLaNET only: plasticity from the continuous approximation (default, fast) or the spiking simulation")
+    p.add_argument("--config", type=Path, default=None,
+                   help="configuration JSON of the rule: {\"<rule>\": {...}, \"train\": {\"epochs\", \"train_batch\"}} "
+                        "(e.g. written by 'spikebridge tune') or the rule's settings alone")
     p.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, run.json, report.md and figures go (default: runs/<data>-<rule>)")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.safetensors")
     p.add_argument("--no-baseline", action="store_true", help="skip the reference: logistic regression with C chosen by 3-fold CV on train")
 
 
-def _colanet_config(args):
-    """CoLaNET configuration from --config (if any) and flags; also fills epochs / train batch.
-    Checks every training option (one line naming it and its value) before any work."""
+#: training flags that set a rule's setting of the same name (refused for rules without it)
+RULE_FLAGS = ("microcolumns", "ensemble", "learn_mode", "steps", "seed")
+
+
+def _rule_config(args) -> tuple:
+    """``(config, options)`` of ``--rule`` from --config (if any) and flags; also fills epochs /
+    train batch / steps. Checks every training option (one line naming it and its value) and
+    refuses flags the rule has no setting for, before any work."""
+    import dataclasses
     import json
 
-    from .colanet import CoLaNETConfig
+    from .learner import list_rules, rule_class, rule_settings
 
     _check_train_flags(args)
-    cfg, schedule = CoLaNETConfig(), {}
+    cls, accepted = rule_class(args.rule), rule_settings(args.rule)
+    for name in RULE_FLAGS:
+        if getattr(args, name) is not None and name not in accepted:
+            owners = [r for r in list_rules() if name in rule_settings(r)]
+            raise SpikebridgeError(f"--{name.replace('_', '-')} applies to --rule {' / '.join(owners)} only, "
+                                   f"not to {args.rule}; leave it out")
+    config, schedule = cls.config_class(), {}
     if args.config is not None:
         try:
             values = json.loads(args.config.read_text())
-            cfg = CoLaNETConfig(**values.get("colanet", values))
-            schedule = values.get("train", {})
+            others = [r for r in list_rules() if r != args.rule and r in values]
+            if others and args.rule not in values:
+                raise ValueError(f"it holds settings of --rule {others[0]}, not {args.rule}")
+            config = cls.config_class(**values.get(args.rule, values))
+            schedule = values.get("train", {}) if args.rule in values else {}
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
         for name in ("microcolumns", "ensemble", "steps"):
-            _at_least(f"{name} in {args.config}", getattr(cfg, name), 1)
+            _at_least(f"{name} in {args.config}", getattr(config, name, None), 1)
         for name in ("epochs", "train_batch"):
             _at_least(f"train.{name} in {args.config}", schedule.get(name), 1)
-    from .rules import RuleConfig
     from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH
 
     if args.single_pass:
         args.epochs = 1
     args.epochs = args.epochs if args.epochs is not None else schedule.get("epochs", DEFAULT_EPOCHS)
     args.train_batch = args.train_batch if args.train_batch is not None else schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
-    if args.steps is None:
-        args.steps = cfg.steps if getattr(args, "rule", "colanet") == "colanet" else RuleConfig.steps
-    if args.microcolumns is not None:
-        cfg.microcolumns = args.microcolumns
-    if args.ensemble is not None:
-        cfg.ensemble = args.ensemble
-    return cfg
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    given = {name: getattr(args, name) for name in RULE_FLAGS if getattr(args, name) is not None}
+    config = dataclasses.replace(config, **{k: v for k, v in given.items() if k in fields})
+    args.steps, args.seed = config.steps, config.seed
+    return config, {k: v for k, v in given.items() if k not in fields}
 
 
 def _check_train_flags(args) -> None:
@@ -183,7 +201,8 @@ def _plain(obj):
 
 
 def _check_resume(learner, run_dir: Path) -> None:
-    """Refuse --resume from a checkpoint of another rule or other settings (before extraction)."""
+    """Refuse --resume from a checkpoint of another rule or other settings (before extraction).
+    Settings left to be chosen from the data (CoLaNET's ``microcolumns=None``) match any value."""
     from .checkpoints import load_tensors
 
     ckpt = run_dir / "checkpoint.safetensors"
@@ -191,7 +210,13 @@ def _check_resume(learner, run_dir: Path) -> None:
         warnings.warn(f"--resume: no checkpoint in {run_dir}; training from the start", stacklevel=2)
         return
     _, have = load_tensors(ckpt)
-    want = _plain(learner.metadata())
+    want = {k: v for k, v in _plain(learner.metadata()).items() if k != "normaliser"}  # settings, not fitted state
+    requested = getattr(learner, "requested", None)  # the config as asked for, before prepare() resolves it
+    if requested is not None:
+        from dataclasses import asdict
+
+        adaptive = [k for k, v in asdict(requested).items() if v is None]
+        want["config"] = {k: v for k, v in want["config"].items() if k not in adaptive}
     if have.get("rule") != want.get("rule"):
         raise SpikebridgeError(f"--resume: {ckpt} is a {have.get('rule')!r} checkpoint, not {want.get('rule')!r}; "
                                f"pass --rule {have.get('rule')} or another --run-dir")
@@ -211,16 +236,16 @@ def cmd_train(args) -> int:
     import torch
 
     from .errors import require_finite
+    from .learner import create_learner
     from .report import evaluate, summary_rows, tuned_logistic, write_run
-    from .train import make_learner, train
+    from .train import train
 
-    colanet_config = _colanet_config(args)  # every option is checked before any long work
+    config, options = _rule_config(args)  # every option is checked before any long work
     _check_data_options(args)
     torch.manual_seed(args.seed)
     splits, encoder = _open_inputs(args)
     run_dir = args.run_dir or Path("runs") / f"{_dataset_label(args.dataset)}-{args.rule}"
-    learner = make_learner(args.rule, encoder.feature_dim, len(splits.classes), seed=args.seed,
-                           steps=args.steps, colanet=colanet_config, learn_mode=args.learn_mode)
+    learner = create_learner(args.rule, encoder.feature_dim, len(splits.classes), config, **options)
     if args.resume:
         _check_resume(learner, run_dir)
     train_fs, val_fs = _extract(args, (splits.train, splits.val), encoder)
@@ -314,8 +339,8 @@ def _encoder_of_model(args, meta: dict) -> tuple[str, int | None]:
 def cmd_evaluate(args) -> int:
     from .data import open_dataset
     from .errors import require_finite
+    from .learner import load_learner
     from .report import evaluate, summary_rows, write_run
-    from .train import load_learner
 
     _check_data_options(args)
     _at_least("--steps", args.steps, 1)
@@ -418,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/tune"), help="study.db and best.json folder (default: runs/tune)")
     p.set_defaults(func=cmd_tune)
 
-    from .energy import add_energy_command
+    from .energy_cli import add_energy_command
     from .export_cli import add_export_command
 
     add_export_command(sub)
@@ -436,8 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    # warnings are shown (none is filtered), one line each; the format is restored on return
+    plain_format, warnings.formatwarning = warnings.formatwarning, lambda msg, cat, *a, **k: f"warning: {msg}\n"
     distributed = None
     try:
         _check_options(args)
@@ -454,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: completed work is kept; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
+        warnings.formatwarning = plain_format
         if distributed is not None:
             distributed.shutdown()
 

@@ -56,7 +56,7 @@ class RateNormaliser:
         if kind == "onoff":
             center = x.mean(0)
             # dimensions that never vary keep a finite gain and stay silent
-            gain = 1.0 / (saturation * x.std(0).clamp_min(1e-6))
+            gain = 1.0 / (saturation * torch.nan_to_num(x.std(0), nan=0.0).clamp_min(1e-6))  # one example: std 0
             return cls(torch.arange(n).repeat(2), center.repeat(2), torch.cat([gain, -gain]), kind, saturation)
         if kind == "percentile":
             step = max(1, (1 << 24) // max(1, len(x)))  # torch.quantile takes at most 2**24 elements

@@ -72,8 +72,9 @@ import numpy as np
 import torch
 
 from .coding import RateNormaliser, channel_count, encode
-from .errors import require_finite
+from .errors import SpikebridgeError, require_finite
 from .fastsim import run_population_fast, single_threaded
+from .learner import register_rule
 
 if TYPE_CHECKING:
     from .distributed import PlasticitySync
@@ -83,6 +84,7 @@ MAX_MICROCOLUMNS = 7
 EXAMPLES_PER_MICROCOLUMN = 200  # adaptive_config: one prototype per this many training examples of a class
 PRESENTATIONS = 60_000  # adaptive_epochs: examples presented in a run (within [10, 30] epochs)
 REFERENCE_EPOCHS = 10  # eta_plus / eta_minus are the starting rates of a run of this many epochs
+CALIBRATION_WINDOW = 4096  # theta is calibrated on (at most) this many of the most recent training examples
 
 
 def adaptive_config(config: "CoLaNETConfig", n_examples: int, n_classes: int) -> "CoLaNETConfig":
@@ -232,14 +234,17 @@ class CoLaNET:
         return SpikeRecord(rec.counts, rec.first_spike, v, in_spikes, T, raster)
 
     def column_scores(self, rec: SpikeRecord) -> torch.Tensor:
-        """Lexicographic column scores ``[B, C]``: most column spikes (summed over members),
-        then earliest first spike, then highest final membrane potential (in (0, 1))."""
+        """Lexicographic column scores ``[B, C]`` (float64): most column spikes (summed over
+        members), then earliest first spike, then highest final membrane potential ``v/theta``
+        of the column's best neuron, averaged over members and mapped into (0, 1) by
+        ``0.5 + atan(.)/pi``, which does not saturate, so columns that did not fire (the
+        runners-up of top-5) stay ranked by how close they came, also in an ensemble."""
         K, B, J = rec.counts.shape
         C, T = self.n_classes, float(rec.steps)
-        n = rec.counts.view(K, B, C, -1).sum(-1).sum(0)  # [B, C]
-        t1 = rec.first_spike.view(K, B, C, -1).min(-1).values.min(0).values  # [B, C]
-        v = (rec.v_final / self.threshold.view(K, 1, 1)).view(K, B, C, -1).max(-1).values.sum(0)
-        return n * (T + 2) + (T + 1 - t1) + torch.sigmoid(v.clamp(-50, 50)) * 0.999
+        n = rec.counts.view(K, B, C, -1).sum(-1).sum(0).double()  # [B, C]
+        t1 = rec.first_spike.view(K, B, C, -1).min(-1).values.min(0).values.double()  # [B, C]
+        v = (rec.v_final / self.threshold.view(K, 1, 1)).view(K, B, C, -1).max(-1).values.double().mean(0)
+        return n * (T + 2) + (T + 1 - t1) + (0.5 + torch.atan(v) / math.pi) * 0.999
 
     def column_decision(self, rec: SpikeRecord) -> torch.Tensor:
         return self.column_scores(rec).argmax(1)
@@ -250,17 +255,23 @@ class CoLaNET:
 
     @torch.no_grad()
     def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0):
-        """Spiking-simulation column scores ``[B, C]`` and mean input / output spikes per example."""
-        scores, in_spikes, out_spikes = [], 0.0, 0.0
+        """Spiking-simulation column scores ``[B, C]`` and ``stats``: mean input / output spikes
+        per example and ``class_spikes [B, C]``, each column's spikes summed over members."""
+        scores, counts, in_spikes, out_spikes = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
         for b in range(0, len(features), batch_size):
             rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b))
             scores.append(self.column_scores(rec))
+            K, B, _ = rec.counts.shape
+            counts.append(rec.counts.view(K, B, self.n_classes, -1).sum(-1).sum(0))
             in_spikes += rec.input_spikes.sum().item()
             out_spikes += rec.counts.sum().item()
         n = max(1, len(features))
-        return torch.cat(scores), {"input_spikes": in_spikes / n, "output_spikes": out_spikes / n}
+        empty = torch.zeros(0, self.n_classes)
+        return (torch.cat(scores) if scores else empty,
+                {"input_spikes": in_spikes / n, "output_spikes": out_spikes / n,
+                 "class_spikes": torch.cat(counts) if counts else empty})
 
     def predict_spiking(self, features, steps: int | None = None, **kw) -> torch.Tensor:
         return self.scores_spiking(features, steps, **kw)[0].argmax(1)
@@ -370,9 +381,12 @@ class CoLaNET:
         """Online, single-pass learning: each example of this call is learned once, as it comes.
 
         The rate normaliser is fitted on the first call's features unless it was set before
-        (``fit_normaliser`` on a warm-up sample); ``theta`` is recalibrated on the call's
-        examples. With an ensemble, each member learns each example with probability
-        ``bagging`` (online bagging), so the members differ although the stream is shared.
+        (``fit_normaliser`` on a warm-up sample). ``theta`` is recalibrated after every call on
+        a running window of the ``CALIBRATION_WINDOW`` most recent examples of the stream (not
+        only this call's, so it does not jump when calls are small; the window lives in memory
+        and a loaded model starts a new one). With an ensemble, each member learns each
+        example with probability ``bagging`` (online bagging), so the members differ although
+        the stream is shared.
         """
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -393,7 +407,10 @@ class CoLaNET:
                 if mask is not None:
                     mask = torch.cat([mask, torch.ones_like(replay[1], dtype=torch.bool)], 1)
             self.learn(r, y, mask=mask)
-        self.calibrate(rates[-4096:])
+        window = getattr(self, "_recent_rates", None)
+        window = rates if window is None or window.shape[1] != rates.shape[1] else torch.cat([window, rates])
+        self._recent_rates = window[-CALIBRATION_WINDOW:]
+        self.calibrate(self._recent_rates)
         return self
 
     @torch.no_grad()
@@ -518,3 +535,93 @@ class CoLaNET:
 
 def config_from_json(text: str) -> CoLaNETConfig:
     return CoLaNETConfig(**json.loads(text))
+
+
+@register_rule("colanet")
+class CoLaNETLearner:
+    """CoLaNET as a registered :class:`~spikebridge.learner.Learner` (``create_learner("colanet", ...)``).
+
+    ``learn_mode`` (an option, not a config field): plasticity from the continuous
+    approximation (``"continuous"``, fast) or from activity measured in the spiking
+    simulation (``"spiking"``). ``config.microcolumns=None`` is resolved from the training
+    data in :meth:`prepare` (:func:`adaptive_config`); ``train(epochs=None)`` takes
+    :func:`adaptive_epochs`; the learning rates are annealed by :func:`schedule_rate`.
+    """
+
+    name = "colanet"
+    config_class = CoLaNETConfig
+    options = ("learn_mode",)
+    annealed = True  # learn() takes the schedule's rate factor
+    supports_sync = True  # data-parallel training (spikebridge.distributed)
+
+    def __init__(self, n_inputs: int, n_classes: int, config: CoLaNETConfig | None = None,
+                 learn_mode: str = "continuous"):
+        if learn_mode not in ("continuous", "spiking"):
+            raise SpikebridgeError(f"learn mode must be 'continuous' or 'spiking', not {learn_mode!r}")
+        self.requested = config or CoLaNETConfig()  # microcolumns=None: chosen from the training data in prepare()
+        self.model = CoLaNET(n_inputs, n_classes, self.requested)
+        self.learn_mode = learn_mode
+
+    @property
+    def config(self) -> CoLaNETConfig:
+        return self.model.config
+
+    def default_epochs(self, n_examples: int) -> int:
+        return adaptive_epochs(n_examples)
+
+    def rate_at(self, seen: int, total: int, epochs: int) -> float:
+        return schedule_rate(seen, total, epochs, self.model.config.anneal)
+
+    @property
+    def members(self) -> int:
+        return self.model.config.ensemble
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.model.generator
+
+    def prepare(self, features, labels=None) -> None:
+        if self.requested.microcolumns is None and labels is not None:
+            config = adaptive_config(self.requested, len(features), self.model.n_classes)
+            self.model = CoLaNET(self.model.n_inputs, self.model.n_classes, config)
+        self.model.fit_normaliser(features)
+
+    def rates(self, features) -> torch.Tensor:
+        return self.model.rates(features)
+
+    def learn(self, rates: torch.Tensor, labels: torch.Tensor, sync=None, rate: float = 1.0) -> int:
+        if self.learn_mode == "spiking" and self.model.active.any():
+            seed = int(torch.randint(1 << 30, (1,), generator=self.model.generator))
+            pre, post = self.model.spiking_activity(rates, seed=seed)
+            return self.model.learn(pre, labels, post, sync=sync, rate=rate)
+        return self.model.learn(rates, labels, sync=sync, rate=rate)
+
+    def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
+        self.model.calibrate(rates[:CALIBRATION_WINDOW])
+
+    def scores(self, features, steps: int | None = None):
+        return self.model.scores_spiking(features, steps)
+
+    def synaptic_fan_out(self) -> tuple[float, float]:
+        return self.model.synaptic_fan_out()
+
+    def n_neurons(self) -> int:
+        """Recruited plastic neurons over all members (the ones that are simulated)."""
+        return int(self.model.active.sum())
+
+    def predict_continuous(self, features):
+        return self.model.predict_continuous(features)
+
+    def tensors(self) -> dict:
+        return self.model.tensors()
+
+    def metadata(self) -> dict:
+        return {"rule": "colanet", "learn_mode": self.learn_mode, **self.model.metadata()}
+
+    @classmethod
+    def from_tensors(cls, meta: dict, tensors: dict) -> "CoLaNETLearner":
+        obj = cls.__new__(cls)
+        obj.model = CoLaNET.from_tensors(meta, tensors)
+        obj.requested = obj.model.config
+        obj.learn_mode = meta.get("learn_mode", "continuous")
+        return obj

@@ -194,7 +194,8 @@ def load_pretrained(name: str = DEFAULT_ENCODER, weights: str | Path | None = No
     except SpikebridgeError:
         raise
     except Exception as exc:
-        tried.append(f"timm hub download failed ({type(exc).__name__})")
+        reason = " ".join(str(exc).split())[:300]  # the hub's own message, on one line
+        tried.append(f"timm hub download failed ({type(exc).__name__}" + (f": {reason})" if reason else ")"))
     raise SpikebridgeError(f"no pretrained weights for encoder {name!r}; tried: " + "; ".join(tried))
 
 

@@ -114,6 +114,7 @@ SIDECAR_FORMAT = "spikebridge-nir"
 INT8_FORMAT = "spikebridge-int8"
 from .export_cli import CONVENTIONS, TARGETS  # noqa: E402  (shared with the torch-free CLI)
 SNNTORCH_DT = 1e-4  # snnTorch's NIR import hard-codes this time step
+PEER_LOGGERS = ("nirtorch", "norse", "snntorch")  # quietened while peer_predictions runs a peer
 DECAY_BITS = 12
 MEMBRANE_BITS = 24
 WEIGHT_BITS = 8
@@ -121,7 +122,7 @@ WEIGHT_BITS = 8
 READOUT_RULE = ("prediction = argmax over classes c of: spike count of column c (all exported neurons whose "
                 "'column' is c, summed over ensemble members); ties: earliest first spike of any neuron of "
                 "the column (1-based step); then the highest final v/theta (max over the column within a "
-                "member, summed over members). Computed outside the NIR graph from its output spikes.")
+                "member, averaged over members, as 0.5 + atan(.)/pi). Computed outside the NIR graph from its output spikes.")
 
 
 def _nir():
@@ -268,10 +269,14 @@ def nir_graph(model: CoLaNET, *, target: str = "generic", convention: str = "eul
         raise SpikebridgeError(f"unknown NIR target {target!r}; choose one of {TARGETS}")
     if layout not in ("nested", "flat"):
         raise SpikebridgeError(f"layout must be 'nested' or 'flat', not {layout!r}")
+    if convention not in CONVENTIONS:
+        raise SpikebridgeError(f"unknown convention {convention!r}; choose one of {CONVENTIONS}")
+    if target != "generic" and convention != "euler":
+        # both importers integrate with forward Euler; another mapping would change the dynamics
+        raise SpikebridgeError(f"--target {target} needs --convention euler (its NIR import integrates with "
+                               f"forward Euler); {convention!r} is only for --target generic")
     net = network_of(model)
     dt = SNNTORCH_DT if target == "snntorch" else model.config.dt
-    if target != "generic":
-        convention = "euler"
     side = _sidecar(model, net, dt, convention, target, layout, classes)
     w, lat, theta = net.weights, net.lateral_matrix(), net.neuron_threshold()
     if target == "snntorch" and len(torch.unique(net.threshold)) > 1:
@@ -486,8 +491,8 @@ def readout_scores(counts: torch.Tensor, first: torch.Tensor, net: Network, step
             sel = net.member == k
             best = torch.full((B, C), NEG / float(theta[k]), dtype=torch.float64)
             best = best.scatter_reduce(1, col[:, sel], v[:, sel].double() / theta[k], "amax")
-            vt += best
-        score = score + torch.sigmoid(vt.clamp(-50, 50)) * 0.999
+            vt += best / K
+        score = score + (0.5 + torch.atan(vt) / math.pi) * 0.999
     return score
 
 
@@ -584,9 +589,13 @@ def peer_predictions(model: CoLaNET, features, peer: str, *, steps: int | None =
     features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     net = network_of(model)
     reset = "zero" if peer == "snntorch" else "subtract"
+    # only the peers' own loggers are quietened, and only while they run (the rest of the
+    # process keeps its logging); their notes on the imported graph are the ones documented above
+    quiet = {name: logging.getLogger(name).level for name in PEER_LOGGERS}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
+        for name in quiet:
+            logging.getLogger(name).setLevel(logging.ERROR)
         try:
             path = Path(tmp) / f"model-{peer}.nir"
             export_nir(model, path, target=peer)
@@ -610,7 +619,8 @@ def peer_predictions(model: CoLaNET, features, peer: str, *, steps: int | None =
                 match += float((ref == c).sum())
                 counts.append(c)
         finally:
-            logging.disable(logging.NOTSET)
+            for name, level in quiet.items():
+                logging.getLogger(name).setLevel(level)
     preds, ours, counts = torch.cat(preds), torch.cat(ours), torch.cat(counts)
     return {"peer": peer, "predictions": preds, "ours": ours, "agreement": float((preds == ours).double().mean()),
             "spikes": counts, "reference_spike_match": match / max(1, counts.numel()), "peer_reset": reset}
@@ -772,9 +782,3 @@ class Int8CoLaNET:
 
 def quantise(model: CoLaNET, reset: str = "subtract") -> Int8CoLaNET:
     return Int8CoLaNET.quantise(model, reset)
-
-
-# --------------------------------------------------------------------------- command line
-
-
-from .export_cli import EXPORT_HELP, add_export_command, cmd_export  # noqa: E402,F401  (the CLI, kept torch-free)

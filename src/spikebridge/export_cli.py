@@ -39,18 +39,34 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="output file (default: beside the model, i.e. in its run folder under runs/: model.nir "
                         "or model.int8.safetensors); a JSON sidecar OUT.json is written beside it")
-    p.add_argument("--target", choices=list(TARGETS), default="generic",
+    p.add_argument("--target", choices=list(TARGETS), default=None,
                    help="nir only: 'generic' (default), or a graph tuned for the NIR import of 'snntorch' or 'norse'")
-    p.add_argument("--convention", choices=list(CONVENTIONS), default="euler",
+    p.add_argument("--convention", choices=list(CONVENTIONS), default=None,
                    help="nir only: how tau maps to our per-step decay beta: 'euler' tau = dt/(1-beta) (default; "
-                        "what snnTorch, Norse and Lava integrate) or 'exact' tau = -dt/ln(beta)")
-    p.add_argument("--reset", choices=["subtract", "zero"], default="subtract",
+                        "what snnTorch, Norse and Lava integrate) or 'exact' tau = -dt/ln(beta) (generic target only)")
+    p.add_argument("--reset", choices=["subtract", "zero"], default=None,
                    help="int8 only: reset by subtraction (default, as trained) or to zero (Loihi 1 CUBA)")
     p.set_defaults(func=cmd_export)
     return p
 
 
+def check_export_options(args) -> None:
+    """Refuse options the chosen format or target cannot honour (before the model is read)."""
+    given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset}
+    wrong = [o for o, v in given.items() if v is not None and (o == "--reset") == (args.format == "nir")]
+    if wrong:
+        raise SpikebridgeError(f"{wrong[0]} does not apply to --format {args.format}; leave it out")
+    if args.format == "nir":
+        args.target, args.convention = args.target or "generic", args.convention or "euler"
+        if args.target != "generic" and args.convention != "euler":
+            raise SpikebridgeError(f"--target {args.target} needs --convention euler (its NIR import integrates "
+                                   f"with forward Euler); --convention {args.convention} is only for --target generic")
+    else:
+        args.reset = args.reset or "subtract"
+
+
 def cmd_export(args) -> int:
+    check_export_options(args)
     from .colanet import CoLaNET
     from .export import Int8CoLaNET, export_nir, sidecar_path
     from .train import load_learner

@@ -1,6 +1,6 @@
 """Fast CPU paths for the spiking simulation: in-place LIF population and event-driven currents.
 
-Two independent pieces, both drop-in for what :meth:`CoLaNET.simulate` does today:
+Two independent pieces, each a drop-in replacement for a step of :meth:`CoLaNET.simulate`:
 
 * :func:`run_population_fast` -- the dynamics of :func:`spikebridge.neurons.run_population`
   (same arguments, same :class:`~spikebridge.neurons.PopulationRecord`, bit-identical

@@ -41,8 +41,10 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -473,3 +475,39 @@ def extract_distributed(dataset: ImageDataset, encoder: Encoder, cache_dir: str 
     merged = extract_features(dataset, encoder, cache_dir, progress=progress, **kw) if rank == 0 else None
     barrier()
     return merged if merged is not None else load_features(Path(cache_dir) / cache_key(encoder, dataset)[:20], dataset)
+
+
+def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficientnet_lite0", split: str = "train", *,
+                     cut: int | None = None, weights: str | None = None, cache_dir: str | Path | None = None,
+                     max_per_class: int | None = None, device: str = "cpu", batch_size: int = 32,
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(X [n, D] float32, y [n] int64)``: encoder features of one split of a data set, in one call.
+
+    ``dataset`` is what :func:`spikebridge.data.open_dataset` accepts (``"digits"``, an image
+    folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
+    default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
+    ``split`` ``"train"`` or ``"val"``. Features are cached (``cache_dir``, default
+    ``$SPIKEBRIDGE_CACHE`` or ``~/.cache/spikebridge``), so a second call is a disk read.
+    Also available as ``spikebridge.features(...)``.
+    """
+    from .data import SPLITS, open_dataset
+    from .encoders import create_encoder
+
+    if split not in SPLITS:
+        raise SpikebridgeError(f"split must be one of {SPLITS}, not {split!r}")
+    splits = open_dataset(dataset, max_per_class)
+    if isinstance(encoder, str):
+        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device)
+    fs = extract_features(getattr(splits, split), encoder, cache_dir or DEFAULT_CACHE, batch_size=batch_size,
+                          progress=progress)
+    return fs.features, fs.labels
+
+
+class _CallableModule(types.ModuleType):
+    """``spikebridge.features(...)`` is :func:`dataset_features` (the module stays a module)."""
+
+    def __call__(self, *args, **kwargs):
+        return dataset_features(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,7 +1,7 @@
 """Evaluation and the run directory: run.json, report.md, figures.
 
-Synaptic operations per inference (SynOps) = input spikes x feedforward fan-out (recruited
-neurons over all members) + output spikes x lateral fan-out. Spikes are counted per example.
+Synaptic operations per inference (SynOps) are counted by :func:`spikebridge.energy.spiking_synops`
+from the spikes counted per example and the learner's fan-outs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .baselines import logistic_baseline, nearest_class_mean, topk_accuracy, tuned_logistic  # noqa: F401  (re-exported)
+from .energy import spiking_synops
 
 STEPS_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 
@@ -43,7 +44,7 @@ def evaluate(learner, val_x, val_y, classes: list[str], steps: int, steps_sweep=
         "confusion": cm.tolist(),
         "input_spikes_per_inference": spikes["input_spikes"],
         "output_spikes_per_inference": spikes["output_spikes"],
-        "synops_per_inference": spikes["input_spikes"] * fan_in_out + spikes["output_spikes"] * fan_lateral,
+        "synops_per_inference": spiking_synops(spikes["input_spikes"], spikes["output_spikes"], fan_in_out, fan_lateral).synops,
         "inference_seconds": seconds,
         "accuracy_vs_steps": {},
     }
@@ -190,6 +191,7 @@ def summary_rows(record: dict) -> list[tuple[str, str]]:
     if "baseline" in record:
         b = record["baseline"]
         rows.append((f"logistic regression, C={b['C']:g} by CV on train (backprop)", f"{100 * b['top1']:.2f} %"))
+        rows.append((f"{record['rule']} minus the tuned probe", f"{100 * (m['top1'] - b['top1']):+.2f} points"))
     rows += [("input spikes / inference", f"{m['input_spikes_per_inference']:.0f}"),
              ("output spikes / inference", f"{m['output_spikes_per_inference']:.1f}"),
              ("synaptic ops / inference", f"{m['synops_per_inference']:.0f}")]

@@ -1,10 +1,6 @@
-r"""Other local learning rules on a single LIF output layer, behind one interface.
-
-Every learner here and :class:`spikebridge.train.CoLaNETLearner` offers the same methods, so
-one training loop (:func:`spikebridge.train.train`) drives them all:
-
-``prepare(features)`` (fit the rate normaliser), ``learn(rates[K,B,N], labels[K,B])``,
-``end_epoch(rates, labels)``, ``predict(features, steps)``, ``tensors()``/``metadata()``.
+r"""Other local learning rules on a single LIF output layer, each a registered
+:class:`~spikebridge.learner.Learner` (``create_learner("rstdp" | "sstdp" | "diehl-cook", ...)``),
+so one training loop (:func:`spikebridge.train.train`) drives them and CoLaNET alike.
 
 All three simulate ``J`` LIF neurons (``run_population``: subtractive reset, decay
 ``beta``) on the input spikes ``x[t]`` of ``T`` steps, with traces
@@ -23,8 +19,9 @@ synaptic resource ``sum_i W[j,i]`` rescaled to its initial value after each upda
   the teacher spikes potentiates ``dW[y,i] = eta * sum_t s^teach_y[t] x~_i[t]``, and every
   other neuron that fired is depressed ``dW[j,i] = -eta * sum_t s_j[t] x~_i[t]``.
 * **Diehl & Cook (2015)**: ``J = C * neurons_per_class`` unlabelled neurons with all-to-all
-  lateral inhibition (winner-take-all) and adaptive thresholds ``theta_j += theta_plus``
-  per spike (decaying by ``theta_decay`` per example); unsupervised STDP
+  lateral inhibition (winner-take-all) and adaptive thresholds, example by example
+  ``theta_j <- theta_decay * theta_j + theta_plus * (spikes of j)`` (the same for any
+  training batch size); unsupervised STDP
   ``dW[j,i] = eta * sum_t s_j[t] (x~_i[t] - x_tar)``. After each epoch every neuron is
   labelled with the class it responds to most; the prediction is the class whose neurons
   fire most on average.
@@ -40,6 +37,7 @@ import torch
 
 from .coding import RateNormaliser, encode
 from .errors import require_finite
+from .learner import register_rule
 from .neurons import run_population
 
 
@@ -73,6 +71,7 @@ class SingleLayerLearner:
     config: RuleConfig = field(default_factory=RuleConfig)
     name = "single-layer"
     members = 1
+    config_class = RuleConfig
 
     def __post_init__(self):
         self.generator = torch.Generator().manual_seed(self.config.seed)
@@ -127,36 +126,47 @@ class SingleLayerLearner:
         return self._run(x, keep_spikes=True).spikes[:, 0]
 
     def _homeostasis(self, post: torch.Tensor) -> None:
-        """Adaptive thresholds: ``theta_j += theta_plus`` per spike (per example), decaying."""
-        n = post.shape[1]
-        self.adaptive = self.adaptive * self.config.theta_decay**n + self.config.theta_plus * post.sum(dim=(0, 1)) / n
+        """Adaptive thresholds, example by example: ``a_j <- theta_decay * a_j + theta_plus * n_j``
+        (``n_j`` the spikes of neuron ``j`` on the example). For the ``B`` examples of a batch,
+        in order: ``a <- d^B a + theta_plus * sum_b d^(B-1-b) n_b``, so the thresholds do not
+        depend on the batch size."""
+        per_example = post.sum(0)  # [B, J]
+        d = self.config.theta_decay
+        weights = d ** torch.arange(per_example.shape[0] - 1, -1, -1, dtype=torch.float32)
+        self.adaptive = self.adaptive * d ** per_example.shape[0] + self.config.theta_plus * (weights @ per_example)
 
     def _normalise(self) -> None:
         self.weights.clamp_(0, self.config.w_max)
         self.weights.mul_(self.resource / self.weights.sum(1, keepdim=True).clamp_min(1e-9))
         self.weights.clamp_(0, self.config.w_max)
 
+    def class_spikes(self, counts: torch.Tensor) -> torch.Tensor:
+        """Mean spikes of each class's neurons ``[B, C]`` from neuron spike counts ``[B, J]``."""
+        onehot = torch.nn.functional.one_hot(self.neuron_label, self.n_classes).float()
+        return counts @ onehot / onehot.sum(0).clamp_min(1)
+
     def class_scores(self, rec) -> torch.Tensor:
         """Class scores ``[B, C]``: spike counts, ties broken by the final potential."""
-        counts = rec.counts[0] + 1e-3 * torch.tanh(rec.v_final[0])
-        onehot = torch.nn.functional.one_hot(self.neuron_label, self.n_classes).float()
-        per_class = onehot.sum(0).clamp_min(1)
-        return counts @ onehot / per_class
+        return self.class_spikes(rec.counts[0] + 1e-3 * torch.tanh(rec.v_final[0]))
 
     @torch.no_grad()
     def scores(self, features, steps: int | None = None, batch_size: int = 512):
-        """Spiking class scores ``[B, C]`` and mean input / output spikes per example."""
-        out, n_in, n_out = [], 0.0, 0.0
+        """Spiking class scores ``[B, C]`` and ``stats``: mean input / output spikes per example
+        and ``class_spikes [B, C]`` (mean spikes of each class's neurons)."""
+        out, counts, n_in, n_out = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
         for b in range(0, len(features), batch_size):
             x = self._spikes(self.rates(features[b : b + batch_size]), steps, seed=b)
             rec = self._run(x)
             out.append(self.class_scores(rec))
+            counts.append(self.class_spikes(rec.counts[0]))
             n_in += x.sum().item()
             n_out += rec.counts.sum().item()
         n = max(1, len(features))
-        return torch.cat(out), {"input_spikes": n_in / n, "output_spikes": n_out / n}
+        empty = torch.zeros(0, self.n_classes)
+        return (torch.cat(out) if out else empty,
+                {"input_spikes": n_in / n, "output_spikes": n_out / n, "class_spikes": torch.cat(counts) if counts else empty})
 
     def synaptic_fan_out(self) -> tuple[float, float]:
         J = float(self.n_neurons())
@@ -190,6 +200,7 @@ class SingleLayerLearner:
         return obj
 
 
+@register_rule("rstdp")
 class RSTDP(SingleLayerLearner):
     name = "rstdp"
 
@@ -218,6 +229,7 @@ class RSTDP(SingleLayerLearner):
         return int((correct == 0).sum())
 
 
+@register_rule("sstdp")
 class SupervisedSTDP(SingleLayerLearner):
     name = "sstdp"
 
@@ -237,6 +249,7 @@ class SupervisedSTDP(SingleLayerLearner):
         return int((wrong.sum(0).sum(1) > 0).sum())
 
 
+@register_rule("diehl-cook")
 class DiehlCook(SingleLayerLearner):
     name = "diehl-cook"
 
@@ -270,5 +283,3 @@ class DiehlCook(SingleLayerLearner):
         per_class = torch.bincount(labels, minlength=self.n_classes).clamp_min(1)
         self.neuron_label = (counts / per_class).argmax(1)
 
-
-RULES = {"rstdp": RSTDP, "sstdp": SupervisedSTDP, "diehl-cook": DiehlCook}

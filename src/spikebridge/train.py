@@ -11,6 +11,7 @@ there and reaches the same final weights as an uninterrupted run with the same s
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,107 +19,21 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import load_tensors, save_tensors
-from .colanet import CoLaNET, CoLaNETConfig, adaptive_config, adaptive_epochs, schedule_rate
 from .errors import SpikebridgeError, require_finite
-from .rules import RULES, RuleConfig
+from .learner import create_learner, load_learner  # noqa: F401  (load_learner re-exported)
 
-RULE_NAMES = ["colanet", *RULES]
-DEFAULT_EPOCHS = 4  # the other rules' default; CoLaNET adapts its epochs to the data (adaptive_epochs)
+DEFAULT_EPOCHS = 4  # learners without default_epochs(); CoLaNET adapts its epochs to the data (adaptive_epochs)
 DEFAULT_TRAIN_BATCH = 16
 
 
-class CoLaNETLearner:
-    """Adapter giving :class:`CoLaNET` the learner interface shared with :mod:`rules`."""
-
-    name = "colanet"
-    annealed = True  # learn() takes the schedule's rate factor
-
-    def __init__(self, n_inputs: int, n_classes: int, config: CoLaNETConfig, learn_mode: str = "continuous"):
-        if learn_mode not in ("continuous", "spiking"):
-            raise SpikebridgeError(f"learn mode must be 'continuous' or 'spiking', not {learn_mode!r}")
-        self.requested = config  # microcolumns=None: chosen from the training data in prepare()
-        self.model = CoLaNET(n_inputs, n_classes, config)
-        self.learn_mode = learn_mode
-
-    def default_epochs(self, n_examples: int) -> int:
-        return adaptive_epochs(n_examples)
-
-    def rate_at(self, seen: int, total: int, epochs: int) -> float:
-        return schedule_rate(seen, total, epochs, self.model.config.anneal)
-
-    @property
-    def members(self) -> int:
-        return self.model.config.ensemble
-
-    @property
-    def generator(self) -> torch.Generator:
-        return self.model.generator
-
-    def prepare(self, features, labels=None) -> None:
-        if self.requested.microcolumns is None and labels is not None:
-            config = adaptive_config(self.requested, len(features), self.model.n_classes)
-            self.model = CoLaNET(self.model.n_inputs, self.model.n_classes, config)
-        self.model.fit_normaliser(features)
-
-    def rates(self, features) -> torch.Tensor:
-        return self.model.rates(features)
-
-    def learn(self, rates: torch.Tensor, labels: torch.Tensor, sync=None, rate: float = 1.0) -> int:
-        if self.learn_mode == "spiking" and self.model.active.any():
-            seed = int(torch.randint(1 << 30, (1,), generator=self.model.generator))
-            pre, post = self.model.spiking_activity(rates, seed=seed)
-            return self.model.learn(pre, labels, post, sync=sync, rate=rate)
-        return self.model.learn(rates, labels, sync=sync, rate=rate)
-
-    def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
-        self.model.calibrate(rates[:4096])
-
-    def scores(self, features, steps: int | None = None):
-        return self.model.scores_spiking(features, steps)
-
-    def synaptic_fan_out(self) -> tuple[float, float]:
-        return self.model.synaptic_fan_out()
-
-    def predict_continuous(self, features):
-        return self.model.predict_continuous(features)
-
-    def tensors(self) -> dict:
-        return self.model.tensors()
-
-    def metadata(self) -> dict:
-        return {"rule": "colanet", "learn_mode": self.learn_mode, **self.model.metadata()}
-
-    @classmethod
-    def from_tensors(cls, meta: dict, tensors: dict) -> "CoLaNETLearner":
-        obj = cls.__new__(cls)
-        obj.model = CoLaNET.from_tensors(meta, tensors)
-        obj.learn_mode = meta.get("learn_mode", "continuous")
-        return obj
-
-
-def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int = 0, steps: int | None = None,
-                 colanet: CoLaNETConfig | None = None, learn_mode: str = "continuous", **rule_kw):
-    """A learner for ``rule``; ``steps=None`` keeps the rule's default time steps
-    (``colanet.steps`` for CoLaNET, 32 for the other rules)."""
-    if rule == "colanet":
-        cfg = colanet or CoLaNETConfig()
-        cfg.seed = seed
-        if steps is not None:
-            cfg.steps = steps
-        return CoLaNETLearner(n_inputs, n_classes, cfg, learn_mode)
-    if rule not in RULES:
-        raise SpikebridgeError(f"unknown rule {rule!r}; choose one of {RULE_NAMES}")
-    return RULES[rule](n_inputs, n_classes, RuleConfig(seed=seed, steps=steps or RuleConfig.steps, **rule_kw))
-
-
-def load_learner(path: str | Path):
-    tensors, meta = load_tensors(path)
-    rule = meta.get("rule")
-    if rule == "colanet":
-        return CoLaNETLearner.from_tensors(meta, tensors), meta
-    if rule in RULES:
-        return RULES[rule].from_tensors(meta, tensors), meta
-    raise SpikebridgeError(f"{path} is not a spikebridge model (rule {rule!r})")
+def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int | None = None, steps: int | None = None,
+                 colanet=None, learn_mode: str | None = None, **rule_kw):
+    """Deprecated: use :func:`spikebridge.create_learner`. ``colanet`` is the CoLaNET config
+    (copied, never modified); ``seed``/``steps`` given here override the config's."""
+    warnings.warn("make_learner is deprecated; use spikebridge.create_learner(rule, n_inputs, n_classes, **settings)",
+                  DeprecationWarning, stacklevel=2)
+    settings = {k: v for k, v in (("seed", seed), ("steps", steps), ("learn_mode", learn_mode)) if v is not None}
+    return create_learner(rule, n_inputs, n_classes, colanet if rule == "colanet" else None, **settings, **rule_kw)
 
 
 def spiking_tensors(learner) -> list[torch.Tensor]:
@@ -151,7 +66,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
 
     require_finite(features, "train")
     sync = PlasticitySync.from_environment()
-    if sync is not None and not isinstance(learner, CoLaNETLearner):
+    if sync is not None and not getattr(learner, "supports_sync", False):
         raise SpikebridgeError(f"distributed training supports the colanet rule only, not {learner.name!r}")
     ckpt = Path(run_dir) / "checkpoint.safetensors" if run_dir else None
     history: dict = {"epochs": [], "train_seconds": 0.0}

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from .colanet import CoLaNETConfig
+from .colanet import CoLaNETConfig, adaptive_config, adaptive_epochs
 from .errors import SpikebridgeError
-from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH, make_learner, train
+from .learner import create_learner
+from .train import DEFAULT_TRAIN_BATCH, train
 
 
 def carve_validation(labels: np.ndarray, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,9 +44,10 @@ def suggest(trial) -> tuple[CoLaNETConfig, dict]:
         eta_plus=trial.suggest_float("eta_plus", 1e-3, 0.3, log=True),
         eta_minus=trial.suggest_float("eta_minus", 1e-3, 0.3, log=True),
         margin=trial.suggest_float("margin", 0.0, 0.4),
-        percentile=trial.suggest_float("percentile", 95.0, 99.9),
+        saturation=trial.suggest_float("saturation", 1.0, 6.0),
     )
-    schedule = {"epochs": trial.suggest_int("epochs", 1, 6), "train_batch": trial.suggest_categorical("train_batch", [1, 4, 16, 64])}
+    schedule = {"epochs": trial.suggest_int("epochs", 1, 30, log=True),
+                "train_batch": trial.suggest_categorical("train_batch", [1, 4, 16, 64])}
     return cfg, schedule
 
 
@@ -60,8 +62,8 @@ def cross_validation_folds(labels: np.ndarray, folds: int = 3, seed: int = 0) ->
 
 
 def _fit_score(cfg: CoLaNETConfig, schedule: dict, x, y, fit, val, seed: int):
-    cfg.seed = seed
-    learner = make_learner("colanet", x.shape[1], int(y.max()) + 1, seed=seed, steps=cfg.steps, colanet=cfg)
+    """Train a copy of ``cfg`` (with ``seed``) on the ``fit`` rows; ``cfg`` itself is not modified."""
+    learner = create_learner("colanet", x.shape[1], int(y.max()) + 1, cfg, seed=seed)
     learner, _ = train(learner, x[fit], y[fit], epochs=schedule["epochs"], batch_size=schedule["train_batch"], progress=False)
     acc = float((learner.predict_continuous(x[val]).numpy() == y[val]).mean())
     return learner, acc
@@ -81,10 +83,11 @@ def tune(x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, trials: int = 60,
     study = optuna.create_study(study_name="colanet", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=10, n_warmup_steps=0))
-    if not study.trials:
-        defaults = asdict(CoLaNETConfig())
-        study.enqueue_trial({k: defaults[k] for k in ("microcolumns", "eta_plus", "eta_minus", "margin", "percentile")}
-                            | {"epochs": DEFAULT_EPOCHS, "train_batch": DEFAULT_TRAIN_BATCH})
+    if not study.trials:  # trial 0: the shipped defaults as train would resolve them on the first fold
+        n_fit = len(splits[0][0])
+        defaults = asdict(adaptive_config(CoLaNETConfig(), n_fit, int(y.max()) + 1))
+        study.enqueue_trial({k: defaults[k] for k in ("microcolumns", "eta_plus", "eta_minus", "margin", "saturation")}
+                            | {"epochs": adaptive_epochs(n_fit), "train_batch": DEFAULT_TRAIN_BATCH})
     done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     t0 = time.perf_counter()
 
@@ -117,7 +120,7 @@ def tune(x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, trials: int = 60,
                 acc = float((model.predict_spiking(x[val], steps).numpy() == y[val]).mean())
                 spiking.append((acc, -steps, first, lateral))
     acc, neg_steps, first, lateral = max(spiking)
-    cfg.steps, cfg.first_spike_step, cfg.lateral_inhibition = -neg_steps, first, lateral
+    cfg = replace(cfg, steps=-neg_steps, first_spike_step=first, lateral_inhibition=lateral)
     result = {
         "colanet": asdict(cfg),
         "train": schedule,

@@ -1,0 +1,166 @@
+"""Render the README's result tables from ``benchmarks/results/*.json`` (never typed by hand).
+
+    python benchmarks/readme_tables.py --write     # refresh every table between its markers
+    python benchmarks/readme_tables.py --check     # exit 1 if a table differs from its JSON
+
+A table lives in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``;
+NAME picks the renderer below and the JSON file it reads. ``tests/test_readme_tables.py``
+runs the check, so a README number that differs from its results file fails the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cell(c) -> str:
+    if c is None:
+        return "-"
+    if isinstance(c, (int, float)):
+        return f"{100 * c:.2f}"
+    return f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f}" if len(c["runs"]) > 1 else f"{100 * c['mean']:.2f}"
+
+
+def _machine(m: dict) -> str:
+    return f"{m.get('cpu', '?')}, {m.get('cpus_usable', '?')} cores, torch {m.get('torch', '?')}"
+
+
+def accuracy(file: str) -> str:
+    res = _load(file)
+    if res is None:
+        return f"(no {file} yet: run benchmarks/accuracy.py)"
+    steps = [str(t) for t in res["steps"]]
+    rows = res["rows"]
+    order = ["tuned_logistic", "logistic C=1", "MLP (1 hidden layer, early stopping)", "nearest class mean"]
+    names = [n for n in order if n in rows] + [n for n in rows if n not in order]
+    label = {"tuned_logistic": "logistic regression, C by CV on train (**tuned probe**, backprop)",
+             "logistic C=1": "logistic regression, C = 1 (backprop)",
+             "MLP (1 hidden layer, early stopping)": "MLP, 1 hidden layer, early stopping (backprop)"}
+    out = [f"{res['n_classes']} classes, {res['n_train']:,} train / {res['n_val']:,} val, {res['encoder']} features, "
+           f"{res['seeds']} seed(s); {_machine(res['machine'])}", "",
+           "| method | " + " | ".join(f"T={t}" for t in steps) + " | top-5 | train s |",
+           "|" + " --- |" * (len(steps) + 3)]
+    for n in names:
+        r = rows[n]
+        if isinstance(r["top1"], dict) and "mean" not in r["top1"]:
+            top1 = [_cell(r["top1"].get(t)) for t in steps]
+            top5 = _cell(r["top5"].get("32", r["top5"][steps[-1]]))
+        else:
+            top1 = [_cell(r["top1"])] + [""] * (len(steps) - 1)
+            top5 = _cell(r["top5"])
+        secs = f"{r['train_seconds']['mean']:.1f}" if "train_seconds" in r else "-"
+        out.append(f"| {label.get(n, n)} | " + " | ".join(top1) + f" | {top5} | {secs} |")
+    return "\n".join(out)
+
+
+def rule_study(_: str = "") -> str:
+    res = _load("rule_study.json")
+    if res is None:
+        return "(no rule_study.json yet: run benchmarks/rule_study.py)"
+    data = res["data"]
+    names = list(data)
+    out = ["| variant (held-out 20 % of train, continuous mode) | " + " | ".join(names) + " | kept |",
+           "|" + " --- |" * (len(names) + 2),
+           "| linear probe, best C on the held-out part (optimistic) | "
+           + " | ".join(f"{100 * data[n]['probe_best']:.2f}" for n in names) + " | |"]
+    for i, v in enumerate(data[names[0]]["variants"]):
+        cells = [f"{100 * data[n]['variants'][i]['top1']:.2f}" for n in names]
+        out.append(f"| {v['variant']} | " + " | ".join(cells) + f" | {'yes' if v['kept'] else 'no'} |")
+    return "\n".join(out)
+
+
+def resolution(_: str = "") -> str:
+    res = _load("resolution.json")
+    if res is None:
+        return "(no resolution.json yet: run benchmarks/resolution.py)"
+    out = []
+    if "imagenet_sample" in res:
+        out += ["| encoder | ImageNet-sample top-1, full resolution | same images shrunk to 84 px first |",
+                "| --- | --- | --- |"]
+        out += [f"| {n} | {100 * r['top1_full_resolution']:.1f} | {100 * r['top1_from_84px']:.1f} |"
+                for n, r in res["imagenet_sample"].items()]
+        out.append("")
+    if "imagenet64_probe" in res:
+        out += ["| encoder | input px | MMACs / image | imagenet64 linear probe top-1 | top-5 |", "| --- | --- | --- | --- | --- |"]
+        out += [f"| {r['encoder']} | {r['input_px']} | {r['macs_per_image'] / 1e6:.0f} | {100 * r['top1']:.2f} | {100 * r['top5']:.2f} |"
+                for r in res["imagenet64_probe"]]
+    return "\n".join(out)
+
+
+def demo(_: str = "") -> str:
+    res = _load("demo.json")
+    if res is None:
+        return "(no demo.json yet: run benchmarks/demo_time.py)"
+    return (f"Measured by `python benchmarks/demo_time.py`: {res['wall_seconds']:.0f} s with a cold cache on "
+            f"{_machine(res['machine'])}; CoLaNET {100 * res['top1_spiking']:.2f} % vs the tuned probe "
+            f"{100 * res['tuned_probe_top1']:.2f} % on the digits' val split.")
+
+
+def encoders(_: str = "") -> str:
+    res = _load("encoders.json")
+    if res is None:
+        return "(no encoders.json yet: run benchmarks/encoders.py)"
+    out = ["| encoder | input | MACs / image | top-1 | top-5 |", "|---|---|---|---|---|"]
+    for name, r in res["encoders"].items():
+        out.append(f"| `{name}` | {r['resolution'][0]} px | {r['macs_per_image_features'] / 1e6:.0f} M | "
+                   f"{100 * r['top1']:.1f} % | {100 * r['top5']:.1f} % |")
+    return "\n".join(out)
+
+
+RENDERERS = {
+    "demo": demo,
+    "encoders": encoders,
+    "accuracy_imagenet64": lambda: accuracy("accuracy_imagenet64.json"),
+    "accuracy_imagenet64_lite1": lambda: accuracy("accuracy_imagenet64_efficientnet_lite1.json"),
+    "accuracy_imagenet64_lite2": lambda: accuracy("accuracy_imagenet64_efficientnet_lite2.json"),
+    "accuracy_imagenette": lambda: accuracy("accuracy_imagenette.json"),
+    "accuracy_digits": lambda: accuracy("accuracy_digits.json"),
+    "rule_study": rule_study,
+    "resolution": resolution,
+}
+PATTERN = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)\n?(<!-- /table:\2 -->)", re.S)
+
+
+def refresh(text: str) -> str:
+    def sub(m):
+        name = m.group(2)
+        if name not in RENDERERS:
+            raise SystemExit(f"README.md: unknown table {name!r}; known: {sorted(RENDERERS)}")
+        return m.group(1) + RENDERERS[name]() + "\n" + m.group(4)
+
+    return PATTERN.sub(sub, text)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args(argv)
+    text = README.read_text()
+    new = refresh(text)
+    if args.write:
+        README.write_text(new)
+        print(f"refreshed {len(PATTERN.findall(text))} tables in {README}")
+    if args.check and new != text:
+        stale = [m.group(2) for m in PATTERN.finditer(text) if m.group(0) not in new]
+        print(f"README.md tables differ from benchmarks/results: {', '.join(stale)} "
+              f"(run python benchmarks/readme_tables.py --write)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
