@@ -147,7 +147,7 @@ def main(argv=None):
     out = args.out or RESULTS / f"accuracy_{name}{suffix}.json"
     if out.is_file() and not args.fresh:  # rows run separately (--rows) are merged into one file
         previous = json.loads(out.read_text())
-        if previous.get("seeds") == args.seeds and previous.get("steps") == args.steps:
+        if previous.get("steps") == args.steps:  # each row records its own seed count
             rows = {**previous["rows"], **rows}
     result = {"dataset": args.dataset, "name": name, "encoder": args.encoder, "n_classes": len(classes),
               "n_train": len(tr), "n_val": len(va), "seeds": args.seeds, "steps": args.steps,

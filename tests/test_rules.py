@@ -157,7 +157,9 @@ def test_every_rule_learns_beyond_its_frozen_network(rule, pixel_digits):
     """Above chance *because of plasticity*: the frozen network must fail the bar (Diehl & Cook
     with eta = 0 labels a random network's neurons, 0.53 on these pixels, far above chance)."""
     xt, xv, yt, yv = pixel_digits
-    learner, _ = train(create_learner(rule, 64, 10), xt, yt, epochs=2, batch_size=8, progress=False)
-    frozen, _ = train(frozen_learner(rule, 64), xt, yt, epochs=2, batch_size=8, progress=False)
+    n = None if rule == "diehl-cook" else 600  # measured: 0.89 / 0.76 / 0.81 learned vs 0.10 / 0.07 / 0.53 frozen
+    xt, yt = xt[:n], yt[:n]
+    learner, _ = train(create_learner(rule, 64, 10), xt, yt, epochs=2, batch_size=16, progress=False)
+    frozen, _ = train(frozen_learner(rule, 64), xt, yt, epochs=2, batch_size=16, progress=False)
     plastic, baseline = _accuracy(learner, xv, yv), _accuracy(frozen, xv, yv)
     assert plastic >= 0.5 and plastic >= baseline + MARGIN, (rule, plastic, baseline)

@@ -98,7 +98,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--rule", default="colanet", choices=list_rules(),
                    help="local learning rule (default: colanet)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training features (default: 4, or the --config file's)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training features (default: the --config file's, else CoLaNET adapts it to "
+                        "the training-set size, clip(ceil(60000 / n), 10, 30); the other rules: 4)")
     p.add_argument("--single-pass", action="store_true",
                    help="online learning: every training example is seen once, in a stream (same as --epochs 1)")
     p.add_argument("--steps", type=int, default=None, help="time steps T per example (default: the rule's, 32, or the --config file's)")
@@ -154,11 +155,11 @@ def _rule_config(args) -> tuple:
             _at_least(f"{name} in {args.config}", getattr(config, name, None), 1)
         for name in ("epochs", "train_batch"):
             _at_least(f"train.{name} in {args.config}", schedule.get(name), 1)
-    from .train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH
+    from .train import DEFAULT_TRAIN_BATCH
 
     if args.single_pass:
         args.epochs = 1
-    args.epochs = args.epochs if args.epochs is not None else schedule.get("epochs", DEFAULT_EPOCHS)
+    args.epochs = args.epochs if args.epochs is not None else schedule.get("epochs")  # None: train() decides
     args.train_batch = args.train_batch if args.train_batch is not None else schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     given = {name: getattr(args, name) for name in RULE_FLAGS if getattr(args, name) is not None}
@@ -264,7 +265,8 @@ def cmd_train(args) -> int:
     require_finite(val_fs.features, "val")
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, args.steps)
     record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed, "world_size": world,
-              "epochs": args.epochs, "train_batch": args.train_batch, "single_pass": args.epochs == 1,
+              "epochs": history["epochs_planned"], "train_batch": args.train_batch,
+              "single_pass": history["epochs_planned"] == 1,
               "config": {k: v for k, v in meta.items() if k not in ("classes",)},
               "encoder": {**encoder.identity(), "weight_source": encoder.weight_source},
               "n_train": len(train_fs), "n_val": len(val_fs), "train_seconds": history["train_seconds"],
