@@ -3,7 +3,7 @@
     python benchmarks/deploy.py                                   # extracts Lite0 features if needed
     python benchmarks/deploy.py --train CACHE/train_key --val CACHE/val_key   # cached feature folders
 
-Trains CoLaNET (defaults: 3 epochs, mini-batch 16, T = 32), then reports
+Trains CoLaNET (shipped adaptive defaults, mini-batch 16, T = 32), then reports
 
 * import identity: export to NIR (+ sidecar), import, predictions identical on every val example;
 * peer agreement: the graph run by snnTorch's and Norse's NIR import on the same input spikes,
@@ -57,7 +57,7 @@ def main(argv=None):
     ap.add_argument("--train", type=Path, default=None, help="cached train feature folder (skips extraction)")
     ap.add_argument("--val", type=Path, default=None, help="cached val feature folder")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None, help="default: CoLaNET's adaptive epochs")
     ap.add_argument("--train-batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -127,6 +127,9 @@ def main(argv=None):
           f"class map), {i8['file_bytes']} bytes as a file (with the host-side normaliser); float32 weights "
           f"alone: {i8['float32_weight_bytes']} bytes")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    from spikebridge.report import machine_info
+
+    result["machine"] = machine_info()
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
 

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
 from spikebridge.learner import create_learner
-from spikebridge.train import DEFAULT_EPOCHS, DEFAULT_TRAIN_BATCH, train
+from spikebridge.colanet import adaptive_epochs
+from spikebridge.train import DEFAULT_TRAIN_BATCH, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys_path_bench = ROOT / "benchmarks"
@@ -69,7 +70,8 @@ def main(argv=None):
     x, y, xv, yv = tr.features, tr.labels, va.features, va.labels
     base = json.loads(args.config.read_text())["colanet"] if args.config else {}
     schedule = json.loads(args.config.read_text()).get("train", {}) if args.config else {}
-    epochs, batch = schedule.get("epochs", DEFAULT_EPOCHS), schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
+    # None: the adaptive default of train(); partial_fit loops below use the same count
+    epochs, batch = schedule.get("epochs"), schedule.get("train_batch", DEFAULT_TRAIN_BATCH)
     rows = {}
     jobs = [(mode, K, s) for mode in ("multi-epoch", "single-pass") for K in args.members for s in range(seeds)]
     if args.incremental_only:
@@ -102,12 +104,12 @@ def main(argv=None):
             cfg = CoLaNETConfig(**{**base, "seed": seed, "replay": replay})
             model = CoLaNET(x.shape[1], 8, cfg)
             model.fit_normaliser(x[old])
-            for _ in range(epochs):
+            for _ in range(epochs or adaptive_epochs(int(old.sum()))):
                 order = np.flatnonzero(old)[torch.randperm(int(old.sum()), generator=model.generator).numpy()]
                 model.partial_fit(x[order], y[order], batch_size=batch)
             before = acc(model.predict_spiking(xv[first8]), yv[first8])
             model.add_classes(2, freeze_existing=freeze)
-            for _ in range(epochs):
+            for _ in range(epochs or adaptive_epochs(int(old.sum()))):
                 order = np.flatnonzero(new)[torch.randperm(int(new.sum()), generator=model.generator).numpy()]
                 model.partial_fit(x[order], y[order], batch_size=batch)
             pred = model.predict_spiking(xv).numpy()
@@ -125,6 +127,9 @@ def main(argv=None):
         print(f"| {name} | {m['first8_before']:.2f} | {m['first8_after']:.2f} | {m['first8_before'] - m['first8_after']:.2f} | "
               f"{m['new2_after']:.2f} | {m['all10_after']:.2f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    from spikebridge.report import machine_info
+
+    results["machine"] = machine_info()
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
 

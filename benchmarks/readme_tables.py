@@ -120,7 +120,59 @@ def encoders(_: str = "") -> str:
     return "\n".join(out)
 
 
+def online(_: str = "") -> str:
+    res = _load("online.json")
+    if res is None or "machine" not in res:
+        return "(no current online.json: run python benchmarks/online.py)"
+    import statistics as st
+
+    out = [f"{res['seeds']} seed(s), Imagenette, spiking T = 32; {_machine(res['machine'])}", "",
+           "| CoLaNET | top-1 | train s |", "| --- | --- | --- |"]
+    for name, r in res["rows"].items():
+        out.append(f"| {name} | {100 * st.mean(r['spiking']):.2f} | {st.mean(r['train_seconds']):.1f} |")
+    out += ["", "| class-incremental (8 classes, then +2) | first 8 before | first 8 after | drop (points) | new 2 | all 10 |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name, runs in res["incremental"].items():
+        m = {k: st.mean(r[k] for r in runs) for k in runs[0]}
+        out.append(f"| {name} | {100 * m['first8_before']:.2f} | {100 * m['first8_after']:.2f} | "
+                   f"{100 * (m['first8_before'] - m['first8_after']):.2f} | {100 * m['new2_after']:.2f} | {100 * m['all10_after']:.2f} |")
+    return "\n".join(out)
+
+
+def deploy(_: str = "") -> str:
+    res = _load("deploy.json")
+    if res is None or "machine" not in res:
+        return "(no current deploy.json: run python benchmarks/deploy.py)"
+    peers = res["peers"]
+    q = res["int8_subtract"]
+    return (f"Measured by `python benchmarks/deploy.py` (Imagenette val, {res['neurons']} neurons, T = {res['steps']}): "
+            f"import identical to the exported model: {res['nir']['identical_predictions']}; snnTorch's and Norse's NIR "
+            f"imports agree with our decisions on {100 * peers['snntorch']['agreement']:.2f} % / "
+            f"{100 * peers['norse']['agreement']:.2f} % of examples; int8 model {100 * q['top1']:.2f} % vs "
+            f"{100 * res['float_top1']:.2f} % float, {q['network_bytes'] / 1000:.0f} kB on chip.")
+
+
+def encoder_choice(_: str = "") -> str:
+    enc = _load("encoders.json")
+    rows = [(n, _load(f)) for n, f in (("efficientnet_lite0", "accuracy_imagenet64.json"),
+                                        ("efficientnet_lite1", "accuracy_imagenet64_efficientnet_lite1.json"),
+                                        ("efficientnet_lite2", "accuracy_imagenet64_efficientnet_lite2.json"))]
+    if enc is None or any(r is None for _, r in rows):
+        return "(needs encoders.json and accuracy_imagenet64*.json)"
+    out = ["| encoder | encoder energy / image | tuned probe top-1 | CoLaNET top-1 (T=32) | CoLaNET points per mJ |",
+           "| --- | --- | --- | --- | --- |"]
+    for name, r in rows:
+        mj = enc["encoders"][name]["encoder_energy_uJ"] / 1000
+        col = r["rows"]["CoLaNET (spiking)"]["top1"]["32"]["mean"]
+        out.append(f"| {name} | {mj:.2f} mJ | {100 * r['rows']['tuned_logistic']['top1']['mean']:.2f} | "
+                   f"{100 * col:.2f} | {100 * col / mj:.1f} |")
+    return "\n".join(out)
+
+
 RENDERERS = {
+    "online": online,
+    "deploy": deploy,
+    "encoder_choice": encoder_choice,
     "demo": demo,
     "encoders": encoders,
     "accuracy_imagenet64": lambda: accuracy("accuracy_imagenet64.json"),

@@ -119,11 +119,9 @@ def schedule_rate(seen: int, total: int, epochs: int, anneal: bool = True) -> fl
 
 @dataclass
 class CoLaNETConfig:
-    # learning defaults found by ``spikebridge tune`` (200 trials, 3-fold CV of Imagenette train,
-    # Lite0 features; benchmarks/results/tune_best.json): +0.31 points over the earlier hand-set
-    # values (M=4, eta 0.05/0.05, margin 0.1, percentile 99) in cross-validation. The spiking
-    # ones (T, first_spike_step, lateral_inhibition) stay at 32 / 4 / 10: tune's pick (8 / 2 / 5)
-    # ties on Imagenette but agrees with the continuous decision on only 90 % of the digits.
+    # Defaults shared by every data set (no per-data-set tuning): the rates and margin come from
+    # an earlier Optuna search; ON/OFF coding, signed weights, annealing and the adaptive
+    # microcolumns/epochs from the study in benchmarks/rule_study.py (splits of train only).
     microcolumns: int | None = None  # M: prototypes per class column; None: from the data (adaptive_config)
     eta_plus: float = 0.039  # dopamine-modulated potentiation rate (at the start of the schedule)
     eta_minus: float = 0.045  # anti-Hebbian depression rate (at the start of the schedule)
