@@ -204,7 +204,7 @@ def _plain(obj):
 def _check_resume(learner, run_dir: Path) -> None:
     """Refuse --resume from a checkpoint of another rule or other settings (before extraction).
     Settings left to be chosen from the data (CoLaNET's ``microcolumns=None``) match any value."""
-    from .checkpoints import load_tensors
+    from .io import load_tensors
 
     ckpt = run_dir / "checkpoint.safetensors"
     if not ckpt.is_file():
@@ -258,7 +258,7 @@ def cmd_train(args) -> int:
     rank, world = rank_and_world()
     if rank > 0:  # every rank holds the same weights; rank 0 saves, evaluates and reports
         return 0
-    from .checkpoints import save_tensors
+    from .io import save_tensors
 
     meta = {**learner.metadata(), "classes": splits.classes, "encoder": encoder.identity()}
     save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)

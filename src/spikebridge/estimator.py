@@ -191,7 +191,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:
         """Write the trained network, ``classes_`` and parameters to one safetensors file."""
-        from .checkpoints import save_tensors
+        from .io import save_tensors
 
         check_is_fitted(self, "learner_")
         path = Path(path)

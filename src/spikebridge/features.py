@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import types
 import warnings
@@ -51,12 +50,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from tqdm.auto import tqdm
 
 from .data import ImageDataset, UnreadableImage
 from .encoders import Encoder
 from .errors import SpikebridgeError
+from .io import save_arrays, write_json_atomic  # noqa: F401  (write_json_atomic: kept importable here)
 
 SHARD_SIZE = 1024
 DEFAULT_CACHE = Path(os.environ.get("SPIKEBRIDGE_CACHE", Path.home() / ".cache" / "spikebridge"))
@@ -113,14 +113,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -395,9 +387,7 @@ def _write_shard(entry: Path, i: int, s: dict, dim: int, rank: int, expect: dict
         "index": np.asarray(s["kept"], dtype=np.int64),
     }
     shard = entry / f"shard-{i:05d}.safetensors"
-    tmp = shard.with_name(f".{shard.name}.{os.getpid()}.tmp")
-    save_file(arrays, str(tmp))
-    os.replace(tmp, shard)
+    save_arrays(shard, arrays)
     write_json_atomic(entry / f"shard-{i:05d}.json", {"sha256": file_sha256(shard), "rows": len(s["kept"]), **expect,
                                                         "skipped": s["skipped"], "skipped_rows": s["skipped_rows"],
                                                         "rank": rank})

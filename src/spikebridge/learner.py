@@ -142,7 +142,7 @@ def create_learner(name: str, n_inputs: int, n_classes: int, config: Any = None,
 
 def load_learner(path) -> tuple[Learner, dict]:
     """``(learner, metadata)`` of a model or checkpoint file written by spikebridge."""
-    from .checkpoints import load_tensors
+    from .io import load_tensors
 
     tensors, meta = load_tensors(path)
     rule = meta.get("rule")

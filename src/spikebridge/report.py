@@ -87,7 +87,7 @@ def machine_info() -> dict:
 
 def write_run(run_dir: str | Path, record: dict, raster: dict | tuple | None = None) -> None:
     """Write ``run.json``, figures and ``report.md`` into ``run_dir``."""
-    from .features import write_json_atomic
+    from .io import write_json_atomic
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_tensors, save_tensors
+from .io import load_tensors, save_tensors
 from .errors import SpikebridgeError, require_finite
 from .learner import create_learner, load_learner  # noqa: F401  (load_learner re-exported)
 
