@@ -12,7 +12,7 @@ input spike density is the one real features give (~10 %).
 
 1. **Inference**: one LIF layer, 1,280 inputs -> 640 neurons (CoLaNET with 10 classes x 64
    microcolumns, all recruited), batch 256, T = 32, on the uint8 spike tensor.
-   * spikebridge ``CoLaNET.simulate``, ``fastsim`` dense and event-driven;
+   * spikebridge ``CoLaNET.simulate``, ``CoLaNET.simulate`` with dense and event-driven currents;
    * snnTorch ``Leaky`` and Norse ``LIFCell``/``LIF`` after ``nn.Linear`` with the same
      weights, both as tutorials write them (a Linear call per step) and in their fastest
      form (one Linear over all T steps, then the neuron loop).
@@ -20,7 +20,7 @@ input spike density is the one real features give (~10 %).
      vectors times the ``N x J`` weights, as one GEMM and as T GEMMs of B rows (the faster
      counts), on pre-converted float spikes.
 2. **Event-driven crossover**: currents of Bernoulli spikes at several densities, GEMM vs
-   gathering the weight rows of the active inputs (``fastsim.spike_currents``).
+   gathering the weight rows of the active inputs (``spikebridge.currents.spike_currents``).
 3. **Training**: CoLaNET's local rule (continuous and spiking modes, the latter also with
    event-driven currents) vs BindsNET's ``PostPre`` STDP on a 1,280 -> 640 ``Connection`` into
    ``LIFNodes``, same training batch, same spike trains (BindsNET gets them pre-encoded).
@@ -57,7 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.fastsim import EVENT_DENSITY_CROSSOVER, simulate_fast, spike_currents, spike_density
+from spikebridge.currents import EVENT_DENSITY_CROSSOVER, spike_currents, spike_density
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 
@@ -192,8 +192,8 @@ def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peer
         "bound: 1 GEMM (T*B rows)": bound_one_gemm,
         "bound: T GEMMs (B rows)": bound_t_gemms,
         "spikebridge CoLaNET.simulate": lambda: model.simulate(spikes),
-        "spikebridge fastsim, dense GEMM": lambda: simulate_fast(model, spikes, "dense"),
-        "spikebridge fastsim, event-driven": lambda: simulate_fast(model, spikes, "event"),
+        "spikebridge simulate, dense GEMM": lambda: model.simulate(spikes, method="dense"),
+        "spikebridge simulate, event-driven": lambda: model.simulate(spikes, method="event"),
     }
     out_spikes = {}
     fc = torch.nn.Linear(N, J, bias=False)
@@ -251,7 +251,7 @@ def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peer
                 out_spikes[k] = float(counts) / B
         times = run_interleaved(fns, repeats, "inference")
     # the fast paths against the reference simulation
-    ref, dense, event = model.simulate(spikes), simulate_fast(model, spikes, "dense"), simulate_fast(model, spikes, "event")
+    ref, dense, event = model.simulate(spikes), model.simulate(spikes, method="dense"), model.simulate(spikes, method="event")
     check = {
         "dense_bit_identical": all(torch.equal(getattr(ref, a), getattr(dense, a)) for a in ("counts", "first_spike", "v_final")),
         "event_counts_identical_fraction": float((ref.counts == event.counts).float().mean()),
@@ -319,7 +319,7 @@ def training_benchmark(train_fs, n_neurons: int, steps: int, batch: int, n_ours:
         learner = create_learner("colanet", x.shape[1], classes, steps=steps, config=CoLaNETConfig(**cfg), learn_mode=mode)
         if fast:
             model = learner.model
-            model.simulate = lambda s, record_raster=False: simulate_fast(model, s, "auto", record_raster)
+            model.simulate = lambda s, record_raster=False: CoLaNET.simulate(model, s, record_raster, method="auto")
         epochs = max(1, -(-n // len(x)))  # small training sets: several epochs
         n = min(n, len(x))
         _, hist = train(learner, x[:n], y[:n], epochs=epochs, batch_size=batch, progress=True)
@@ -424,7 +424,7 @@ def main(argv=None):
     tm = {k: v["min_s"] for k, v in inf["times"].items()}
     bound_key = min(("bound: 1 GEMM (T*B rows)", "bound: T GEMMs (B rows)"), key=tm.get)
     bound = tm[bound_key]
-    ours_keys = ["spikebridge CoLaNET.simulate", "spikebridge fastsim, dense GEMM", "spikebridge fastsim, event-driven"]
+    ours_keys = ["spikebridge CoLaNET.simulate", "spikebridge simulate, dense GEMM", "spikebridge simulate, event-driven"]
     auto_key = ours_keys[2] if density < EVENT_DENSITY_CROSSOVER else ours_keys[1]
     best_ours = tm[auto_key]
     peer_keys = [k for k in tm if k.startswith(("snnTorch", "Norse"))]
@@ -483,7 +483,7 @@ def main(argv=None):
     for k, v in targets.items():
         print(f"- {k}: {'met' if v else ('n/a' if v is None else 'NOT met')}")
     print(f"- ours ({auto_key}) / dense bound ({bound_key}) = {best_ours / bound:.2f}; "
-          f"dense fastsim / bound = {tm[ours_keys[1]] / bound:.2f}; CoLaNET.simulate / bound = {tm[ours_keys[0]] / bound:.2f}")
+          f"dense simulate / bound = {tm[ours_keys[1]] / bound:.2f}; CoLaNET.simulate / bound = {tm[ours_keys[0]] / bound:.2f}")
 
     result = {
         "config": {"n_inputs": N, "neurons": J, "batch": B, "steps": T, "coder": args.coder, "input_density": density,

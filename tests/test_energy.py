@@ -109,7 +109,7 @@ def _trained_colanet(pixel_digits, steps=16):
 
 
 def test_synops_consistent_with_spike_counts(pixel_digits, one_thread):
-    from spikebridge.fastsim import event_lists
+    from spikebridge.currents import event_lists
     from spikebridge.report import evaluate
 
     steps = 16

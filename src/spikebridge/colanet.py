@@ -72,14 +72,15 @@ import numpy as np
 import torch
 
 from .coding import RateNormaliser, channel_count, encode
+from .currents import synaptic_currents
 from .errors import SpikebridgeError, require_finite
-from .fastsim import run_population_fast, single_threaded
 from .learner import register_rule
+from .neurons import PopulationParameters, lif_population, single_threaded
+from .readout import NEG, column_scores
 
 if TYPE_CHECKING:
     from .distributed import PlasticitySync
 
-NEG = -1e9
 MAX_MICROCOLUMNS = 7
 EXAMPLES_PER_MICROCOLUMN = 200  # adaptive_config: one prototype per this many training examples of a class
 PRESENTATIONS = 60_000  # adaptive_epochs: examples presented in a run (within [10, 30] epochs)
@@ -213,36 +214,33 @@ class CoLaNET:
         return self.column_scores_continuous(self.rates(features)).argmax(1)
 
     @torch.no_grad()
-    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False) -> SpikeRecord:
+    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str = "dense") -> SpikeRecord:
         """Run the spiking network on ``input_spikes [T, B, N]`` (the same input to every
-        member) or ``[T, K, B, N]`` (one input per member)."""
+        member) or ``[T, K, B, N]`` (one input per member).
+
+        Currents ``(W - gamma) x[t]`` (:func:`spikebridge.currents.synaptic_currents`:
+        ``method`` ``"dense"`` GEMM, ``"event"``-driven or ``"auto"``; the event path rounds
+        differently), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
+        with lateral inhibition; unrecruited neurons are silent."""
         cfg = self.config
         K, J, N = self.weights.shape
-        x = input_spikes.to(torch.float32)
-        if x.dim() == 3:
-            T, B, _ = x.shape
-            currents = torch.einsum("mn,kjn->kmj", x.reshape(T * B, N), self.effective_weights()).view(K, T, B, J)
-        else:
-            T, _, B, _ = x.shape
-            currents = torch.einsum("tkbn,kjn->ktbj", x, self.effective_weights())
-        rec = run_population_fast(currents, cfg.beta, self.threshold, cfg.lateral_inhibition, ~self.active, record_raster)
+        T = input_spikes.shape[0]
+        currents, in_spikes = synaptic_currents(input_spikes, self.effective_weights(), method)
+        params = PopulationParameters(cfg.beta, self.threshold, cfg.lateral_inhibition, silent=~self.active)
+        rec = lif_population(currents, params, record_raster)
         raster = rec.spikes[:, 0, 0] if record_raster else None
         v = rec.v_final.masked_fill(~self.active.view(K, 1, J), NEG)
-        in_spikes = x.sum(dim=(0, -1)) if x.dim() == 3 else x.sum(dim=(0, -1)).mean(0)
         return SpikeRecord(rec.counts, rec.first_spike, v, in_spikes, T, raster)
 
     def column_scores(self, rec: SpikeRecord) -> torch.Tensor:
-        """Lexicographic column scores ``[B, C]`` (float64): most column spikes (summed over
-        members), then earliest first spike, then highest final membrane potential ``v/theta``
-        of the column's best neuron, averaged over members and mapped into (0, 1) by
-        ``0.5 + atan(.)/pi``, which does not saturate, so columns that did not fire (the
-        runners-up of top-5) stay ranked by how close they came, also in an ensemble."""
+        """Lexicographic column scores ``[B, C]`` (float64) of :func:`spikebridge.readout.column_scores`:
+        most column spikes (summed over members), then earliest first spike, then highest final
+        ``v/theta`` of the column's best neuron (averaged over members, through ``atan``)."""
         K, B, J = rec.counts.shape
-        C, T = self.n_classes, float(rec.steps)
-        n = rec.counts.view(K, B, C, -1).sum(-1).sum(0).double()  # [B, C]
-        t1 = rec.first_spike.view(K, B, C, -1).min(-1).values.min(0).values.double()  # [B, C]
-        v = (rec.v_final / self.threshold.view(K, 1, 1)).view(K, B, C, -1).max(-1).values.double().mean(0)
-        return n * (T + 2) + (T + 1 - t1) + (0.5 + torch.atan(v) / math.pi) * 0.999
+        flat = lambda x: x.permute(1, 0, 2).reshape(B, K * J)  # noqa: E731  [K, B, J] -> [B, K*J]
+        member = torch.arange(K).repeat_interleave(J)
+        return column_scores(flat(rec.counts), flat(rec.first_spike), flat(rec.v_final), self.threshold, member,
+                             self.column.repeat(K), self.n_classes, rec.steps)
 
     def column_decision(self, rec: SpikeRecord) -> torch.Tensor:
         return self.column_scores(rec).argmax(1)
@@ -519,13 +517,13 @@ class CoLaNET:
         return model
 
     def save(self, path) -> None:
-        from .checkpoints import save_tensors
+        from .io import save_tensors
 
         save_tensors(path, self.tensors(), {"kind": "colanet", **self.metadata()})
 
     @classmethod
     def load(cls, path) -> "CoLaNET":
-        from .checkpoints import load_tensors
+        from .io import load_tensors
 
         tensors, meta = load_tensors(path)
         return cls.from_tensors(meta, tensors)

@@ -13,6 +13,12 @@ One step of length ``dt`` (seconds) with decay factor ``beta = exp(-dt / tau)``:
 with delta-pulse inputs. The same parameters map onto NIR's continuous-time ``LIF``
 (see :mod:`spikebridge.export`).
 
+Two entry points share these equations: :func:`lif_step` advances single neurons by one step
+(with refractoriness; the stateful :class:`LIF` module), and :func:`lif_population` runs
+whole populations over ``T`` steps with lateral inhibition, the loop every simulation in
+the package uses (CoLaNET, the other rules, the NIR reference run). The int8 model of
+:mod:`spikebridge.export.fixed_point` has its own integer loop (truncating decay, saturation).
+
 Closed forms used by the tests: for constant input ``I`` and ``reset="zero"``, the
 membrane after ``k`` steps from rest is ``I * (1 - beta**k) / (1 - beta)``; the neuron
 fires every ``k*`` steps, ``k*`` the smallest ``k`` reaching the threshold
@@ -22,6 +28,7 @@ fires every ``k*`` steps, ``k*`` the smallest ``k`` reaching the threshold
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -101,6 +108,17 @@ class LIF(torch.nn.Module):
         return spikes
 
 
+class PopulationParameters(NamedTuple):
+    """Parameters of :func:`lif_population` (``K`` independent populations of ``J`` neurons)."""
+
+    beta: float  # decay per step, exp(-dt / tau)
+    threshold: torch.Tensor  # [K] theta of each population
+    lateral: float = 0.0  # g: each spike inhibits every other neuron of its population by g * theta
+    reset: str = "subtract"  # "subtract" (v -= theta) or "zero" (v = 0)
+    strict: bool = False  # spike when v > theta (snnTorch, Norse) instead of v >= theta
+    silent: torch.Tensor | None = None  # [K, J] neurons that never fire
+
+
 class PopulationRecord(NamedTuple):
     counts: torch.Tensor  # [K, B, J] spikes per neuron
     first_spike: torch.Tensor  # [K, B, J] 1-based step of the first spike, T + 1 if none
@@ -108,34 +126,85 @@ class PopulationRecord(NamedTuple):
     spikes: torch.Tensor | None  # [T, K, B, J] all spikes (when asked for)
 
 
+@contextmanager
+def single_threaded():
+    """Run the body with one intra-op thread; the previous count is restored.
+
+    The element-wise work of one LIF step or one plasticity batch is small (~10^5 values);
+    splitting it over OpenMP threads costs more than it saves, and on a shared machine
+    (OpenMP's spinning waits) much more. The large operations (GEMM, event gathering) run
+    outside and keep every thread."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
+def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes: bool = False) -> PopulationRecord:
+    r"""LIF populations with all-to-all lateral inhibition: the one population loop.
+
+    ``currents [K, T, B, J]`` (``K`` independent populations, any strides: a permuted view is
+    fine), ``p.threshold [K]``; from rest (``v[0] = 0``, no spikes before the first step), per
+    step ``t = 1..T`` and neuron ``j`` of population ``k``::
+
+        v_j[t] = beta * v_j[t-1] + I_j[t] - g * theta_k * sum_{l != j} s_l[t-1]
+        s_j[t] = [v_j[t] >= theta_k]          (strict: [v_j[t] > theta_k]; never for silent neurons)
+        v_j[t] <- v_j[t] - theta_k * s_j[t]   (reset "subtract")
+        v_j[t] <- v_j[t] * (1 - s_j[t])       (reset "zero")
+
+    Returns spike counts, the 1-based step of each neuron's first spike (``T + 1`` if none),
+    the final membrane ``v[T]`` and, with ``keep_spikes``, every spike ``[T, K, B, J]``.
+
+    Written with preallocated buffers and in-place operations (float spikes straight from
+    the comparison, the first-spike step counted rather than selected), one intra-op thread
+    (:func:`single_threaded`). Its rounding is that of the plain loop of the equations
+    above, operation by operation (``tests/test_simulate.py`` checks it bit for bit).
+    """
+    if p.reset not in ("subtract", "zero"):
+        raise ValueError(f"reset must be 'subtract' or 'zero', not {p.reset!r}")
+    K, T, B, J = currents.shape
+    dtype = currents.dtype
+    theta = p.threshold.view(K, 1, 1).to(dtype)
+    g = p.lateral * theta
+    # silent neurons compare against +inf (never fire); the reset still uses the finite theta
+    theta_cmp = theta.expand(K, 1, J).clone()
+    if p.silent is not None:
+        theta_cmp.masked_fill_(p.silent.view(K, 1, J), float("inf"))
+    compare = torch.gt if p.strict else torch.ge
+    v = torch.zeros(K, B, J, dtype=dtype)
+    sf = torch.zeros(K, B, J, dtype=dtype)  # this (then the previous) step's spikes, 0.0 / 1.0
+    tmp = torch.empty(K, B, J, dtype=dtype)
+    tot = torch.empty(K, B, 1, dtype=dtype)
+    counts = torch.zeros(K, B, J, dtype=dtype)
+    silent_steps = torch.zeros(K, B, J, dtype=dtype)  # steps that ended before the first spike
+    spikes = torch.empty(T, K, B, J, dtype=dtype) if keep_spikes else None
+    with single_threaded():
+        for t in range(T):
+            v.mul_(p.beta).add_(currents[:, t])
+            if p.lateral and t > 0:
+                torch.sum(sf, -1, keepdim=True, out=tot)
+                torch.sub(tot, sf, out=tmp)
+                v.sub_(tmp.mul_(g))
+            compare(v, theta_cmp, out=sf)  # float 0/1 straight from the comparison
+            if p.reset == "subtract":
+                v.sub_(torch.mul(sf, theta, out=tmp))  # theta * s
+            else:
+                v.sub_(torch.mul(v, sf, out=tmp))  # v * (1 - s)
+            counts.add_(sf)
+            silent_steps.add_(torch.eq(counts, 0.0, out=tmp))
+            if spikes is not None:
+                spikes[t].copy_(sf)
+    first = silent_steps.add_(1.0)  # 1-based first-spike step, T + 1 when the neuron never fired
+    return PopulationRecord(counts, first, v, spikes)
+
+
 def run_population(currents: torch.Tensor, beta: float, threshold: torch.Tensor, lateral: float = 0.0,
                    silent: torch.Tensor | None = None, keep_spikes: bool = False) -> PopulationRecord:
-    """LIF population with subtractive reset and all-to-all lateral inhibition, vectorised.
-
-    ``currents [K, T, B, J]`` (K independent populations), ``threshold [K]``; each spike
-    inhibits every *other* neuron of its population by ``lateral * threshold`` on the next
-    step. ``silent [K, J]`` neurons never fire. The one place this dynamic is written.
-    """
-    K, T, B, J = currents.shape
-    theta = threshold.view(K, 1, 1).to(currents.dtype)
-    g = lateral * theta
-    blocked = torch.zeros(K, 1, J, dtype=torch.bool) if silent is None else silent.view(K, 1, J)
-    v = torch.zeros(K, B, J, dtype=currents.dtype)
-    counts = torch.zeros_like(v)
-    first = torch.full_like(v, float(T + 1))
-    prev = torch.zeros_like(v)
-    spikes = torch.zeros(T, K, B, J, dtype=currents.dtype) if keep_spikes else None
-    for t in range(T):
-        v = beta * v + currents[:, t]
-        if lateral:
-            v = v - g * (prev.sum(-1, keepdim=True) - prev)
-        s = (v >= theta) & ~blocked
-        sf = s.to(v.dtype)
-        v = v - theta * sf
-        counts += sf
-        first = torch.where(s & (first > T), torch.full_like(first, t + 1.0), first)
-        prev = sf
-        if spikes is not None:
-            spikes[t] = sf
-    return PopulationRecord(counts, first, v, spikes)
+    """:func:`lif_population` with positional parameters (subtractive reset, ``v >= theta``)."""
+    return lif_population(currents, PopulationParameters(beta, threshold, lateral, silent=silent), keep_spikes)

@@ -2,7 +2,7 @@ r"""Other local learning rules on a single LIF output layer, each a registered
 :class:`~spikebridge.learner.Learner` (``create_learner("rstdp" | "sstdp" | "diehl-cook", ...)``),
 so one training loop (:func:`spikebridge.train.train`) drives them and CoLaNET alike.
 
-All three simulate ``J`` LIF neurons (``run_population``: subtractive reset, decay
+All three simulate ``J`` LIF neurons (:func:`~spikebridge.neurons.lif_population`: subtractive reset, decay
 ``beta``) on the input spikes ``x[t]`` of ``T`` steps, with traces
 ``x~[t] = lambda x~[t-1] + x[t]`` (presynaptic) and ``s~[t]`` (postsynaptic),
 ``lambda = exp(-dt / tau_trace)``, and keep ``W`` in ``[0, w_max]`` with each neuron's total
@@ -38,7 +38,7 @@ import torch
 from .coding import RateNormaliser, encode
 from .errors import require_finite
 from .learner import register_rule
-from .neurons import run_population
+from .neurons import PopulationParameters, lif_population
 
 
 @dataclass
@@ -110,8 +110,8 @@ class SingleLayerLearner:
         (adaptive in Diehl & Cook) are applied by scaling each neuron's current instead."""
         thr = self.threshold * (1 + self.adaptive)  # [J]
         currents = torch.einsum("tbn,jn->tbj", x, self.weights) / thr
-        return run_population(currents.unsqueeze(0), self._beta(self.config.tau), torch.ones(1), self.lateral,
-                              keep_spikes=keep_spikes)
+        params = PopulationParameters(self._beta(self.config.tau), torch.ones(1), self.lateral)
+        return lif_population(currents.unsqueeze(0), params, keep_spikes)
 
     def _traces(self, seq: torch.Tensor) -> torch.Tensor:
         lam = self._beta(self.config.tau_trace)

@@ -1,0 +1,105 @@
+"""The one LIF population loop and the dense / event-driven currents reproduce the plain
+equations (and therefore the loop CoLaNET.simulate ran before they were merged)."""
+import numpy as np
+import pytest
+import torch
+
+from spikebridge.coding import encode
+from spikebridge.colanet import CoLaNET, CoLaNETConfig
+from spikebridge.currents import event_lists, spike_currents, synaptic_currents
+from spikebridge.neurons import PopulationParameters, lif_population, run_population
+
+
+def _reference_population(currents, beta, threshold, lateral=0.0, silent=None, reset="subtract", strict=False):
+    """Plain loop of the documented equations (the former ``neurons.run_population``, whose
+    results ``fastsim.run_population_fast`` reproduced bit for bit): counts, first-spike
+    steps, final membrane and all spikes."""
+    K, T, B, J = currents.shape
+    theta = threshold.view(K, 1, 1).to(currents.dtype)
+    g = lateral * theta
+    blocked = torch.zeros(K, 1, J, dtype=torch.bool) if silent is None else silent.view(K, 1, J)
+    v = torch.zeros(K, B, J, dtype=currents.dtype)
+    counts, prev = torch.zeros_like(v), torch.zeros_like(v)
+    first = torch.full_like(v, float(T + 1))
+    spikes = torch.zeros(T, K, B, J, dtype=currents.dtype)
+    for t in range(T):
+        v = beta * v + currents[:, t]
+        if lateral:
+            v = v - g * (prev.sum(-1, keepdim=True) - prev)
+        s = ((v > theta) if strict else (v >= theta)) & ~blocked
+        sf = s.to(v.dtype)
+        v = v - theta * sf if reset == "subtract" else v * (1 - sf)
+        counts += sf
+        first = torch.where(s & (first > T), torch.full_like(first, t + 1.0), first)
+        spikes[t] = prev = sf
+    return counts, first, v, spikes
+
+
+@pytest.mark.parametrize("lateral", [0.0, 2.0])
+@pytest.mark.parametrize("with_silent", [False, True])
+@pytest.mark.parametrize("reset,strict", [("subtract", False), ("zero", True)])
+def test_population_bit_identical(lateral, with_silent, reset, strict):
+    g = torch.Generator().manual_seed(0)
+    currents = torch.randn(2, 20, 7, 9, generator=g)
+    theta = torch.tensor([0.7, 1.3])
+    silent = (torch.rand(2, 9, generator=g) < 0.3) if with_silent else None
+    ref = _reference_population(currents, 0.9, theta, lateral, silent, reset, strict)
+    rec = lif_population(currents, PopulationParameters(0.9, theta, lateral, reset, strict, silent), keep_spikes=True)
+    for a, b in zip(ref, rec):
+        assert torch.equal(a, b)
+    if reset == "subtract" and not strict:
+        for a, b in zip(rec, run_population(currents, 0.9, theta, lateral, silent, True)):
+            assert torch.equal(a, b)
+
+
+def _trained(pixel_digits, ensemble, coder="bernoulli"):
+    xtr, xva, ytr, _ = pixel_digits
+    model = CoLaNET(64, 10, CoLaNETConfig(microcolumns=6, ensemble=ensemble, coder=coder))
+    model.fit_normaliser(xtr)
+    r = model.rates(xtr)
+    y = torch.as_tensor(ytr)
+    for b in range(0, len(r), 16):
+        model.learn(r[b : b + 16], y[b : b + 16])
+    model.calibrate(r)
+    return model, xva
+
+
+@pytest.mark.parametrize("ensemble", [1, 3])
+@pytest.mark.parametrize("per_member", [False, True])
+def test_simulate_on_a_trained_model_equals_the_plain_loop(pixel_digits, ensemble, per_member):
+    """Spike counts, first-spike steps and v_final of ``CoLaNET.simulate`` on a model trained on
+    the digits equal the plain loop's on the same currents (the old in-place loop's outputs)."""
+    model, xva = _trained(pixel_digits, ensemble)
+    if per_member:
+        spikes = encode(model.rates(xva[:200]).unsqueeze(0).expand(ensemble, -1, -1), 24, "bernoulli", seed=1)
+    else:
+        spikes = model.spikes_for(xva[:200], 24, seed=1)
+    rec = model.simulate(spikes, record_raster=True)
+    x = spikes.float()
+    W = model.effective_weights()
+    currents = (torch.einsum("tbn,kjn->ktbj", x, W) if x.dim() == 3 else torch.einsum("tkbn,kjn->ktbj", x, W))
+    counts, first, v, raster = _reference_population(currents, model.config.beta, model.threshold,
+                                                     model.config.lateral_inhibition, ~model.active)
+    K, J = model.active.shape
+    assert counts.sum() > 0
+    assert torch.equal(rec.counts, counts) and torch.equal(rec.first_spike, first)
+    assert torch.equal(rec.v_final, v.masked_fill(~model.active.view(K, 1, J), -1e9))
+    assert torch.equal(rec.raster, raster[:, 0, 0])
+    event = model.simulate(spikes, method="event")
+    assert torch.equal(model.column_decision(rec), model.column_decision(event))
+    assert torch.allclose(rec.v_final, event.v_final, atol=1e-4)
+    assert torch.equal(rec.input_spikes, event.input_spikes)
+
+
+def test_event_currents_equal_dense_and_event_lists():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(5, 6, 50, generator=g) < 0.1).to(torch.uint8)
+    w = torch.rand(2, 7, 50, generator=g)
+    assert torch.allclose(spike_currents(x, w, "dense"), spike_currents(x, w, "event"), atol=1e-5)
+    per_member = x.unsqueeze(1).expand(5, 2, 6, 50)
+    assert torch.allclose(synaptic_currents(per_member, w, "dense")[0], synaptic_currents(per_member, w, "event")[0],
+                          atol=1e-5)
+    cols, offsets = event_lists(x)
+    assert len(cols) == int(x.sum()) and offsets.shape == (30,)
+    with pytest.raises(ValueError):
+        spike_currents(x, w, "sparse")
