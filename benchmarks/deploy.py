@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from peers import peer_predictions
+
 from spikebridge import export as ex
 from spikebridge.learner import create_learner
 from spikebridge.train import train
@@ -92,7 +94,7 @@ def main(argv=None):
         for peer in args.peers:
             t0 = time.perf_counter()
             try:
-                r = ex.peer_predictions(model, va.features, peer, steps=args.steps)
+                r = peer_predictions(model, va.features, peer, steps=args.steps)
             except ImportError as exc:
                 print(f"{peer}: not installed ({exc})")
                 continue

@@ -3,6 +3,8 @@
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ from spikebridge.neurons import LIFParameters, lif_run
 from spikebridge import create_learner, train
 
 nir = pytest.importorskip("nir")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from peers import peer_predictions  # noqa: E402  (the agreement harness is a benchmark tool)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -144,7 +148,7 @@ def test_peer_simulator_agrees_with_ours(digits_model, peer):
     pytest.importorskip("nirtorch")
     model, val = digits_model
     idx = np.random.default_rng(0).permutation(len(val.labels))[:200]
-    r = ex.peer_predictions(model, val.features[idx], peer)
+    r = peer_predictions(model, val.features[idx], peer)
     assert r["reference_spike_match"] == 1.0  # the peer runs exactly the exported dynamics
     assert r["agreement"] >= 0.99, r["agreement"]
     assert r["spikes"].sum() > 0
@@ -155,9 +159,9 @@ def test_snntorch_target_normalises_ensemble_thresholds(pixel_ensemble):
     model, xv, _ = pixel_ensemble
     assert model.threshold[0] != model.threshold[1]
     graph, side = ex.nir_graph(model, target="snntorch")
-    assert side["unit_threshold"] and side["time_step_s"] == ex.SNNTORCH_DT
+    assert side.unit_threshold and side.time_step_s == ex.SNNTORCH_DT
     assert np.all(graph.nodes["winner_take_all"].nodes["lif"].v_threshold == 1)
-    r = ex.peer_predictions(model, xv[:150], "snntorch")
+    r = peer_predictions(model, xv[:150], "snntorch")
     assert r["agreement"] >= 0.98, r["agreement"]
 
 

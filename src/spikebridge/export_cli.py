@@ -7,9 +7,7 @@ import argparse
 from pathlib import Path
 
 from .errors import SpikebridgeError
-
-CONVENTIONS = ("euler", "exact")
-TARGETS = ("generic", "snntorch", "norse")
+from .export.formats import CONVENTIONS, TARGETS
 
 EXPORT_HELP = """\
 formats:

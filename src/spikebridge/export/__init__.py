@@ -1,0 +1,39 @@
+"""Neuromorphic deployment of a trained CoLaNET.
+
+* :mod:`~spikebridge.export.network` -- the inference path as plain data (:class:`Network`,
+  :func:`network_of`) and its readout (:func:`readout_scores`);
+* :mod:`~spikebridge.export.nir` -- NIR export/import (:func:`export_nir`, :func:`nir_graph`,
+  :func:`import_nir`) with a typed, versioned sidecar (:class:`NIRSidecar`);
+* :mod:`~spikebridge.export.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
+  :func:`quantise`);
+* :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI).
+
+Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free. The
+snnTorch/Norse agreement harness lives in ``benchmarks/peers.py``.
+"""
+
+from importlib import import_module
+
+_WHERE = {
+    "formats": ["CONVENTIONS", "INT8_FORMAT", "SIDECAR_FORMAT", "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS",
+                "sidecar_path"],
+    "network": ["Network", "READOUT_RULE", "network_of", "readout_scores"],
+    "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
+    "fixed_point": ["DECAY_BITS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spikebridge.export' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

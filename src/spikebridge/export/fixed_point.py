@@ -1,0 +1,196 @@
+r"""Int8 fixed-point CoLaNET (Loihi-style integer arithmetic).
+
+* weights: ``W - gamma`` as signed 8-bit integers (-127..127) times ``2**e``, one
+  power-of-two exponent ``e`` for the layer (round to nearest);
+* threshold ``theta_q = round(theta / 2**e)`` and lateral weight ``g_q = round(g theta / 2**e)``:
+  unsigned integers below ``2**23`` in the same units (24-bit registers);
+* decay: 12-bit ``dv = round(4096 (1 - beta))``, ``v <- trunc(v (4096 - dv) / 4096)``
+  (rounding toward zero, as Loihi's compartment update);
+* per step ``v <- decay(v) + sum_i w_q[j,i] x_i[t] - g_q (spikes of the other neurons at t-1)``,
+  saturated to 24-bit signed ``[-2**23, 2**23 - 1]``; spike when ``v >= theta_q``;
+  ``v -= theta_q`` (``reset="zero"``: ``v = 0``, Loihi 1's fixed CUBA reset).
+Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly (a float32 matrix product
+is exact while ``127 N < 2**24``, float64 beyond); the state is simulated with int64 tensor
+ops. Saved as safetensors (int8 weights, int32 parameters, int16 maps; host-side
+normaliser float32) plus a JSON sidecar.
+
+The integer model has its own simulation loop (:meth:`Int8CoLaNET.simulate`) rather than
+:func:`spikebridge.neurons.lif_population`: its decay truncates toward zero after an integer
+multiply, the membrane saturates to 24 bits every step and the state is int64, none of which
+the float loop can express without changing its rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..coding import RateNormaliser, encode
+from ..colanet import CoLaNET
+from ..errors import SpikebridgeError
+from ..io import load_tensors, save_tensors, write_json_atomic
+from ..readout import READOUT_RULE
+from .formats import INT8_FORMAT, sidecar_path
+from .network import Network, network_of, readout_scores
+
+DECAY_BITS = 12
+MEMBRANE_BITS = 24
+WEIGHT_BITS = 8
+
+
+@dataclass
+class IntRecord:
+    counts: torch.Tensor  # [B, J'] int64
+    first_spike: torch.Tensor  # [B, J'] int64, 1-based, T + 1 if none
+    v_final: torch.Tensor  # [B, J'] int64
+    steps: int
+
+
+@dataclass
+class Int8CoLaNET:
+    """Integer CoLaNET (see the module docstring for the arithmetic and bit widths)."""
+
+    weights: torch.Tensor  # [J', N] int8
+    exponent: int  # weight LSB = 2**exponent
+    threshold: torch.Tensor  # [K] int32
+    lateral: torch.Tensor  # [K] int32
+    decay_dv: int  # 12-bit: v <- trunc(v * (4096 - dv) / 4096)
+    member: torch.Tensor  # [J'] int64
+    row: torch.Tensor  # [J'] int64
+    column: torch.Tensor  # [J'] int64
+    n_classes: int
+    normaliser: RateNormaliser  # host-side feature -> rate map
+    steps: int = 32
+    coder: str = "regular"
+    dt: float = 1e-3
+    reset: str = "subtract"
+
+    V_MIN, V_MAX = -(1 << (MEMBRANE_BITS - 1)), (1 << (MEMBRANE_BITS - 1)) - 1
+
+    @classmethod
+    def quantise(cls, model: CoLaNET, reset: str = "subtract") -> "Int8CoLaNET":
+        net = network_of(model)
+        wmax = float(net.weights.abs().max())
+        e = math.ceil(math.log2(wmax / 127.0)) if wmax > 0 else 0
+        while True:  # thresholds and lateral weights must fit the 24-bit registers
+            theta = torch.round(net.threshold.double() / 2.0**e)
+            lateral = torch.round(net.lateral.double() / 2.0**e)
+            if max(float(theta.max()), float(lateral.max())) <= cls.V_MAX:
+                break
+            e += 1
+        wq = torch.round(net.weights.double() / 2.0**e).clamp(-127, 127).to(torch.int8)
+        dv = int(min(1 << DECAY_BITS, max(0, round((1 << DECAY_BITS) * (1.0 - net.beta)))))
+        cfg = model.config
+        return cls(wq, e, theta.clamp_min(1).to(torch.int32), lateral.to(torch.int32), dv, net.member, net.row,
+                   net.column, model.n_classes, model.normaliser, cfg.steps, cfg.coder, cfg.dt, reset)
+
+    # -- network view for the readout
+    def network(self) -> Network:
+        w = self.weights.to(torch.float32) * 2.0**self.exponent
+        return Network(w, self.threshold.to(torch.float32), self.lateral.to(torch.float32), self.member, self.row,
+                       self.column, (4096 - self.decay_dv) / 4096, self.n_classes)
+
+    def feedforward(self, input_spikes: torch.Tensor) -> torch.Tensor:
+        """Exact integer synaptic sums ``[T, B, J']`` (int64) of binary input spikes."""
+        T, B, N = input_spikes.shape
+        # every partial sum is an integer below N * 127; float32 holds those exactly below 2**24
+        dtype = torch.float32 if N * 127 < (1 << 24) else torch.float64
+        x = input_spikes.reshape(T * B, N).to(dtype)
+        return (x @ self.weights.to(dtype).T).round().to(torch.int64).view(T, B, -1)
+
+    @torch.no_grad()
+    def simulate(self, input_spikes: torch.Tensor) -> IntRecord:
+        T, B, _ = input_spikes.shape
+        J = self.weights.shape[0]
+        cur = self.feedforward(input_spikes)
+        theta = self.threshold.to(torch.int64)[self.member]
+        lateral = self.lateral.to(torch.int64)[self.member]
+        K = len(self.threshold)
+        onehot = torch.nn.functional.one_hot(self.member, K).to(torch.int64)  # [J', K]
+        keep = (1 << DECAY_BITS) - self.decay_dv
+        v = torch.zeros(B, J, dtype=torch.int64)
+        prev = torch.zeros(B, J, dtype=torch.int64)
+        counts = torch.zeros(B, J, dtype=torch.int64)
+        first = torch.full((B, J), T + 1, dtype=torch.int64)
+        for t in range(T):
+            others = (prev @ onehot) @ onehot.T - prev  # spikes of the other neurons of the same member
+            v = torch.div(v * keep, 1 << DECAY_BITS, rounding_mode="trunc") + cur[t] - lateral * others
+            v = v.clamp(self.V_MIN, self.V_MAX)
+            s = v >= theta
+            v = v - theta * s if self.reset == "subtract" else v.masked_fill(s, 0)
+            counts += s
+            first = torch.where(s & (first > T), torch.full_like(first, t + 1), first)
+            prev = s.to(torch.int64)
+        return IntRecord(counts, first, v, T)
+
+    def rates(self, features) -> torch.Tensor:
+        return self.normaliser(features)
+
+    def spikes_for(self, features, steps: int | None = None, seed: int = 0) -> torch.Tensor:
+        return encode(self.rates(features), steps or self.steps, self.coder, seed=seed, dt=self.dt,
+                      max_rate=1.0 / self.dt)
+
+    def scores(self, record: IntRecord) -> torch.Tensor:
+        return readout_scores(record.counts, record.first_spike, self.network(), record.steps,
+                              record.v_final.to(torch.float64))
+
+    @torch.no_grad()
+    def predict(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0) -> torch.Tensor:
+        features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        out = []
+        for b in range(0, len(features), batch_size):
+            rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b))
+            out.append(self.scores(rec).argmax(1))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+    # -- persistence
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"weights": self.weights.contiguous(), "threshold": self.threshold, "lateral": self.lateral,
+                "member": self.member.to(torch.int16), "row": self.row.to(torch.int16),
+                "column": self.column.to(torch.int16), **self.normaliser.tensors()}
+
+    def network_bytes(self) -> int:
+        """On-chip payload: int8 weights, 24-bit thresholds and lateral weights (stored in 4 bytes),
+        the 12-bit decay and the exponent (2 bytes each), one int16 class column per neuron."""
+        return (self.weights.numel() + 4 * (self.threshold.numel() + self.lateral.numel()) + 2 + 2
+                + 2 * self.column.numel())
+
+    def metadata(self) -> dict:
+        return {"format": INT8_FORMAT, "version": 1, "exponent": self.exponent, "decay_dv": self.decay_dv,
+                "n_classes": self.n_classes, "n_inputs": int(self.weights.shape[1]), "normaliser": self.normaliser.metadata(),
+                "steps": self.steps, "coder": self.coder, "dt_s": self.dt, "reset": self.reset,
+                "bit_widths": {"weight": WEIGHT_BITS, "membrane": MEMBRANE_BITS, "threshold": MEMBRANE_BITS,
+                               "lateral": MEMBRANE_BITS, "decay": DECAY_BITS, "synaptic_sum": 32},
+                "dynamics": "v <- trunc(v*(4096-dv)/4096) + sum_i w_q[j,i] x_i[t] - lateral_q * (other spikes at t-1); "
+                            "v <- clamp(v, -2**23, 2**23-1); s = v >= threshold_q; "
+                            + ("v -= threshold_q * s" if self.reset == "subtract" else "v = 0 where s"),
+                "weight_value": "w_q * 2**exponent (float units of the CoLaNET current)",
+                "readout": READOUT_RULE}
+
+    def save(self, path) -> dict:
+        path = Path(path)
+        meta = self.metadata()
+        save_tensors(path, self.tensors(), meta)
+        summary = {**meta, "file_bytes": path.stat().st_size, "network_bytes": self.network_bytes(),
+                   "float32_weight_bytes": 4 * self.weights.numel()}
+        write_json_atomic(sidecar_path(path), summary)
+        return summary
+
+    @classmethod
+    def load(cls, path) -> "Int8CoLaNET":
+        t, meta = load_tensors(path)
+        if meta.get("format") != INT8_FORMAT:
+            raise SpikebridgeError(f"{path} is not a spikebridge int8 model")
+        return cls(t["weights"], int(meta["exponent"]), t["threshold"], t["lateral"], int(meta["decay_dv"]),
+                   t["member"].long(), t["row"].long(), t["column"].long(), int(meta["n_classes"]),
+                   RateNormaliser.from_tensors(t, meta.get("normaliser") or meta), int(meta["steps"]), meta["coder"],
+                   float(meta["dt_s"]), meta["reset"])
+
+
+def quantise(model: CoLaNET, reset: str = "subtract") -> Int8CoLaNET:
+    return Int8CoLaNET.quantise(model, reset)
+
