@@ -29,7 +29,7 @@ _WHERE = {
     "estimator": ["SpikingClassifier"],
     "features": ["FeatureSet", "dataset_features", "extract_features", "load_features"],
     "learner": ["Learner", "create_learner", "list_rules", "load_learner", "register_rule"],
-    "neurons": ["LIF", "LIFParameters", "lif_run", "lif_step", "run_population"],
+    "neurons": ["LIF", "LIFParameters", "PopulationParameters", "lif_population", "lif_run", "lif_step", "run_population"],
     "rules": ["RSTDP", "DiehlCook", "RuleConfig", "SupervisedSTDP"],
     "train": ["make_learner", "train"],
 }
