@@ -1,6 +1,5 @@
 """The one LIF population loop and the dense / event-driven currents reproduce the plain
 equations (and therefore the loop CoLaNET.simulate ran before they were merged)."""
-import numpy as np
 import pytest
 import torch
 
