@@ -43,7 +43,7 @@ def load(args):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from accuracy import features_for
 
-    tr, va, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir, None)
+    tr, va, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir)
     return tr, va
 
 

@@ -41,7 +41,7 @@ def load(args):
         from spikebridge.features import load_features
 
         return load_features(args.train), load_features(args.val)
-    tr, va, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir, None)
+    tr, va, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir)
     return tr, va
 
 
