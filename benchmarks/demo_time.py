@@ -33,6 +33,7 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         run = json.loads((run_dir / "run.json").read_text())
     result = {"command": "spikebridge demo (cold cache)", "wall_seconds": seconds,
+              "load_average_1min_after": os.getloadavg()[0],
               "top1_spiking": run["metrics"]["top1"], "tuned_probe_top1": run["baseline"]["top1"],
               "train_seconds": run["train_seconds"], "machine": machine_info()}
     out = ROOT / "benchmarks" / "results" / "demo.json"

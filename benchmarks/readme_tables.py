@@ -104,8 +104,10 @@ def demo(_: str = "") -> str:
     res = _load("demo.json")
     if res is None:
         return "(no demo.json yet: run benchmarks/demo_time.py)"
+    load = res.get("load_average_1min_after")
+    busy = f" (machine load {load:.1f} during the run: other jobs shared the cores)" if load and load > 1.5 else ""
     return (f"Measured by `python benchmarks/demo_time.py`: {res['wall_seconds']:.0f} s with a cold cache on "
-            f"{_machine(res['machine'])}; CoLaNET {100 * res['top1_spiking']:.2f} % vs the tuned probe "
+            f"{_machine(res['machine'])}{busy}; CoLaNET {100 * res['top1_spiking']:.2f} % vs the tuned probe "
             f"{100 * res['tuned_probe_top1']:.2f} % on the digits' val split.")
 
 

@@ -62,17 +62,17 @@ def test_two_ranks_extract_disjoint_shards_then_resume_only_missing(tmp_path, li
 
 @pytest.mark.slow  # CLI subprocess / torchrun
 def test_two_rank_training_equals_single_process(digits_features, tmp_path):
-    """Spiking learn mode, a 2-member ensemble and an odd batch (uneven slices, recruitment
-    across ranks): the all-reduced run must reach the single-process weights."""
+    """Spiking learn mode, a 2-member ensemble with 4 microcolumns per class (so recruitment
+    order matters) and an odd batch (uneven slices, recruitment across ranks): the all-reduced run must reach the single-process weights."""
     train_fs, _ = digits_features  # fills the session cache the torchrun processes read
     torchrun("train", "--dataset", "digits", "--run-dir", str(tmp_path / "run"), "--epochs", "2",
-             "--train-batch", "7", "--ensemble", "2", "--learn-mode", "spiking", "--no-baseline",
+             "--train-batch", "7", "--ensemble", "2", "--microcolumns", "4", "--learn-mode", "spiking", "--no-baseline",
              "--device", "cpu", cwd=tmp_path)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["world_size"] == 2
 
     learner = create_learner("colanet", train_fs.features.shape[1], 10, seed=0, steps=32,
-                           config=CoLaNETConfig(ensemble=2), learn_mode="spiking")
+                           config=CoLaNETConfig(ensemble=2, microcolumns=4), learn_mode="spiking")
     learner, history = train(learner, train_fs.features, train_fs.labels, epochs=2, batch_size=7, progress=False)
     distributed = load_file(str(tmp_path / "run" / "model.safetensors"))
     single = learner.tensors()
