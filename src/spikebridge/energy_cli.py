@@ -54,15 +54,9 @@ def cmd_energy(args) -> int:
     if not Path(args.model).is_file():
         raise SpikebridgeError(f"model file not found: {args.model}")
     learner, meta = load_learner(args.model)
-    trained_on = meta.get("encoder") or {}
-    name = args.encoder or trained_on.get("encoder") or "efficientnet_lite0"
-    cut = args.cut if args.cut is not None else trained_on.get("cut")
-    if trained_on and (name != trained_on.get("encoder") or cut != trained_on.get("cut")):
-        def where(n, c):
-            return f"{n} ({'full network' if c is None else f'cut {c}'})"
+    from .cli import _encoder_of_model
 
-        raise SpikebridgeError(f"{args.model} was trained on features of {where(trained_on.get('encoder'), trained_on.get('cut'))}, "
-                               f"not {where(name, cut)}; pass the matching --encoder/--cut")
+    name, cut = _encoder_of_model(args, meta)
     steps = args.steps or meta.get("config", {}).get("steps") or meta.get("steps") or 32
     if steps < 1:
         raise SpikebridgeError("--steps must be >= 1")
