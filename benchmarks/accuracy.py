@@ -150,7 +150,8 @@ def main(argv=None):
         if previous.get("steps") == args.steps:  # each row records its own seed count
             rows = {**previous["rows"], **rows}
     result = {"dataset": args.dataset, "name": name, "encoder": args.encoder, "n_classes": len(classes),
-              "n_train": len(tr), "n_val": len(va), "seeds": args.seeds, "steps": args.steps,
+              "n_train": len(tr), "n_val": len(va), "steps": args.steps,
+              "seeds": max([r.get("seeds", 1) for r in rows.values()] + [args.seeds]),  # per row: rows[...]["seeds"]
               "machine": machine_info(), "rows": rows}
     if "tuned_logistic" in rows and "CoLaNET (spiking)" in rows:
         probe = rows["tuned_logistic"]["top1"]["mean"]

@@ -44,6 +44,7 @@ def accuracy(file: str) -> str:
         return f"(no {file} yet: run benchmarks/accuracy.py)"
     steps = [str(t) for t in res["steps"]]
     rows = res["rows"]
+    res = {**res, "seeds": max([r.get("seeds", 1) for r in rows.values()] + [1])}  # rows may have fewer
     order = ["tuned_logistic", "logistic C=1", "MLP (1 hidden layer, early stopping)", "nearest class mean"]
     names = [n for n in order if n in rows] + [n for n in rows if n not in order]
     label = {"tuned_logistic": "logistic regression, C by CV on train (**tuned probe**, backprop)",
@@ -62,7 +63,8 @@ def accuracy(file: str) -> str:
             top1 = [_cell(r["top1"])] + [""] * (len(steps) - 1)
             top5 = _cell(r["top5"])
         secs = f"{r['train_seconds']['mean']:.1f}" if "train_seconds" in r else "-"
-        out.append(f"| {label.get(n, n)} | " + " | ".join(top1) + f" | {top5} | {secs} |")
+        seeds = f" ({r['seeds']} seed)" if r.get("seeds") and r["seeds"] != res["seeds"] else ""
+        out.append(f"| {label.get(n, n)}{seeds} | " + " | ".join(top1) + f" | {top5} | {secs} |")
     return "\n".join(out)
 
 
