@@ -9,6 +9,7 @@ the accuracies it printed (from its run.json) and the machine. Run it alone on t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -23,7 +24,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from spikebridge.report import machine_info  # noqa: E402
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json")
+    args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="spikebridge-demo-") as tmp:
         env = {**os.environ, "SPIKEBRIDGE_CACHE": str(Path(tmp) / "cache")}
         run_dir = Path(tmp) / "demo"
@@ -36,7 +40,8 @@ def main() -> int:
               "load_average_1min_after": os.getloadavg()[0],
               "top1_spiking": run["metrics"]["top1"], "tuned_probe_top1": run["baseline"]["top1"],
               "train_seconds": run["train_seconds"], "machine": machine_info()}
-    out = ROOT / "benchmarks" / "results" / "demo.json"
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"demo: {seconds:.0f} s wall; CoLaNET {100 * result['top1_spiking']:.2f} % vs tuned probe "
           f"{100 * result['tuned_probe_top1']:.2f} %; wrote {out}")

@@ -64,15 +64,24 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peers", nargs="*", default=["snntorch", "norse"])
+    ap.add_argument("--quick", action="store_true", help="2 epochs, a seeded class-stratified 600-example val sample")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy.json")
     args = ap.parse_args(argv)
 
     tr, va = load(args)
+    if args.quick:
+        from dataclasses import replace
+
+        from spikebridge.energy import stratified_sample
+
+        args.epochs = args.epochs or 2
+        keep = stratified_sample(va.labels, 600, seed=args.seed)
+        va = replace(va, features=va.features[keep], labels=va.labels[keep], index=va.index[keep])
     t0 = time.perf_counter()
     learner = create_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=args.seed, steps=args.steps)
     learner, _ = train(learner, tr.features, tr.labels, epochs=args.epochs, batch_size=args.train_batch, progress=False)
     model = learner.model
-    result = {"n_train": len(tr), "n_val": len(va), "steps": args.steps, "train_seconds": time.perf_counter() - t0,
+    result = {"quick": args.quick, "n_train": len(tr), "n_val": len(va), "steps": args.steps, "train_seconds": time.perf_counter() - t0,
               "neurons": int(model.active.sum()), "inputs": model.n_inputs}
     ours = model.predict_spiking(va.features, args.steps)
     result["float_top1"] = top1(ours, va.labels)

@@ -39,10 +39,11 @@ ENCODERS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 
 
 @torch.inference_mode()
-def sample_top1(name: str, shrink: int | None) -> float:
+def sample_top1(name: str, shrink: int | None, limit: int | None = None) -> float:
     from encoders import imagenet_sample  # benchmarks/encoders.py: file list and labels
 
     files, labels = imagenet_sample(SHARED / "imagenet-sample")
+    files, labels = files[:limit], labels[:limit]
     model, _ = load_pretrained(name)
     model = model.eval()
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model), is_training=False)
@@ -76,19 +77,24 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["sample", "probe", "both"], default="both")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--quick", action="store_true",
+                    help="the first 100 ImageNet-sample images; the probe for Lite0 at its native resolution only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "resolution.json")
     args = ap.parse_args(argv)
+    limit = 100 if args.quick else None
     tune_allocator()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result["machine"] = machine_info()
+    result["quick"] = args.quick
     if args.part in ("sample", "both"):
         result["imagenet_sample"] = {}
         for name in ENCODERS:
-            full, small = sample_top1(name, None), sample_top1(name, 84)
+            full, small = sample_top1(name, None, limit), sample_top1(name, 84, limit)
             result["imagenet_sample"][name] = {"top1_full_resolution": full, "top1_from_84px": small}
             print(f"{name}: ImageNet-sample top-1 {100 * full:.1f} % full resolution, {100 * small:.1f} % from 84 px", flush=True)
     if args.part in ("probe", "both"):
         rows = [(n, None) for n in ENCODERS] + [("efficientnet_lite0", 84), ("efficientnet_lite0", 128)]
+        rows = rows[:1] if args.quick else rows
         result["imagenet64_probe"] = []
         for name, size in rows:
             row = probe_row(name, size, args.cache_dir)
