@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from spikebridge.neurons import LIF, LIFParameters, initial_state, lif_run, lif_step, run_population
+from spikebridge.neurons import (LIF, LIFParameters, PopulationParameters, initial_state, lif_population, lif_run,
+                                  lif_step, run_population)
 
 
 def test_zero_input_decays_exactly():
@@ -69,3 +70,51 @@ def test_population_matches_single_neuron_without_inhibition_and_gates_with_it()
     assert torch.equal(rec.counts[0], ref.sum(0))
     gated = run_population(currents, beta, torch.ones(1), lateral=10.0)
     assert gated.counts.sum() < rec.counts.sum()
+
+
+def _reference_step(current, state, p):
+    """The former stand-alone ``lif_step`` (refractoriness written beside the update), kept
+    as the reference the delegating entry points must reproduce bit for bit."""
+    free = state.refractory_left <= 0
+    v = torch.where(free, p.beta * state.v + current, state.v)
+    spikes = (v >= p.threshold) & free
+    # (the old code multiplied the bool spikes by the threshold in float32; here in v's dtype)
+    v = v - p.threshold * spikes.to(v.dtype) if p.reset == "subtract" else v.masked_fill(spikes, 0.0)
+    left = torch.where(spikes, torch.full_like(state.refractory_left, p.refractory), state.refractory_left - 1)
+    return spikes.to(current.dtype), type(state)(v, left.clamp_min(0))
+
+
+@pytest.mark.parametrize("refractory", [0, 1, 3])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lif_run_and_step_equal_the_plain_refractory_loop(refractory, reset, dtype):
+    p = LIFParameters(tau=15e-3, dt=1e-3, threshold=0.7, reset=reset, refractory=refractory)
+    currents = (torch.rand(40, 3, 4, generator=torch.Generator().manual_seed(2)) * 0.6).to(dtype)
+    state = initial_state((3, 4), dtype=dtype)
+    ref = []
+    for c in currents:
+        s, state = _reference_step(c, state, p)
+        ref.append(s)
+    out, final = lif_run(currents[:25], p)  # then continue from the state it returns
+    step_spikes, final = lif_step(currents[25], final, p)
+    rest, final = lif_run(currents[26:], p, final)
+    assert torch.equal(torch.cat([out, step_spikes[None], rest]), torch.stack(ref))
+    assert torch.equal(final.v, state.v) and torch.equal(final.refractory_left, state.refractory_left.to(torch.int32))
+    assert torch.stack(ref).sum() > 5
+
+
+def test_population_refractory_option_and_its_checks():
+    currents = torch.full((1, 9, 1, 2), 1.0)
+    rec = lif_population(currents, PopulationParameters(1.0, torch.ones(1), reset="zero", refractory=2), keep_spikes=True)
+    assert rec.spikes[:, 0, 0, 0].tolist() == [1, 0, 0, 1, 0, 0, 1, 0, 0] and rec.counts[0, 0].tolist() == [3, 3]
+    assert rec.refractory_left[0, 0].tolist() == [0, 0]  # last spike at step 7: refractory for steps 8, 9
+    after8 = lif_population(currents[:, :8], PopulationParameters(1.0, torch.ones(1), reset="zero", refractory=2))
+    assert after8.refractory_left[0, 0].tolist() == [1, 1]
+    assert lif_population(currents, PopulationParameters(1.0, torch.ones(1))).refractory_left is None  # not tracked
+    with pytest.raises(ValueError, match="refractory must be a whole number of steps >= 0, not -1"):
+        lif_population(currents, PopulationParameters(1.0, torch.ones(1), refractory=-1))
+    with pytest.raises(ValueError, match="refractory"):
+        LIFParameters(refractory=1.5)
+    state = initial_state((1, 1, 2))
+    with pytest.raises(ValueError, match="lateral inhibition"):
+        lif_population(currents, PopulationParameters(1.0, torch.ones(1), lateral=1.0), state=state)

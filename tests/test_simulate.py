@@ -48,7 +48,7 @@ def test_population_bit_identical(lateral, with_silent, reset, strict):
         assert torch.equal(a, b)
     if reset == "subtract" and not strict:
         for a, b in zip(rec, run_population(currents, 0.9, theta, lateral, silent, True)):
-            assert torch.equal(a, b)
+            assert (a is None and b is None) or torch.equal(a, b)
 
 
 def _trained(pixel_digits, ensemble, coder="bernoulli"):
@@ -73,7 +73,7 @@ def test_simulate_on_a_trained_model_equals_the_plain_loop(pixel_digits, ensembl
         spikes = encode(model.rates(xva[:200]).unsqueeze(0).expand(ensemble, -1, -1), 24, "bernoulli", seed=1)
     else:
         spikes = model.spikes_for(xva[:200], 24, seed=1)
-    rec = model.simulate(spikes, record_raster=True)
+    rec = model.simulate(spikes, record_raster=True, method="dense")
     x = spikes.float()
     W = model.effective_weights()
     currents = (torch.einsum("tbn,kjn->ktbj", x, W) if x.dim() == 3 else torch.einsum("tkbn,kjn->ktbj", x, W))

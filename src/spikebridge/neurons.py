@@ -1,23 +1,23 @@
 """Leaky integrate-and-fire (LIF) and integrate-and-fire (IF) neurons in discrete time.
 
-One step of length ``dt`` (seconds) with decay factor ``beta = exp(-dt / tau)``::
+One step of length ``dt`` (seconds) with decay factor ``beta = exp(-dt / tau)``: the
+equations are written once, in :func:`lif_population` (integrate, lateral inhibition,
+threshold, reset, refractoriness). ``I[t]`` is the synaptic input of step ``t`` in units of
+the threshold's (a dimensionless "voltage" per step), so ``v`` is the discretised solution
+of ``tau dv/dt = -v + tau * I(t)`` with delta-pulse inputs (IF: ``tau = inf``, ``beta = 1``).
+The same parameters map onto NIR's continuous-time ``LIF`` (see :mod:`spikebridge.export`).
 
-    v[t]  = beta * v[t-1] + I[t]                         (integrate; IF: beta = 1)
-    s[t]  = 1 if v[t] >= threshold and not refractory else 0
-    v[t] <- v[t] - threshold * s[t]                      (reset="subtract")
-    v[t] <- v[t] * (1 - s[t])                            (reset="zero")
-    refractory for ``refractory`` steps after a spike: input ignored, v held at its reset value
+Entry points, all running :func:`lif_population`:
 
-``I[t]`` is the synaptic input of step ``t`` in units of the threshold's (a dimensionless
-"voltage" per step), so ``v`` is the discretised solution of ``tau dv/dt = -v + tau * I(t)``
-with delta-pulse inputs. The same parameters map onto NIR's continuous-time ``LIF``
-(see :mod:`spikebridge.export`).
+* :func:`lif_population` / :func:`run_population`: ``K`` populations over ``T`` steps with
+  lateral inhibition, the loop every simulation in the package uses (CoLaNET, the other
+  rules, the NIR reference run);
+* :func:`lif_run` (``T`` steps of neurons of any shape, from a :class:`LIFState`),
+  :func:`lif_step` (one step) and the stateful :class:`LIF` module, parametrised by
+  :class:`LIFParameters` (no lateral inhibition; ``refractory`` steps after a spike).
 
-Two entry points share these equations: :func:`lif_step` advances single neurons by one step
-(with refractoriness; the stateful :class:`LIF` module), and :func:`lif_population` runs
-whole populations over ``T`` steps with lateral inhibition, the loop every simulation in
-the package uses (CoLaNET, the other rules, the NIR reference run). The int8 model of
-:mod:`spikebridge.export.fixed_point` has its own integer loop (truncating decay, saturation).
+The int8 model of :mod:`spikebridge.export.fixed_point` has its own integer loop (truncating
+decay, saturation).
 
 Closed forms used by the tests: for constant input ``I`` and ``reset="zero"``, the
 membrane after ``k`` steps from rest is ``I * (1 - beta**k) / (1 - beta)``; the neuron
@@ -50,6 +50,7 @@ class LIFParameters:
             raise ValueError(f"reset must be 'subtract' or 'zero', not {self.reset!r}")
         if self.dt <= 0 or self.tau <= 0 or self.threshold <= 0:
             raise ValueError("dt, tau and threshold must be positive")
+        _check_refractory(self.refractory)
 
     @property
     def beta(self) -> float:
@@ -58,6 +59,11 @@ class LIFParameters:
     @classmethod
     def integrate_and_fire(cls, **kw) -> "LIFParameters":
         return cls(tau=math.inf, **kw)
+
+
+def _check_refractory(steps) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"refractory must be a whole number of steps >= 0, not {steps!r}")
 
 
 class LIFState(NamedTuple):
@@ -70,25 +76,23 @@ def initial_state(shape, device=None, dtype=torch.float32) -> LIFState:
 
 
 def lif_step(current: torch.Tensor, state: LIFState, p: LIFParameters) -> tuple[torch.Tensor, LIFState]:
-    """One step: input current -> (spikes, new state). Pure function, no autograd needed."""
-    free = state.refractory_left <= 0
-    v = torch.where(free, p.beta * state.v + current, state.v)
-    spikes = (v >= p.threshold) & free
-    if p.reset == "subtract":
-        v = v - p.threshold * spikes
-    else:
-        v = v.masked_fill(spikes, 0.0)
-    refractory_left = torch.where(spikes, torch.full_like(state.refractory_left, p.refractory), state.refractory_left - 1)
-    return spikes.to(current.dtype), LIFState(v, refractory_left.clamp_min_(0))
+    """One step: input current -> (spikes, new state) (:func:`lif_run` with ``T = 1``)."""
+    spikes, state = lif_run(current.unsqueeze(0), p, state)
+    return spikes[0], state
 
 
 def lif_run(currents: torch.Tensor, p: LIFParameters, state: LIFState | None = None) -> tuple[torch.Tensor, LIFState]:
-    """Run ``currents [T, ...]`` through LIF neurons; returns spikes ``[T, ...]`` and the final state."""
-    state = state or initial_state(currents.shape[1:], currents.device, currents.dtype)
-    out = torch.empty_like(currents)
-    for t in range(currents.shape[0]):
-        out[t], state = lif_step(currents[t], state, p)
-    return out, state
+    """Run ``currents [T, ...]`` through LIF neurons (one population of independent neurons in
+    :func:`lif_population`); returns spikes ``[T, ...]`` and the final state."""
+    T, shape = currents.shape[0], currents.shape[1:]
+    M = math.prod(shape)
+    if state is not None:
+        state = LIFState(state.v.expand(shape).reshape(1, 1, M), state.refractory_left.expand(shape).reshape(1, 1, M))
+    threshold = torch.tensor([p.threshold], dtype=currents.dtype)  # compared in the currents' precision
+    params = PopulationParameters(p.beta, threshold, reset=p.reset, refractory=p.refractory)
+    rec = lif_population(currents.reshape(1, T, 1, M), params, keep_spikes=True, state=state)
+    left = rec.refractory_left if rec.refractory_left is not None else torch.zeros(M, dtype=torch.int32)
+    return rec.spikes.reshape(currents.shape), LIFState(rec.v_final.reshape(shape), left.reshape(shape))
 
 
 class LIF(torch.nn.Module):
@@ -117,6 +121,7 @@ class PopulationParameters(NamedTuple):
     reset: str = "subtract"  # "subtract" (v -= theta) or "zero" (v = 0)
     strict: bool = False  # spike when v > theta (snnTorch, Norse) instead of v >= theta
     silent: torch.Tensor | None = None  # [K, J] neurons that never fire
+    refractory: int = 0  # steps after a spike during which input is ignored and v is held
 
 
 class PopulationRecord(NamedTuple):
@@ -124,6 +129,7 @@ class PopulationRecord(NamedTuple):
     first_spike: torch.Tensor  # [K, B, J] 1-based step of the first spike, T + 1 if none
     v_final: torch.Tensor  # [K, B, J]
     spikes: torch.Tensor | None  # [T, K, B, J] all spikes (when asked for)
+    refractory_left: torch.Tensor | None = None  # [K, B, J] int32 refractory steps left (refractory or state given)
 
 
 @contextmanager
@@ -146,20 +152,26 @@ def single_threaded():
 
 
 @torch.no_grad()
-def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes: bool = False) -> PopulationRecord:
-    r"""LIF populations with all-to-all lateral inhibition: the one population loop.
+def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes: bool = False,
+                   state: LIFState | None = None) -> PopulationRecord:
+    r"""LIF populations with all-to-all lateral inhibition: the one LIF loop of the package.
 
     ``currents [K, T, B, J]`` (``K`` independent populations, any strides: a permuted view is
-    fine), ``p.threshold [K]``; from rest (``v[0] = 0``, no spikes before the first step), per
-    step ``t = 1..T`` and neuron ``j`` of population ``k``::
+    fine), ``p.threshold [K]``; from rest (``v[0] = 0``, no refractoriness) or from ``state``
+    (``v`` and ``refractory_left``, ``[K, B, J]``), no spikes before the first step; per step
+    ``t = 1..T`` and neuron ``j`` of population ``k``, with ``r_j`` its refractory steps left::
 
-        v_j[t] = beta * v_j[t-1] + I_j[t] - g * theta_k * sum_{l != j} s_l[t-1]
-        s_j[t] = [v_j[t] >= theta_k]          (strict: [v_j[t] > theta_k]; never for silent neurons)
-        v_j[t] <- v_j[t] - theta_k * s_j[t]   (reset "subtract")
-        v_j[t] <- v_j[t] * (1 - s_j[t])       (reset "zero")
+        v_j[t] = beta * v_j[t-1] + I_j[t] - g * theta_k * sum_{l != j} s_l[t-1]   if r_j = 0
+        v_j[t] = v_j[t-1]                                                        if r_j > 0
+        s_j[t] = [v_j[t] >= theta_k] and r_j = 0  (strict: [v_j[t] > theta_k]; never for silent neurons)
+        v_j[t] <- v_j[t] - theta_k * s_j[t]       (reset "subtract")
+        v_j[t] <- v_j[t] * (1 - s_j[t])           (reset "zero")
+        r_j <- p.refractory if s_j[t] else max(r_j - 1, 0)
 
     Returns spike counts, the 1-based step of each neuron's first spike (``T + 1`` if none),
-    the final membrane ``v[T]`` and, with ``keep_spikes``, every spike ``[T, K, B, J]``.
+    the final membrane ``v[T]``, with ``keep_spikes`` every spike ``[T, K, B, J]``, and the
+    refractory steps left when refractoriness is in play (``p.refractory > 0`` or a ``state``
+    with steps left; otherwise ``r`` stays 0 and is not computed).
 
     Written with preallocated buffers and in-place operations (float spikes straight from
     the comparison, the first-spike step counted rather than selected), one intra-op thread
@@ -168,7 +180,11 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     """
     if p.reset not in ("subtract", "zero"):
         raise ValueError(f"reset must be 'subtract' or 'zero', not {p.reset!r}")
+    _check_refractory(p.refractory)
     K, T, B, J = currents.shape
+    if state is not None and p.lateral:
+        raise ValueError("lif_population: a starting state cannot be combined with lateral inhibition "
+                         "(the previous call's last spikes are not part of LIFState)")
     dtype = currents.dtype
     theta = p.threshold.view(K, 1, 1).to(dtype)
     g = p.lateral * theta
@@ -177,7 +193,12 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     if p.silent is not None:
         theta_cmp.masked_fill_(p.silent.view(K, 1, J), float("inf"))
     compare = torch.gt if p.strict else torch.ge
-    v = torch.zeros(K, B, J, dtype=dtype)
+    v = torch.zeros(K, B, J, dtype=dtype) if state is None else state.v.to(dtype).expand(K, B, J).clone()
+    left = None  # refractory steps left, tracked only when refractoriness can occur
+    if p.refractory > 0 or (state is not None and bool((state.refractory_left > 0).any())):
+        left = torch.zeros(K, B, J, dtype=torch.int32)
+        if state is not None:
+            left.copy_(state.refractory_left.expand(K, B, J))
     sf = torch.zeros(K, B, J, dtype=dtype)  # this (then the previous) step's spikes, 0.0 / 1.0
     tmp = torch.empty(K, B, J, dtype=dtype)
     tot = torch.empty(K, B, 1, dtype=dtype)
@@ -186,22 +207,30 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     spikes = torch.empty(T, K, B, J, dtype=dtype) if keep_spikes else None
     with single_threaded():
         for t in range(T):
+            if left is not None:
+                held, free = v.clone(), left <= 0
             v.mul_(p.beta).add_(currents[:, t])
             if p.lateral and t > 0:
                 torch.sum(sf, -1, keepdim=True, out=tot)
                 torch.sub(tot, sf, out=tmp)
                 v.sub_(tmp.mul_(g))
+            if left is not None:
+                v = torch.where(free, v, held)
             compare(v, theta_cmp, out=sf)  # float 0/1 straight from the comparison
+            if left is not None:
+                sf.mul_(free)
             if p.reset == "subtract":
                 v.sub_(torch.mul(sf, theta, out=tmp))  # theta * s
             else:
                 v.sub_(torch.mul(v, sf, out=tmp))  # v * (1 - s)
+            if left is not None:
+                left.sub_(1).clamp_min_(0).masked_fill_(sf.bool(), p.refractory)
             counts.add_(sf)
             silent_steps.add_(torch.eq(counts, 0.0, out=tmp))
             if spikes is not None:
                 spikes[t].copy_(sf)
     first = silent_steps.add_(1.0)  # 1-based first-spike step, T + 1 when the neuron never fired
-    return PopulationRecord(counts, first, v, spikes)
+    return PopulationRecord(counts, first, v, spikes, left)
 
 
 def run_population(currents: torch.Tensor, beta: float, threshold: torch.Tensor, lateral: float = 0.0,
