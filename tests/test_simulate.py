@@ -102,3 +102,94 @@ def test_event_currents_equal_dense_and_event_lists():
     assert len(cols) == int(x.sum()) and offsets.shape == (30,)
     with pytest.raises(ValueError):
         spike_currents(x, w, "sparse")
+
+
+def _dyadic(model, bits=10):
+    """Round the weights and gamma to multiples of ``2**-bits``: every effective weight and every
+    partial sum of currents is then a float32 number exactly (below ``2**24`` units of the
+    grid), so dense and event-driven currents are identical whatever the summation order."""
+    scale = float(2**bits)
+    model.weights = torch.round(model.weights * scale) / scale
+    model.gamma = torch.round(model.gamma * scale) / scale
+    W = model.effective_weights()
+    assert torch.equal(W, torch.round(W * scale) / scale)
+    assert float(W.abs().sum(-1).max()) * scale < 2**24
+    return model
+
+
+def _assert_identical(model, a, b):
+    assert torch.equal(a.counts, b.counts) and torch.equal(a.first_spike, b.first_spike)
+    assert torch.equal(a.v_final, b.v_final) and torch.equal(a.input_spikes, b.input_spikes)
+    assert torch.equal(model.column_decision(a), model.column_decision(b))
+
+
+@pytest.mark.parametrize("per_member", [False, True])
+def test_dense_and_event_paths_identical_on_a_dyadic_trained_model(pixel_digits, per_member):
+    """Exact by construction: the trained model's weights on a 2**-10 grid. Equal spike counts,
+    first-spike steps, final membranes and decisions, so a divergence of the paths (a wrong
+    row, a dropped spike, another membrane update) fails here."""
+    model, xva = _trained(pixel_digits, 3)
+    model = _dyadic(model)
+    if per_member:
+        spikes = encode(model.rates(xva).unsqueeze(0).expand(3, -1, -1), 32, "bernoulli", seed=2)
+    else:
+        spikes = model.spikes_for(xva, 32, seed=2)
+    dense, event = model.simulate(spikes, method="dense"), model.simulate(spikes, method="event")
+    assert dense.counts.sum() > 1000
+    _assert_identical(model, dense, event)
+    W = model.effective_weights()
+    assert torch.equal(synaptic_currents(spikes, W, "dense")[0], synaptic_currents(spikes, W, "event")[0])
+
+
+def test_dense_and_event_paths_agree_on_a_float_trained_model(pixel_digits):
+    """The unmodified float weights: the paths sum in different orders (~1e-6 apart), so only
+    a neuron sitting on its threshold may differ; >= 99.9 % of spike counts and decisions agree."""
+    model, xva = _trained(pixel_digits, 3)
+    spikes = torch.cat([model.spikes_for(xva, 32, seed=s) for s in range(4)], 1)  # 4 x 450 examples
+    dense, event = model.simulate(spikes, method="dense"), model.simulate(spikes, method="event")
+    assert (dense.counts == event.counts).float().mean() >= 0.999
+    assert (model.column_decision(dense) == model.column_decision(event)).float().mean() >= 0.999
+    assert torch.equal(dense.input_spikes, event.input_spikes)
+
+
+def test_int8_model_currents_identical_on_both_paths(pixel_digits):
+    """Sums of int8 weights are integers below 127 N < 2**24: exact in float32 in any order, so
+    the integer model's currents, spikes and decisions do not depend on the path."""
+    from spikebridge.export.fixed_point import Int8CoLaNET
+
+    model, xva = _trained(pixel_digits, 3)
+    q = Int8CoLaNET.quantise(model)
+    spikes = q.spikes_for(xva[:120], 32, seed=3)
+    assert torch.equal(q.feedforward(spikes, "dense"), q.feedforward(spikes, "event"))
+    dense, event = q.simulate(spikes, "dense"), q.simulate(spikes, "event")
+    assert dense.counts.sum() > 300
+    assert torch.equal(dense.counts, event.counts) and torch.equal(dense.first_spike, event.first_spike)
+    assert torch.equal(q.scores(dense).argmax(1), q.scores(event).argmax(1))
+
+
+def test_auto_is_the_default_everywhere():
+    import inspect
+
+    from spikebridge.export.fixed_point import Int8CoLaNET
+
+    for f in (CoLaNET.simulate, CoLaNET.scores_spiking, CoLaNET.spiking_activity, Int8CoLaNET.feedforward,
+              Int8CoLaNET.simulate, Int8CoLaNET.predict, spike_currents, synaptic_currents):
+        assert inspect.signature(f).parameters["method"].default == "auto", f
+    assert inspect.signature(CoLaNET.simulate).parameters["bf16"].default is False
+
+
+def test_lite0_features_dense_and_event_identical_and_agree(digits_features):
+    """The same two checks on the real pipeline's features (Lite0, 2560 ON/OFF channels)."""
+    train_fs, val_fs = digits_features
+    model = CoLaNET(train_fs.features.shape[1], 10, CoLaNETConfig(microcolumns=3, ensemble=2))
+    model.fit_normaliser(train_fs.features)
+    r, y = model.rates(train_fs.features), torch.as_tensor(train_fs.labels)
+    for b in range(0, len(r), 32):
+        model.learn(r[b : b + 32], y[b : b + 32])
+    model.calibrate(r)
+    spikes = model.spikes_for(val_fs.features, 32)
+    dense, event = model.simulate(spikes, method="dense"), model.simulate(spikes, method="event")
+    assert (dense.counts == event.counts).float().mean() >= 0.999
+    assert (model.column_decision(dense) == model.column_decision(event)).float().mean() >= 0.999
+    model = _dyadic(model)
+    _assert_identical(model, model.simulate(spikes, method="dense"), model.simulate(spikes, method="event"))

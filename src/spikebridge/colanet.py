@@ -214,18 +214,20 @@ class CoLaNET:
         return self.column_scores_continuous(self.rates(features)).argmax(1)
 
     @torch.no_grad()
-    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str = "dense") -> SpikeRecord:
+    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str = "auto",
+                 bf16: bool = False) -> SpikeRecord:
         """Run the spiking network on ``input_spikes [T, B, N]`` (the same input to every
         member) or ``[T, K, B, N]`` (one input per member).
 
         Currents ``(W - gamma) x[t]`` (:func:`spikebridge.currents.synaptic_currents`:
-        ``method`` ``"dense"`` GEMM, ``"event"``-driven or ``"auto"``; the event path rounds
-        differently), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
+        ``method`` ``"auto"`` (the faster path on this machine at the input's spike density),
+        ``"dense"`` GEMM or ``"event"``-driven, which rounds differently; ``bf16`` rounds the
+        weights to bfloat16), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
         with lateral inhibition; unrecruited neurons are silent."""
         cfg = self.config
         K, J, N = self.weights.shape
         T = input_spikes.shape[0]
-        currents, in_spikes = synaptic_currents(input_spikes, self.effective_weights(), method)
+        currents, in_spikes = synaptic_currents(input_spikes, self.effective_weights(), method, bf16=bf16)
         params = PopulationParameters(cfg.beta, self.threshold, cfg.lateral_inhibition, silent=~self.active)
         rec = lif_population(currents, params, record_raster)
         raster = rec.spikes[:, 0, 0] if record_raster else None
@@ -250,14 +252,17 @@ class CoLaNET:
         return encode(self.rates(features), steps or cfg.steps, cfg.coder, seed=seed, dt=cfg.dt, max_rate=1.0 / cfg.dt)
 
     @torch.no_grad()
-    def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0):
+    def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
+                       method: str = "auto", bf16: bool = False):
         """Spiking-simulation column scores ``[B, C]`` and ``stats``: mean input / output spikes
-        per example and ``class_spikes [B, C]``, each column's spikes summed over members."""
+        per example and ``class_spikes [B, C]``, each column's spikes summed over members
+        (``method``, ``bf16``: those of :meth:`simulate`)."""
         scores, counts, in_spikes, out_spikes = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
         for b in range(0, len(features), batch_size):
-            rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b))
+            rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b), method=method,
+                                bf16=bf16)
             scores.append(self.column_scores(rec))
             K, B, _ = rec.counts.shape
             counts.append(rec.counts.view(K, B, self.n_classes, -1).sum(-1).sum(0))
@@ -463,11 +468,13 @@ class CoLaNET:
         self.gamma = (self.weights * self.active.unsqueeze(-1)).sum(dim=(1, 2)) / (counts * self.n_channels)
 
     @torch.no_grad()
-    def spiking_activity(self, rates: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Presynaptic traces and postsynaptic activity measured in a spiking simulation."""
+    def spiking_activity(self, rates: torch.Tensor, seed: int = 0, method: str = "auto",
+                         bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Presynaptic traces and postsynaptic activity measured in a spiking simulation
+        (``method``, ``bf16``: those of :meth:`simulate`)."""
         cfg = self.config
         spikes = encode(rates, cfg.steps, cfg.coder, seed=seed, dt=cfg.dt, max_rate=1.0 / cfg.dt)
-        rec = self.simulate(spikes)  # rates [K, B, N] -> spikes [T, K, B, N]: one input per member
+        rec = self.simulate(spikes, method=method, bf16=bf16)  # rates [K, B, N] -> spikes [T, K, B, N]: one input per member
         theta = self.threshold.view(-1, 1, 1)
         activity = (theta * rec.counts + rec.v_final) / cfg.steps
         return spikes.float().mean(0), activity

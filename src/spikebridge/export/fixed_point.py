@@ -9,10 +9,13 @@ r"""Int8 fixed-point CoLaNET (Loihi-style integer arithmetic).
 * per step ``v <- decay(v) + sum_i w_q[j,i] x_i[t] - g_q (spikes of the other neurons at t-1)``,
   saturated to 24-bit signed ``[-2**23, 2**23 - 1]``; spike when ``v >= theta_q``;
   ``v -= theta_q`` (``reset="zero"``: ``v = 0``, Loihi 1's fixed CUBA reset).
-Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly (a float32 matrix product
-is exact while ``127 N < 2**24``, float64 beyond); the state is simulated with int64 tensor
-ops. Saved as safetensors (int8 weights, int32 parameters, int16 maps; host-side
-normaliser float32) plus a JSON sidecar.
+Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly: every partial sum of
+int8 weights is an integer below ``127 N``, which float32 holds exactly while ``127 N < 2**24``
+(float64 beyond), so the dense GEMM and the event-driven gather of
+:func:`spikebridge.currents.spike_currents` give the same integers in any summation order
+(``method="auto"`` takes the faster); the state is simulated with int64 tensor ops. Saved as
+safetensors (int8 weights, int32 parameters, int16 maps; host-side normaliser float32) plus a
+JSON sidecar.
 
 The integer model has its own simulation loop (:meth:`Int8CoLaNET.simulate`) rather than
 :func:`spikebridge.neurons.lif_population`: its decay truncates toward zero after an integer
@@ -31,6 +34,7 @@ import torch
 
 from ..coding import RateNormaliser, encode
 from ..colanet import CoLaNET
+from ..currents import spike_currents
 from ..errors import SpikebridgeError
 from ..io import load_tensors, save_tensors, write_json_atomic
 from ..readout import READOUT_RULE
@@ -94,19 +98,19 @@ class Int8CoLaNET:
         return Network(w, self.threshold.to(torch.float32), self.lateral.to(torch.float32), self.member, self.row,
                        self.column, (4096 - self.decay_dv) / 4096, self.n_classes)
 
-    def feedforward(self, input_spikes: torch.Tensor) -> torch.Tensor:
-        """Exact integer synaptic sums ``[T, B, J']`` (int64) of binary input spikes."""
-        T, B, N = input_spikes.shape
-        # every partial sum is an integer below N * 127; float32 holds those exactly below 2**24
-        dtype = torch.float32 if N * 127 < (1 << 24) else torch.float64
-        x = input_spikes.reshape(T * B, N).to(dtype)
-        return (x @ self.weights.to(dtype).T).round().to(torch.int64).view(T, B, -1)
+    def feedforward(self, input_spikes: torch.Tensor, method: str = "auto") -> torch.Tensor:
+        """Exact integer synaptic sums ``[T, B, J']`` (int64) of binary input spikes (``method``:
+        that of :func:`spikebridge.currents.spike_currents`; every path is exact)."""
+        N = input_spikes.shape[-1]
+        dtype = torch.float32 if N * 127 < (1 << 24) else torch.float64  # see the module docstring
+        currents = spike_currents(input_spikes, self.weights.to(dtype).unsqueeze(0), method)[0]
+        return currents.round().to(torch.int64)
 
     @torch.no_grad()
-    def simulate(self, input_spikes: torch.Tensor) -> IntRecord:
+    def simulate(self, input_spikes: torch.Tensor, method: str = "auto") -> IntRecord:
         T, B, _ = input_spikes.shape
         J = self.weights.shape[0]
-        cur = self.feedforward(input_spikes)
+        cur = self.feedforward(input_spikes, method)
         theta = self.threshold.to(torch.int64)[self.member]
         lateral = self.lateral.to(torch.int64)[self.member]
         K = len(self.threshold)
@@ -139,11 +143,12 @@ class Int8CoLaNET:
                               record.v_final.to(torch.float64))
 
     @torch.no_grad()
-    def predict(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0) -> torch.Tensor:
+    def predict(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
+                method: str = "auto") -> torch.Tensor:
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         out = []
         for b in range(0, len(features), batch_size):
-            rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b))
+            rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b), method)
             out.append(self.scores(rec).argmax(1))
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 

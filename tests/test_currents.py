@@ -1,0 +1,170 @@
+"""The dense / event crossover (forced, cached per machine, measured once), the exactness of
+integer currents on both paths, and the bf16 option."""
+import json
+
+import pytest
+import torch
+
+from spikebridge import currents
+from spikebridge.colanet import CoLaNET, CoLaNETConfig
+from spikebridge.currents import (CROSSOVER_ENV, compare_precision, crossover_from_curve, event_crossover,
+                                  measure_crossover, resolve_method, spike_currents, synaptic_currents)
+from spikebridge.errors import SpikebridgeError
+
+TINY = (4, 8, 64, 16)  # T, B, N, neurons: a measurement that takes milliseconds
+
+
+@pytest.fixture
+def private_crossover(tmp_path, monkeypatch):
+    """The cache folder is ``tmp_path``, nothing is forced, nothing remembered from earlier calls."""
+    monkeypatch.setenv("SPIKEBRIDGE_CACHE", str(tmp_path))
+    monkeypatch.delenv(CROSSOVER_ENV, raising=False)
+    monkeypatch.setattr(currents, "_crossovers", {})
+    return tmp_path
+
+
+def _spikes(density, shape=(6, 5, 200), seed=0):
+    return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < density).to(torch.uint8)
+
+
+def test_crossover_measured_once_cached_under_the_cache_folder_and_reused(private_crossover, monkeypatch, capsys):
+    calls = []
+
+    def counted(**kw):
+        calls.append(kw)
+        return measure_crossover(shape=TINY, repeats=1, **kw)
+
+    monkeypatch.setattr(currents, "measure_crossover", counted)
+    first = event_crossover()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(calls) == 1 and len(err) == 1 and "measuring" in err[0] and CROSSOVER_ENV in err[0]
+    files = list((private_crossover / "event-crossover").glob("*.json"))
+    assert len(files) == 1 and files[0] == currents.crossover_path(currents.machine_identity())
+    record = json.loads(files[0].read_text())
+    assert record["identity"] == currents.machine_identity() and record["crossover"] == first
+    assert len(record["densities"]) == len(record["dense_s"]) == len(record["event_s"])
+    monkeypatch.setattr(currents, "_crossovers", {})  # a new process: only the file remains
+    assert event_crossover() == first and len(calls) == 1 and capsys.readouterr().err == ""
+    event_crossover(bf16=True)  # another precision is another entry
+    assert len(calls) == 2 and calls[1]["bf16"] is True
+    assert len(list((private_crossover / "event-crossover").glob("*.json"))) == 2
+
+
+def test_unusable_cache_file_is_said_and_measured_again(private_crossover, monkeypatch, capsys):
+    monkeypatch.setattr(currents, "measure_crossover", lambda **kw: measure_crossover(shape=TINY, repeats=1, **kw))
+    path = currents.crossover_path(currents.machine_identity())
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    value = event_crossover()
+    err = capsys.readouterr().err
+    assert "unusable crossover cache" in err and "measuring" in err
+    assert json.loads(path.read_text())["crossover"] == value
+
+
+def test_auto_takes_event_below_and_dense_above_a_forced_crossover(private_crossover, monkeypatch):
+    def refuse(**kw):
+        raise AssertionError("a forced crossover must not be measured")
+
+    monkeypatch.setattr(currents, "measure_crossover", refuse)
+    x = _spikes(0.1)
+    assert resolve_method(x, "auto", crossover=0.2) == "event"
+    assert resolve_method(x, "auto", crossover=0.05) == "dense"
+    assert resolve_method(x, "auto", density=0.3, crossover=0.2) == "dense"
+    monkeypatch.setenv(CROSSOVER_ENV, "0.2")
+    assert resolve_method(x, "auto") == "event" and resolve_method(_spikes(0.4), "auto") == "dense"
+    assert resolve_method(x, "auto", crossover=0.01) == "dense"  # the argument wins over the variable
+    assert resolve_method(x, "dense") == "dense" and resolve_method(_spikes(0.4), "event") == "event"
+    assert not (private_crossover / "event-crossover").exists()
+
+
+def test_simulate_auto_runs_the_chosen_path(pixel_digits, private_crossover, monkeypatch):
+    xtr, xva, ytr, _ = pixel_digits
+    model = CoLaNET(64, 10, CoLaNETConfig(microcolumns=2))
+    model.fit_normaliser(xtr)
+    model.learn(model.rates(xtr[:300]), torch.as_tensor(ytr[:300]))
+    model.calibrate(model.rates(xtr[:300]))
+    spikes = model.spikes_for(xva[:64])
+    used = []
+    real = currents._event_currents
+    monkeypatch.setattr(currents, "_event_currents", lambda *a: used.append(1) or real(*a))
+    for forced, path in (("1", "event"), ("0", "dense")):
+        monkeypatch.setenv(CROSSOVER_ENV, forced)
+        used.clear()
+        auto, explicit = model.simulate(spikes), model.simulate(spikes, method=path)
+        assert torch.equal(auto.counts, explicit.counts) and torch.equal(auto.v_final, explicit.v_final)
+        assert len(used) == (2 if path == "event" else 0)
+
+
+@pytest.mark.parametrize("value", ["fast", "1.5", "-0.1", "nan", ""])
+def test_invalid_crossover_is_a_one_line_error(private_crossover, monkeypatch, value):
+    monkeypatch.setenv(CROSSOVER_ENV, value)
+    with pytest.raises(SpikebridgeError, match=rf"^{CROSSOVER_ENV} must be a spike density in \[0, 1\], not '{value}'$"):
+        spike_currents(_spikes(0.1), torch.ones(1, 3, 200))
+    with pytest.raises(SpikebridgeError, match=r"^crossover must be a spike density in \[0, 1\], not 2$"):
+        event_crossover(2)
+
+
+def test_crossover_from_curve_fits_the_event_line_against_the_median_dense_time():
+    d = [0.1, 0.2, 0.3, 0.4, 0.5]
+    dense = [1.0, 1.0, 5.0, 1.0, 1.0]  # one slow sample of a shared machine does not move it
+    event = [0.2 + 2 * x for x in d]  # meets 1.0 at 0.4
+    crossover, inside = crossover_from_curve(d, dense, event)
+    assert crossover == pytest.approx(0.4) and inside
+    assert crossover_from_curve(d, dense, [2 + x for x in d]) == (0.0, False)  # event always slower
+    assert crossover_from_curve(d, dense, [0.1 + 0.1 * x for x in d]) == (1.0, False)  # always faster
+    assert crossover_from_curve(d, dense, [0.5] * 5) == (1.0, False)  # flat and faster
+
+
+def test_measure_crossover_reports_its_curve_with_the_callers_threads():
+    out = measure_crossover(densities=(0.05, 0.3), shape=TINY, repeats=2)
+    assert 0.0 <= out["crossover"] <= 1.0 and out["threads"] == torch.get_num_threads()
+    assert len(out["dense_s"]) == len(out["event_s"]) == 2 and min(out["dense_s"] + out["event_s"]) > 0
+    with pytest.raises(ValueError, match="densities"):
+        measure_crossover(densities=(0.1,), shape=TINY)
+
+
+@pytest.mark.parametrize("n,dtype", [(132_000, torch.float32), (140_000, torch.float64)])
+def test_int8_sums_are_exact_on_both_paths_up_to_the_float32_limit(n, dtype):
+    """The int8 model's claim: partial sums of int8 weights are integers of magnitude <= 127 N,
+    exact in float32 while 127 N < 2**24 (N = 132,000: 16,764,000), float64 beyond. The
+    extreme row (every input spiking, every weight 127) reaches the bound."""
+    assert (127 * n < 2**24) == (dtype == torch.float32)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randint(-127, 128, (1, 3, n), generator=g, dtype=torch.int64)
+    w[0, 0] = 127
+    x = (torch.rand(2, 2, n, generator=g) < 0.5).to(torch.uint8)
+    x[0, 0] = 1
+    exact = torch.einsum("tbn,jn->tbj", x.long(), w[0])  # int64 reference
+    assert int(exact[0, 0, 0]) == 127 * n
+    for method in ("dense", "event"):
+        assert torch.equal(spike_currents(x, w.to(dtype), method)[0].long(), exact)
+
+
+def test_bf16_currents_stay_within_the_rounding_of_weights_and_result():
+    """bf16: weights rounded to 8 significant bits (relative error <= 2**-9 each), sums in fp32,
+    the result rounded once more; spikes are exact. A bf16 accumulator would exceed the bound."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(2, 30, 700, generator=g)
+    x = _spikes(0.3, (5, 4, 700), seed=2)
+    magnitude = spike_currents(x, w.abs(), "dense")  # sum_i |w_ji| x_i
+    for method in ("dense", "event"):
+        ref = spike_currents(x, w, method)
+        low, n = synaptic_currents(x, w, method, bf16=True)
+        assert low.dtype == torch.float32 and torch.equal(n, synaptic_currents(x, w, method)[1])
+        assert ((low - ref).abs() <= 2**-9 * magnitude + 2**-8 * ref.abs() + 1e-5).all()
+        assert not torch.equal(low, ref)
+
+
+def test_compare_precision_reports_speed_and_agreement(pixel_digits, private_crossover, monkeypatch):
+    monkeypatch.setenv(CROSSOVER_ENV, "0.2")
+    xtr, xva, ytr, _ = pixel_digits
+    model = CoLaNET(64, 10, CoLaNETConfig(microcolumns=2))
+    model.fit_normaliser(xtr)
+    model.learn(model.rates(xtr), torch.as_tensor(ytr))
+    model.calibrate(model.rates(xtr))
+    out = compare_precision(model, model.spikes_for(xva[:100]), repeats=1)
+    assert out["auto_path"] in ("dense", "event") and isinstance(out["bf16_recommended"], bool)
+    for path in ("dense", "event"):
+        assert set(out["simulate_s"][path]) == set(out["currents_s"][path]) == {"float32", "bfloat16"}
+        agreement = out["agreement"][path]
+        assert 0.9 <= agreement["decisions"] <= 1.0 and 0.9 <= agreement["counts"] <= 1.0
