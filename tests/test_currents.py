@@ -1,6 +1,7 @@
 """The dense / event crossover (forced, cached per machine, measured once), the exactness of
 integer currents on both paths, and the bf16 option."""
 import json
+import math
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from spikebridge.currents import (CROSSOVER_ENV, compare_precision, crossover_fr
                                   measure_crossover, resolve_method, spike_currents, synaptic_currents)
 from spikebridge.errors import SpikebridgeError
 
-TINY = (4, 8, 64, 16)  # T, B, N, neurons: a measurement that takes milliseconds
+TINY = ((4, 8, 64, 8), (4, 8, 64, 32))  # (T, B, N, neurons): measurements that take milliseconds
 
 
 @pytest.fixture
@@ -20,6 +21,7 @@ def private_crossover(tmp_path, monkeypatch):
     monkeypatch.setenv("SPIKEBRIDGE_CACHE", str(tmp_path))
     monkeypatch.delenv(CROSSOVER_ENV, raising=False)
     monkeypatch.setattr(currents, "_crossovers", {})
+    monkeypatch.setattr(currents, "CROSSOVER_SHAPES", TINY)
     return tmp_path
 
 
@@ -32,33 +34,37 @@ def test_crossover_measured_once_cached_under_the_cache_folder_and_reused(privat
 
     def counted(**kw):
         calls.append(kw)
-        return measure_crossover(shape=TINY, repeats=1, **kw)
+        return measure_crossover(repeats=1, **kw)
 
     monkeypatch.setattr(currents, "measure_crossover", counted)
-    first = event_crossover()
+    first = event_crossover(20)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(calls) == 1 and len(err) == 1 and "measuring" in err[0] and CROSSOVER_ENV in err[0]
+    assert [c["shape"] for c in calls] == list(TINY)  # one curve per shape
+    assert len(err) == 1 and "measuring" in err[0] and CROSSOVER_ENV in err[0]
     files = list((private_crossover / "event-crossover").glob("*.json"))
     assert len(files) == 1 and files[0] == currents.crossover_path(currents.machine_identity())
     record = json.loads(files[0].read_text())
-    assert record["identity"] == currents.machine_identity() and record["crossover"] == first
-    assert len(record["densities"]) == len(record["dense_s"]) == len(record["event_s"])
+    assert record["identity"] == currents.machine_identity() and len(record["curves"]) == 2
+    for curve in record["curves"]:
+        assert len(curve["densities"]) == len(curve["dense_s"]) == len(curve["event_s"])
+    points = [(c["shape"]["neurons"], c["crossover"]) for c in record["curves"]]
+    assert first == pytest.approx(currents.crossover_at(points, 20))
     monkeypatch.setattr(currents, "_crossovers", {})  # a new process: only the file remains
-    assert event_crossover() == first and len(calls) == 1 and capsys.readouterr().err == ""
-    event_crossover(bf16=True)  # another precision is another entry
-    assert len(calls) == 2 and calls[1]["bf16"] is True
+    assert event_crossover(20) == first and len(calls) == 2 and capsys.readouterr().err == ""
+    event_crossover(20, bf16=True)  # another precision is another entry
+    assert len(calls) == 4 and calls[-1]["bf16"] is True
     assert len(list((private_crossover / "event-crossover").glob("*.json"))) == 2
 
 
 def test_unusable_cache_file_is_said_and_measured_again(private_crossover, monkeypatch, capsys):
-    monkeypatch.setattr(currents, "measure_crossover", lambda **kw: measure_crossover(shape=TINY, repeats=1, **kw))
+    monkeypatch.setattr(currents, "measure_crossover", lambda **kw: measure_crossover(repeats=1, **kw))
     path = currents.crossover_path(currents.machine_identity())
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    value = event_crossover()
+    event_crossover(100)
     err = capsys.readouterr().err
     assert "unusable crossover cache" in err and "measuring" in err
-    assert json.loads(path.read_text())["crossover"] == value
+    assert len(json.loads(path.read_text())["curves"]) == 2
 
 
 def test_auto_takes_event_below_and_dense_above_a_forced_crossover(private_crossover, monkeypatch):
@@ -67,13 +73,13 @@ def test_auto_takes_event_below_and_dense_above_a_forced_crossover(private_cross
 
     monkeypatch.setattr(currents, "measure_crossover", refuse)
     x = _spikes(0.1)
-    assert resolve_method(x, "auto", crossover=0.2) == "event"
-    assert resolve_method(x, "auto", crossover=0.05) == "dense"
-    assert resolve_method(x, "auto", density=0.3, crossover=0.2) == "dense"
+    assert resolve_method(x, "auto", 64, crossover=0.2) == "event"
+    assert resolve_method(x, "auto", 64, crossover=0.05) == "dense"
+    assert resolve_method(x, "auto", 64, density=0.3, crossover=0.2) == "dense"
     monkeypatch.setenv(CROSSOVER_ENV, "0.2")
-    assert resolve_method(x, "auto") == "event" and resolve_method(_spikes(0.4), "auto") == "dense"
-    assert resolve_method(x, "auto", crossover=0.01) == "dense"  # the argument wins over the variable
-    assert resolve_method(x, "dense") == "dense" and resolve_method(_spikes(0.4), "event") == "event"
+    assert resolve_method(x, "auto", 64) == "event" and resolve_method(_spikes(0.4), "auto", 64) == "dense"
+    assert resolve_method(x, "auto", 64, crossover=0.01) == "dense"  # the argument wins over the variable
+    assert resolve_method(x, "dense", 64) == "dense" and resolve_method(_spikes(0.4), "event", 64) == "event"
     assert not (private_crossover / "event-crossover").exists()
 
 
@@ -101,7 +107,7 @@ def test_invalid_crossover_is_a_one_line_error(private_crossover, monkeypatch, v
     with pytest.raises(SpikebridgeError, match=rf"^{CROSSOVER_ENV} must be a spike density in \[0, 1\], not '{value}'$"):
         spike_currents(_spikes(0.1), torch.ones(1, 3, 200))
     with pytest.raises(SpikebridgeError, match=r"^crossover must be a spike density in \[0, 1\], not 2$"):
-        event_crossover(2)
+        event_crossover(64, 2)
 
 
 def test_crossover_from_curve_fits_the_event_line_against_the_median_dense_time():
@@ -115,12 +121,31 @@ def test_crossover_from_curve_fits_the_event_line_against_the_median_dense_time(
     assert crossover_from_curve(d, dense, [0.5] * 5) == (1.0, False)  # flat and faster
 
 
+def test_crossover_at_interpolates_in_log_neurons():
+    points = [(64, 0.1), (640, 0.3)]
+    assert currents.crossover_at(points, 64) == pytest.approx(0.1)
+    assert currents.crossover_at(points, 202) == pytest.approx(0.1 + 0.2 * math.log(202 / 64) / math.log(10))
+    assert currents.crossover_at(points, 8) == 0.1 and currents.crossover_at(points, 5000) == 0.3
+
+
+def test_auto_in_simulate_uses_the_crossover_of_its_neuron_count(private_crossover, monkeypatch):
+    """Shared input reaches K*J neurons per spike, per-member input J."""
+    seen = []
+    monkeypatch.setattr(currents, "machine_crossovers", lambda bf16=False: [(10, 0.0), (1000, 1.0)])
+    real = currents.crossover_at
+    monkeypatch.setattr(currents, "crossover_at", lambda points, n: seen.append(n) or real(points, n))
+    w = torch.ones(3, 10, 200)
+    spike_currents(_spikes(0.1), w)
+    synaptic_currents(_spikes(0.1, (6, 3, 5, 200)), w)
+    assert seen == [30, 10]
+
+
 def test_measure_crossover_reports_its_curve_with_the_callers_threads():
-    out = measure_crossover(densities=(0.05, 0.3), shape=TINY, repeats=2)
+    out = measure_crossover(densities=(0.05, 0.3), shape=TINY[0], repeats=2)
     assert 0.0 <= out["crossover"] <= 1.0 and out["threads"] == torch.get_num_threads()
     assert len(out["dense_s"]) == len(out["event_s"]) == 2 and min(out["dense_s"] + out["event_s"]) > 0
     with pytest.raises(ValueError, match="densities"):
-        measure_crossover(densities=(0.1,), shape=TINY)
+        measure_crossover(densities=(0.1,), shape=TINY[0])
 
 
 @pytest.mark.parametrize("n,dtype", [(132_000, torch.float32), (140_000, torch.float64)])

@@ -19,8 +19,10 @@ For input spikes ``x[t, b] in {0, 1}^N`` and weights ``W_k [J, N]`` of populatio
   density in ``[0, 1]``; ``0`` always dense, ``1`` always event); the value cached for this
   machine under ``$SPIKEBRIDGE_CACHE/event-crossover/`` (default
   ``~/.cache/spikebridge``, the feature cache's folder), keyed by CPU model, torch version,
-  intra-op threads and precision; else it is measured once (:func:`measure_crossover`, a
-  few seconds, announced on stderr) and cached.
+  intra-op threads and precision; else it is measured once (:func:`measure_crossover` at
+  the two shapes of :data:`CROSSOVER_SHAPES`, a few seconds, announced on stderr) and
+  cached. The crossover falls with the number of neurons a spike reaches (a shorter
+  gathered row), so it is interpolated for the weights' (:func:`crossover_at`).
 
 ``bf16=True`` holds the weights (the GEMM operand or the gathered table) and the spikes
 (exactly 0/1) in bfloat16: the kernels (oneDNN GEMM, ``embedding_bag``) accumulate in fp32
@@ -35,6 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -53,11 +56,12 @@ METHODS = ("auto", "dense", "event")
 CROSSOVER_ENV = "SPIKEBRIDGE_EVENT_CROSSOVER"
 CACHE_ENV = "SPIKEBRIDGE_CACHE"  # the project's cache folder (features.py caches features there too)
 CROSSOVER_DENSITIES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6)
-# T steps, B examples, N input channels, K*J neurons: Lite0's 1280 features (ON/OFF: 2560 channels
-# would double both paths alike) into 10 classes x 7 microcolumns x 9 members ~ 640 neurons
-CROSSOVER_SHAPE = (32, 64, 1280, 640)
+# (T steps, B examples, N input channels, neurons): Lite0's 1280 features (ON/OFF coding doubles
+# N, and both paths' work with it) into ~64 neurons (one model: 10 classes x up to 7 microcolumns)
+# and ~640 (an ensemble of 9); crossover_at interpolates between them
+CROSSOVER_SHAPES = ((32, 64, 1280, 64), (32, 64, 1280, 640))
 CROSSOVER_REPEATS = 3
-_crossovers: dict[tuple, float] = {}  # this process's crossovers, by cache file and identity
+_crossovers: dict[tuple, list] = {}  # this process's (neurons, crossover) points, by cache file and identity
 
 
 def event_lists(spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,39 +127,79 @@ def _density(value, what: str) -> float:
     return d
 
 
-def event_crossover(crossover: float | None = None, bf16: bool = False) -> float:
-    """Input spike density below which ``"auto"`` takes the event path (see the module
-    docstring for the order: argument, ``SPIKEBRIDGE_EVENT_CROSSOVER``, cache, measurement)."""
+def event_crossover(neurons: int, crossover: float | None = None, bf16: bool = False) -> float:
+    """Input spike density below which ``"auto"`` takes the event path for weights of
+    ``neurons`` output columns (see the module docstring for the order: argument,
+    ``SPIKEBRIDGE_EVENT_CROSSOVER``, cache, measurement; :func:`crossover_at`)."""
     if crossover is not None:
         return _density(crossover, "crossover")
     forced = os.environ.get(CROSSOVER_ENV)
     if forced is not None:
         return _density(forced, CROSSOVER_ENV)
+    return crossover_at(machine_crossovers(bf16), neurons)
+
+
+def crossover_at(points: list[tuple[int, float]], neurons: int) -> float:
+    """Crossover for ``neurons`` from those measured at ``(n_0, c_0), (n_1, c_1)`` (``n_0 < n_1``):
+    a gathered row of fewer neurons is shorter, so the event path's per-spike overhead weighs
+    more and its crossover is lower; interpolated in ``log n``, constant outside::
+
+        crossover(n) = c_0 + (c_1 - c_0) * clip(log(n / n_0) / log(n_1 / n_0), 0, 1)
+    """
+    (n0, c0), (n1, c1) = points[0], points[-1]
+    if n1 == n0:
+        return c0
+    u = min(1.0, max(0.0, math.log(neurons / n0) / math.log(n1 / n0)))
+    return c0 + (c1 - c0) * u
+
+
+def machine_crossovers(bf16: bool = False) -> list[tuple[int, float]]:
+    """``(neurons, crossover)`` of this machine at :data:`CROSSOVER_SHAPES`: remembered in this
+    process, else cached, else measured now (a line on stderr) and cached."""
     identity = machine_identity(bf16)
     path = crossover_path(identity)
     key = (str(path), *identity.values())
-    if key in _crossovers:
-        return _crossovers[key]
-    value = _read_cached(path, identity)
-    if value is None:
-        print(f"spikebridge: measuring this machine's dense/event crossover once (a few seconds; cached in {path}; "
-              f"set {CROSSOVER_ENV} to choose it)", file=sys.stderr, flush=True)
-        measured = measure_crossover(bf16=bf16)
-        write_json_atomic(path, {"identity": identity, **measured, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        value = measured["crossover"]
-    _crossovers[key] = value
-    return value
+    if key not in _crossovers:
+        points = _read_cached(path, identity)
+        if points is None:
+            print(f"spikebridge: measuring this machine's dense/event crossover once (a few seconds; cached in {path}; "
+                  f"set {CROSSOVER_ENV} to choose it)", file=sys.stderr, flush=True)
+            points = remember_crossovers([measure_crossover(shape=shape, bf16=bf16) for shape in CROSSOVER_SHAPES])
+        _crossovers[key] = points
+    return _crossovers[key]
 
 
-def _read_cached(path: Path, identity: dict) -> float | None:
-    """The cached crossover, or ``None`` when there is none (or it is unusable: said on stderr)."""
+def remember_crossovers(curves: list[dict]) -> list[tuple[int, float]]:
+    """Cache :func:`measure_crossover` results (one precision, two or more neuron counts) as this
+    machine's; the current threads must be those they were measured with. Returns the points."""
+    if len(curves) < 2 or len({c["precision"] for c in curves}) != 1:
+        raise ValueError("remember_crossovers takes curves of one precision at two or more neuron counts")
+    identity = machine_identity(curves[0]["precision"] == "bfloat16")
+    if any(c["threads"] != identity["threads"] for c in curves):
+        raise ValueError(f"curves measured with {[c['threads'] for c in curves]} threads, running with {identity['threads']}")
+    path = crossover_path(identity)
+    write_json_atomic(path, {"identity": identity, "curves": curves, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    points = _points(curves)
+    _crossovers[(str(path), *identity.values())] = points
+    return points
+
+
+def _points(curves: list[dict]) -> list[tuple[int, float]]:
+    points = sorted((int(c["shape"]["neurons"]), _density(c["crossover"], "cached crossover")) for c in curves)
+    if len(points) < 2 or points[0][0] < 1:
+        raise ValueError("needs curves at two or more neuron counts")
+    return points
+
+
+def _read_cached(path: Path, identity: dict) -> list[tuple[int, float]] | None:
+    """The cached points, or ``None`` when there are none (or they are unusable: said on stderr)."""
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
         if record["identity"] != identity:
             raise ValueError(f"it was measured for {record['identity']}")
-        return _density(record["crossover"], "cached crossover")
+        return _points(record["curves"])
     except (OSError, ValueError, KeyError, TypeError, SpikebridgeError) as exc:
         print(f"spikebridge: ignoring the unusable crossover cache {path} ({exc}); measuring again",
               file=sys.stderr, flush=True)
@@ -197,7 +241,7 @@ def crossover_from_curve(densities, dense_s, event_s) -> tuple[float, bool]:
     return crossover, bool(min(densities) <= crossover <= max(densities))
 
 
-def measure_crossover(densities=CROSSOVER_DENSITIES, shape=CROSSOVER_SHAPE, repeats: int = CROSSOVER_REPEATS,
+def measure_crossover(densities=CROSSOVER_DENSITIES, shape=CROSSOVER_SHAPES[-1], repeats: int = CROSSOVER_REPEATS,
                       bf16: bool = False, seed: int = 0, timer: Callable[[], float] = time.perf_counter) -> dict:
     """Time the dense and event currents of uniformly random spikes at each density (``shape``
     ``(T, B, N, neurons)``, the caller's intra-op threads; minimum over ``repeats``
@@ -224,14 +268,15 @@ def measure_crossover(densities=CROSSOVER_DENSITIES, shape=CROSSOVER_SHAPE, repe
             "repeats": repeats, "threads": torch.get_num_threads(), "precision": "bfloat16" if bf16 else "float32"}
 
 
-def resolve_method(spikes: torch.Tensor, method: str, density: float | None = None,
+def resolve_method(spikes: torch.Tensor, method: str, neurons: int, density: float | None = None,
                    crossover: float | None = None, bf16: bool = False) -> str:
     """``"dense"`` or ``"event"``: ``method`` itself, or for ``"auto"`` the path this machine
-    runs faster at the input's spike density (``density`` skips counting the spikes)."""
+    runs faster at the input's spike density into weights of ``neurons`` output columns
+    (``density`` skips counting the spikes)."""
     if method not in METHODS:
         raise ValueError(f"method must be 'auto', 'dense' or 'event', not {method!r}")
     if method == "auto":
-        limit = event_crossover(crossover, bf16)  # with the caller's threads: they key the cache
+        limit = event_crossover(neurons, crossover, bf16)  # with the caller's threads: they key the cache
         if density is None:
             with single_threaded():
                 density = spike_density(spikes)
@@ -263,10 +308,11 @@ def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str =
     ``crossover`` forces the density at which ``"auto"`` switches paths."""
     if spikes.dim() not in (3, 4):
         raise ValueError(f"spikes must be [T, B, N] or [T, K, B, N], got shape {tuple(spikes.shape)}")
-    method = resolve_method(spikes, method, density, crossover, bf16)
+    K, J, N = weights.shape
+    # neurons per GEMM / gathered row: all populations' for shared input, one's for per-population input
+    method = resolve_method(spikes, method, K * J if spikes.dim() == 3 else J, density, crossover, bf16)
     out_dtype = torch.float32 if bf16 else weights.dtype
     w = weights.to(torch.bfloat16) if bf16 else weights
-    K, J, N = weights.shape
     with single_threaded():
         binary = spikes if spikes.dtype in (torch.uint8, torch.bool) else spikes != 0
         in_spikes = binary.sum(-1, dtype=torch.int32).sum(0).to(torch.float32)  # [B] or [K, B]
@@ -329,7 +375,8 @@ def compare_precision(model, spikes: torch.Tensor, repeats: int = 3,
             calls[("simulate", path, name)] = functools.partial(model.simulate, spikes, method=path, bf16=bf16)
     best = time_interleaved(calls, repeats, timer)
     density = spike_density(spikes)
-    auto = resolve_method(spikes, "auto", density)
+    K, J, _ = weights.shape
+    auto = resolve_method(spikes, "auto", K * J if spikes.dim() == 3 else J, density)
     agreement = precision_agreement(model, spikes)
     out = {"input_density": density, "examples": agreement.pop("examples"), "repeats": repeats,
            "threads": torch.get_num_threads(), "auto_path": auto, "agreement": agreement,
