@@ -176,7 +176,54 @@ def encoder_choice(_: str = "") -> str:
     return "\n".join(out)
 
 
+def speed(_: str = "") -> str:
+    res = _load("speed.json")
+    if res is None or "analysis" not in res:
+        return "(no speed.json yet: run `python benchmarks/speed.py` alone on the machine)"
+    cfg = res["config"]
+    load = (cfg.get("load_average_start") or [0.0])[0]
+    if cfg.get("busy"):  # a timing taken while other jobs ran is not a number to publish
+        return (f"The last `python benchmarks/speed.py` run started at load average {load:.1f} on "
+                f"{res['machine'].get('cpus_usable', '?')} cores (other jobs shared them): its timings are not quoted.")
+    m, inf, an, trn = cfg["model"], res["inference"], res["analysis"], res["training"]
+    ver = res["versions"]
+    out = [f"{_machine(res['machine'])}, {cfg['threads']} thread(s), load {load:.1f} at the start"
+           f"{' (--quick)' if cfg.get('quick') else ''}; snnTorch {ver.get('snntorch') or '-'}, Norse "
+           f"{ver.get('norse') or '-'}, BindsNET {ver.get('bindsnet') or '-'}. CoLaNET ({m['kind']}, {m['recruited']} of "
+           f"{m['neurons']} neurons recruited), {cfg['input_channels']} input channels, Imagenette val batch of "
+           f"{cfg['batch']} (class-stratified), T = {cfg['steps']}, input spike density {100 * cfg['input_density']:.1f} %; "
+           f"min of {cfg['repeats']} interleaved runs.", "",
+           "| inference | like-for-like | ms / batch | samples/s | GSynOps/s | time / ours (g = 0, same currents) |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in inf["rows"].items():
+        if r["group"] in ("roofline", "currents"):
+            continue
+        ratio = f"{r['ratio_to_ours']:.2f}" if "ratio_to_ours" in r else "-"
+        out.append(f"| {name} | {'yes' if r.get('like_for_like') else 'no'} | {1000 * r['min_s']:.1f} | "
+                   f"{r['samples_per_s']:,.0f} | {r['synops_per_s'] / 1e9:.2f} | {ratio} |")
+    roof, frac = an["rooflines"], an["rooflines"]["fractions"]
+    out += ["", f"Rooflines in the same run: fp32 GEMM peak {roof['gemm_peak_flops'] / 1e9:.0f} GFLOP/s, "
+                f"the dense currents' GEMM shape {roof['dense_shape_gemm_flops'] / 1e9:.0f} GFLOP/s, "
+                f"`embedding_bag` of random rows {roof['gather_synops_per_s'] / 1e9:.2f} GSynOps/s. "
+                f"Dense `simulate`: {100 * frac['dense simulate of GEMM peak']:.0f} % of GEMM peak "
+                f"({100 * frac['dense simulate of same-shape GEMM']:.0f} % of the same-shape GEMM); event `simulate`: "
+                f"{100 * frac['event simulate of gather roofline']:.0f} % of the gather roofline "
+                f"(its currents alone {100 * frac['event currents of gather roofline']:.0f} %).", "",
+            f"| training (batch {trn['batch']}, T = {trn['steps']}) | size | examples/s | x BindsNET |",
+            "| --- | --- | --- | --- |"]
+    for name, r in trn["rows"].items():
+        if "examples_per_s" not in r:
+            out.append(f"| {name} ({r['status']}) | - | - | - |")
+            continue
+        ratio = f"{r['ratio_vs_bindsnet']:.1f}" if "ratio_vs_bindsnet" in r else "-"
+        out.append(f"| {name} | {r['inputs']} -> {r['neurons']} | {r['examples_per_s']:,.0f} | {ratio} |")
+    met = lambda v: "met" if v else ("n/a" if v is None else "not met")  # noqa: E731
+    out += ["", "Targets: " + "; ".join(f"{k}: {met(v)}" for k, v in res["targets"].items()) + "."]
+    return "\n".join(out)
+
+
 RENDERERS = {
+    "speed": speed,
     "online": online,
     "deploy": deploy,
     "encoder_choice": encoder_choice,

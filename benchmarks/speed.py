@@ -1,290 +1,418 @@
-"""Simulation and training speed: spikebridge vs snnTorch, Norse and BindsNET, and the dense bound.
+"""Speed of spikebridge against snnTorch, Norse and BindsNET on the same work, and against rooflines.
 
-    python benchmarks/speed.py --quick        # ~1-2 min: fewer repeats and training examples
-    python benchmarks/speed.py                # full: more repeats, longer training runs, finer density sweep
-    python benchmarks/speed.py --train /tmp/sbcache/0836150d6c3e318db6ad --val /tmp/sbcache/8e1c0e0c2ad83d3f022a
+    python benchmarks/speed.py --quick        # ~2 min alone: 1 training epoch, 3 repeats, few training examples
+    python benchmarks/speed.py                # full (~5-10 min): the default model, 10 repeats, more examples
+    python benchmarks/speed.py --threads 1    # the single-thread comparison
+    python benchmarks/speed.py --neurons 640  # a fixed-size network instead of the default model
 
-Everything runs in one process with the same number of intra-op threads (``--threads``,
-default torch's), on the same inputs: Lite0 features of Imagenette (cached feature folders
-with ``--train/--val``, otherwise extracted through spikebridge; ``--quick`` extracts a
-per-class subset), rate-coded with spikebridge's coder (regular by default), so the
-input spike density is the one real features give (~10 %).
+Everything runs in one process, with the intra-op threads set once (``--threads``, default
+torch's) for every row, on the same inputs: EfficientNet-Lite0 features of Imagenette
+(cached through ``benchmarks/accuracy.py``'s ``features_for``, or ``--train/--val`` cache
+folders), a seeded class-stratified batch of val (``--batch`` 256) rate-coded by the library's
+coder (T = 32). The model is a CoLaNET trained on Imagenette train with the library defaults
+(``--quick``: one epoch) or, with ``--neurons``, a fixed-size one whose free microcolumns are
+filled with prototypes of training examples, so that every neuron is recruited.
 
-1. **Inference**: one LIF layer, 1,280 inputs -> 640 neurons (CoLaNET with 10 classes x 64
-   microcolumns, all recruited), batch 256, T = 32, on the uint8 spike tensor.
-   * spikebridge ``CoLaNET.simulate``, ``CoLaNET.simulate`` with dense and event-driven currents;
-   * snnTorch ``Leaky`` and Norse ``LIFCell``/``LIF`` after ``nn.Linear`` with the same
-     weights, both as tutorials write them (a Linear call per step) and in their fastest
-     form (one Linear over all T steps, then the neuron loop).
-   * the bound: the dense matmul work a dense simulation cannot avoid, ``T x B`` input
-     vectors times the ``N x J`` weights, as one GEMM and as T GEMMs of B rows (the faster
-     counts), on pre-converted float spikes.
-2. **Event-driven crossover**: currents of Bernoulli spikes at several densities, GEMM vs
-   gathering the weight rows of the active inputs (``spikebridge.currents.spike_currents``).
-3. **Training**: CoLaNET's local rule (continuous and spiking modes, the latter also with
-   event-driven currents) vs BindsNET's ``PostPre`` STDP on a 1,280 -> 640 ``Connection`` into
-   ``LIFNodes``, same training batch, same spike trains (BindsNET gets them pre-encoded).
+1. **Inference** (one batch; min over interleaved repeats), same spikes, same weights
+   ``W - gamma``, same LIF dynamics (``v = beta v + I``, spike at ``v >= theta``, subtractive reset):
+   * spikebridge ``CoLaNET.simulate`` with ``method`` auto, dense and event, with the lateral
+     inhibition of CoLaNET and without it (``g = 0``);
+   * Norse ``LIFBoxCell`` (``reset_subtract``; input gain ``dt / tau_mem`` compensated in the
+     weights so its Euler step is ``v = beta v + I``) and snnTorch ``Leaky`` (``reset_mechanism=
+     "subtract"``, ``reset_delay=False``: the reset in the step of the spike, as ours), fed the
+     currents of one ``nn.Linear`` over all T steps ("as shipped") or our event-driven currents,
+     each eager and under ``torch.compile``. Neither cell expresses lateral inhibition, so the
+     like-for-like rows compare them with our ``g = 0`` run on the same currents path.
+2. **Rooflines** of this machine, timed in the same rounds: a large fp32 GEMM (peak FLOP/s),
+   the GEMM of the dense currents' shape ``[T*B, N] x [N, J]``, and ``embedding_bag`` over random
+   rows of the same ``[N, J]`` table with the real number of input spikes per bag (the gather
+   the event path cannot avoid). SynOps/s = input spikes x fan-out (recruited neurons) / time.
+3. **Training** (examples/s, batches interleaved across rows, min over passes): spikebridge's
+   ``diehl-cook`` rule vs BindsNET's ``DiehlAndCook2015`` (same inputs and excitatory neurons,
+   the paper's post-spike rule, same T, batch and spike trains); CoLaNET's spiking learn mode
+   vs BindsNET's ``PostPre`` STDP on one ``Connection`` into ``LIFNodes`` of the same size; and
+   CoLaNET's continuous mode, which simulates nothing and is listed only as such.
 
-Times are the minimum over interleaved repeats (the machine may be shared), speed-ups are
-ratios of times measured in this run. Writes ``benchmarks/results/speed.json``.
-
-Run it on an otherwise idle machine. With OpenMP's default (spinning) waits, every loop of
-small tensor ops -- any step-by-step simulator -- runs 10-100x slower while other processes
-compete for the cores (measured here: 6.3 s instead of 0.09 s per batch), which measures the
-scheduler, not the code; the script warns when the load average says so. On a shared
-machine, ``OMP_WAIT_POLICY=PASSIVE python benchmarks/speed.py`` limits the damage (but
-charges every small parallel op a thread wake-up on an idle one). ``--threads 1`` gives the
-single-thread comparison.
+Writes ``benchmarks/results/speed.json`` (``--out``), stamped with the machine and the load
+average at the start. Run it alone: with other jobs on the cores, every loop of small tensor ops
+slows down many-fold (OpenMP's spinning waits); the script warns when the load average says so,
+and the README renderer does not quote timings of a busy run.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import copy
 import importlib
 import importlib.metadata
 import json
-import math
-import platform
-import subprocess
+import os
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from spikebridge.coding import encode
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.currents import EVENT_DENSITY_CROSSOVER, spike_currents, spike_density
+from spikebridge.currents import event_crossover, resolve_method, spike_currents, spike_density
 from spikebridge.learner import create_learner
+from spikebridge.neurons import PopulationParameters, lif_population
+from spikebridge.report import machine_info
 from spikebridge.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"
-TARGETS = {"inference_vs_peers": 2.0, "training_vs_bindsnet": 20.0, "within_dense_bound": 2.0}
+ENCODER = "efficientnet_lite0"
+TARGETS = {"event_of_gather_roofline": 0.5, "dense_of_gemm_peak": 0.7}
+BUSY_LOAD_PER_CORE = 0.5  # load average above this fraction of the usable cores: timings unreliable
 
 
-# ------------------------------------------------------------------------------ inputs
-def subsample(ds, per_class: int):
-    """The first ``per_class`` samples of every class of an ImageDataset (a new cache key)."""
-    seen: dict[int, int] = {}
-    keep = []
-    for key, label in ds.samples:
-        if seen.get(label, 0) < per_class:
-            keep.append((key, label))
-            seen[label] = seen.get(label, 0) + 1
-    return replace(ds, samples=keep)
+# ------------------------------------------------------------------------------ peer configurations
+def norse_lifbox(beta: float, theta: float, dt: float):
+    """Norse ``LIFBoxCell`` with our dynamics, and the gain its input must be divided by.
+
+    Norse's Euler step is ``v <- v + dt * tau_mem_inv * (i + v_leak - v)``; with
+    ``tau_mem_inv = (1 - beta) / dt`` and ``v_leak = 0`` that is ``v <- beta v + g i`` with
+    ``g = 1 - beta``, so feeding ``I / g`` gives ``v <- beta v + I``. Spikes at ``v > theta``
+    (Heaviside), then ``reset_subtract``: ``v <- v - theta`` for the neurons that fired."""
+    from norse.torch import LIFBoxCell, LIFBoxParameters
+    from norse.torch.functional.reset import reset_subtract
+
+    tau_mem_inv = torch.as_tensor((1.0 - beta) / dt)
+    p = LIFBoxParameters(tau_mem_inv=tau_mem_inv, v_leak=torch.as_tensor(0.0), v_th=torch.as_tensor(theta),
+                         v_reset=torch.as_tensor(0.0), reset_method=reset_subtract)
+    gain = float(dt * tau_mem_inv)  # the factor Norse multiplies the input by, as Norse computes it
+    return LIFBoxCell(p, dt=dt), gain
 
 
+def norse_run(cell, currents: torch.Tensor) -> torch.Tensor:
+    """Spikes ``[T, B, J]`` of ``cell`` on ``currents [T, B, J]`` (already divided by the gain).
+    The state starts explicitly at rest: Norse's default first state sets ``requires_grad`` on
+    it, which ``torch.compile`` cannot trace."""
+    from norse.torch.functional.lif_box import LIFBoxFeedForwardState
+
+    state = LIFBoxFeedForwardState(v=torch.zeros(currents.shape[1:], dtype=currents.dtype))
+    out = []
+    for t in range(currents.shape[0]):
+        z, state = cell(currents[t], state)
+        out.append(z)
+    return torch.stack(out)
+
+
+def snntorch_leaky(beta: float, theta: float):
+    """snnTorch ``Leaky`` with our dynamics: ``mem = beta mem + I``, spike at ``mem > theta``,
+    ``mem -= theta`` in the same step (``reset_delay=False``; the default delays the reset to
+    the next step, after the decay). Identical to ours while a step's input stays below
+    ``(2 - beta) theta`` (one spike per step suffices), as CoLaNET's calibrated currents do."""
+    import snntorch
+
+    return snntorch.Leaky(beta=beta, threshold=theta, reset_mechanism="subtract", reset_delay=False)
+
+
+def snntorch_run(leaky, currents: torch.Tensor) -> torch.Tensor:
+    """Spikes ``[T, B, J]`` of ``leaky`` on ``currents [T, B, J]``, from rest."""
+    mem = torch.zeros(currents.shape[1:], dtype=currents.dtype)
+    out = []
+    for t in range(currents.shape[0]):
+        spk, mem = leaky(currents[t], mem)
+        out.append(spk)
+    return torch.stack(out)
+
+
+def our_counts(currents: torch.Tensor, beta: float, theta: float) -> torch.Tensor:
+    """Spike counts ``[B, J]`` of spikebridge's LIF loop without lateral inhibition."""
+    return lif_population(currents.unsqueeze(0), PopulationParameters(beta, torch.tensor([theta]), 0.0)).counts[0]
+
+
+# ------------------------------------------------------------------------------ inputs and model
 def load_inputs(args):
     from spikebridge.features import load_features
 
     if args.train and args.val:
-        return load_features(args.train), load_features(args.val), "cached feature folders"
-    from spikebridge.data import open_dataset
-    from spikebridge.encoders import create_encoder
-    from spikebridge.features import extract_features
+        return load_features(args.train), load_features(args.val), f"cached feature folders {args.train.name}, {args.val.name}"
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from accuracy import features_for
 
-    per_class = args.max_per_class if args.max_per_class else (60 if args.quick else None)
-    splits = open_dataset(args.dataset, per_class)
-    enc = create_encoder(device="cpu")
-    val = splits.val if per_class is None else subsample(splits.val, max(1, -(-args.batch // len(splits.classes))))
-    tr = extract_features(splits.train, enc, args.cache_dir)
-    va = extract_features(val, enc, args.cache_dir)
-    return tr, va, f"extracted from {args.dataset}" + (f" ({per_class} train images per class)" if per_class else "")
+    tr, va, _ = features_for(args.dataset, ENCODER, args.cache_dir)
+    return tr, va, f"{ENCODER} features of {Path(args.dataset).name} (feature cache)"
 
 
-def build_model(train_fs, n_neurons: int, steps: int, seed: int = 0) -> CoLaNET:
-    """CoLaNET with every microcolumn recruited: one continuous pass of the local rule, then
-    the free microcolumns get prototypes of random training examples of their class."""
-    classes = int(train_fs.labels.max()) + 1
-    m = max(1, n_neurons // classes)
-    model = CoLaNET(train_fs.features.shape[1], classes, CoLaNETConfig(microcolumns=m, steps=steps, seed=seed))
-    model.fit_normaliser(train_fs.features)
-    rates = model.rates(train_fs.features)
-    y = torch.as_tensor(train_fs.labels)
-    for b in range(0, len(rates), 64):
-        model.learn(rates[b : b + 64], y[b : b + 64])
-    gen = torch.Generator().manual_seed(seed)
-    for j in (~model.active[0]).nonzero().flatten().tolist():
-        pool = (y == int(model.column[j])).nonzero().flatten()
-        pick = pool[torch.randint(len(pool), (1,), generator=gen)] if len(pool) else torch.randint(len(y), (1,), generator=gen)
-        model.weights[0, j] = model.config.w_max * rates[int(pick)]
-        model.active[0, j] = True
-    model.calibrate(rates[:4096])
-    return model
+def stratified_batch(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` row indices, ``size // C`` of every class (the remainder to randomly chosen
+    classes), drawn without replacement with a seeded generator, in shuffled order."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per = np.full(len(classes), size // len(classes))
+    per[rng.choice(len(classes), size % len(classes), replace=False)] += 1
+    idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, per)])
+    return rng.permutation(idx)
+
+
+def build_model(train_fs, neurons: int | None, epochs: int | None, steps: int, seed: int = 0):
+    """A CoLaNET trained on ``train_fs`` with the library defaults (continuous learn mode,
+    adaptive microcolumns and epochs; ``epochs`` overrides the count), or with ``neurons``
+    fixed (``neurons // classes`` microcolumns; free ones then get prototypes of random
+    training examples of their class, so that all are recruited)."""
+    x, y = train_fs.features, train_fs.labels
+    classes = int(y.max()) + 1
+    config = CoLaNETConfig(steps=steps, seed=seed, microcolumns=None if neurons is None else max(1, neurons // classes))
+    learner = create_learner("colanet", x.shape[1], classes, config=config)
+    learner, hist = train(learner, x, y, epochs=epochs, progress=False)
+    model = learner.model
+    filled = 0
+    if neurons is not None:
+        rates = model.rates(x)
+        labels = torch.as_tensor(y)
+        gen = torch.Generator().manual_seed(seed)
+        for j in (~model.active[0]).nonzero().flatten().tolist():
+            pool = (labels == int(model.column[j])).nonzero().flatten()
+            pick = pool[torch.randint(len(pool), (1,), generator=gen)]
+            model.weights[0, j] = model.config.w_max * rates[int(pick)]
+            model.active[0, j] = True
+            filled += 1
+        model.calibrate(rates[:4096])
+    K, J, N = model.weights.shape
+    info = {"kind": "library defaults" if neurons is None else f"fixed size: {J} neurons",
+            "epochs": hist["epochs_planned"], "train_seconds": hist["train_seconds"],
+            "microcolumns": model.config.microcolumns, "features": int(x.shape[1]), "input_channels": N,
+            "neurons": K * J, "recruited": int(model.active.sum()), "prototype_filled": filled,
+            "theta": float(model.threshold[0]), "beta": model.config.beta,
+            "lateral_inhibition": model.config.lateral_inhibition, "coder": model.config.coder}
+    return model, info
 
 
 # ------------------------------------------------------------------------------ peers
-def import_peer(module: str, pip_name: str, install: bool):
-    """``(module, None)`` or ``(None, status)``; status carries the installer's error."""
+def import_peer(module: str):
+    """``(module, None)`` or ``(None, the import error)``."""
     try:
-        return importlib.import_module(module), None
-    except Exception as exc:  # ImportError or a broken dependency
-        import_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    cmd = [sys.executable, "-m", "pip", "install", *([] if install else ["--dry-run"]), pip_name]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        ok, err = proc.returncode == 0, (proc.stderr or proc.stdout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        ok, err = False, f"{type(exc).__name__}: {exc}"
-    if not ok:
-        lines = [line.strip() for line in err.splitlines() if line.strip()]
-        first = next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "unknown error")
-        print(f"\n[{pip_name}] `{' '.join(cmd[2:])}` failed:\n" + "\n".join(lines[-15:]), file=sys.stderr)
-        return None, f"not installable: {first}"
-    if install:
-        try:
-            importlib.invalidate_caches()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # norse: torch.jit.script deprecation notices
             return importlib.import_module(module), None
-        except Exception as exc:
-            return None, f"not installable: installed but import fails: {type(exc).__name__}: {exc}".splitlines()[0]
-    return None, f"not installed ({import_error}); `pip install {pip_name}` would work: rerun with --install-peers"
+    except Exception as exc:  # ImportError, or a peer that breaks with this torch: recorded, rows skipped
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def version_of(mod) -> str:
-    if mod is None:
-        return "-"
+def version_of(dist: str) -> str | None:
     try:
-        return importlib.metadata.version(mod.__name__.split(".")[0])
+        return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
-        return getattr(mod, "__version__", "?")
+        return None
+
+
+def explain_fn(fn, args: tuple) -> dict:
+    """What ``torch._dynamo.explain`` says about ``fn``: graphs, graph breaks, first reasons.
+    (It resets dynamo's caches: call it before compiling anything.)"""
+    try:
+        exp = torch._dynamo.explain(fn)(*args)
+    except Exception as exc:  # diagnostics only: the error is the information
+        return {"explain_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    return {"graphs": exp.graph_count, "graph_breaks": exp.graph_break_count,
+            "break_reasons": sorted({r.reason.splitlines()[0][:160] for r in exp.break_reasons})[:3]}
+
+
+def compile_fn(fn, args: tuple, name: str) -> tuple:
+    """``torch.compile(fn)`` and the seconds of its first call (the compilation):
+    ``(compiled or None, info)``; a failure is reported on stderr and in ``info["error"]``."""
+    try:
+        compiled = torch.compile(fn)
+        t0 = time.perf_counter()
+        compiled(*args)
+        return compiled, {"compile_s": time.perf_counter() - t0}
+    except Exception as exc:  # no compiler, no headers...: the row is skipped and the error recorded
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"torch.compile failed for {name}: {error}", file=sys.stderr)
+        return None, {"error": error}
 
 
 # ------------------------------------------------------------------------------ timing
-def run_interleaved(fns: dict, repeats: int, desc: str) -> dict:
-    """Call every function once per round (warm-up round first), rounds interleaved; seconds."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up
+def run_interleaved(fns: dict, repeats: int) -> dict:
+    """Seconds of every call: one warm-up call each, then ``repeats`` rounds that call each
+    once, in an order rotated from round to round (a slow spell of a shared machine is spread)."""
+    for fn in fns.values():
         fn()
-    with tqdm(total=repeats * len(fns), desc=desc, unit="run", leave=False) as bar:
-        for _ in range(repeats):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-                bar.update()
+    names, times = list(fns), {k: [] for k in fns}
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t0)
     return {k: {"min_s": min(v), "median_s": float(np.median(v)), "runs": len(v)} for k, v in times.items()}
 
 
-# ------------------------------------------------------------------------------ 1. inference
-def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peers: dict) -> dict:
+# ------------------------------------------------------------------------------ 1. inference + rooflines
+def counts_of(result) -> torch.Tensor:
+    """Spike counts ``[B, J]`` of a simulate record or of a peer's ``[T, B, J]`` spikes."""
+    return result.counts[0] if hasattr(result, "counts") else result.sum(0)
+
+
+@torch.no_grad()
+def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peers: dict, gemm_n: int) -> dict:
     T, B, N = spikes.shape
     K, J, _ = model.weights.shape
     cfg = model.config
     theta = float(model.threshold[0])
-    w_eff = model.effective_weights()[0].contiguous()  # [J, N]
-    w_t = w_eff.t().contiguous()
-    x_float = spikes.to(torch.float32)
-    out_one = torch.empty(T * B, J)
-    out_steps = torch.empty(T, B, J)
+    w_eff = model.effective_weights()  # [K, J, N]
+    KJ = K * J
+    flat = copy.copy(model)  # the same weights, without lateral inhibition
+    flat.config = replace(model.config, lateral_inhibition=0.0)
 
-    def bound_one_gemm():
-        torch.mm(x_float.view(T * B, N), w_t, out=out_one)
+    rows: dict[str, dict] = {}
+    fns: dict[str, callable] = {}
 
-    def bound_t_gemms():
-        for t in range(T):
-            torch.mm(x_float[t], w_t, out=out_steps[t])
+    def add(name, fn, **meta):
+        rows[name] = meta
+        fns[name] = fn
 
-    fns = {
-        "bound: 1 GEMM (T*B rows)": bound_one_gemm,
-        "bound: T GEMMs (B rows)": bound_t_gemms,
-        "spikebridge CoLaNET.simulate": lambda: model.simulate(spikes),
-        "spikebridge simulate, dense GEMM": lambda: model.simulate(spikes, method="dense"),
-        "spikebridge simulate, event-driven": lambda: model.simulate(spikes, method="event"),
+    for m in ("auto", "dense", "event"):
+        add(f"spikebridge CoLaNET.simulate, {m}", lambda m=m: model.simulate(spikes, method=m),
+            group="ours", currents=m, inhibition=True, compiled=False)
+    for m in ("auto", "dense", "event"):
+        add(f"spikebridge CoLaNET.simulate, {m}, no inhibition", lambda m=m: flat.simulate(spikes, method=m),
+            group="ours, g = 0", currents=m, inhibition=False, compiled=False)
+
+    compile_info: dict[str, dict] = {}
+    peer_rows = []
+    if peers.get("norse") is not None:
+        cell, gain = norse_lifbox(cfg.beta, theta, cfg.dt)
+        fc = torch.nn.Linear(N, KJ, bias=False)
+        fc.weight.copy_(w_eff.reshape(KJ, N) / gain)
+        w_event = w_eff / gain
+
+        def norse_dense(x):
+            return norse_run(cell, fc(x.to(torch.float32)))
+
+        def norse_loop(c):
+            return norse_run(cell, c)
+
+        peer_rows.append(("Norse LIFBoxCell", norse_dense, norse_loop, w_event))
+    if peers.get("snntorch") is not None:
+        leaky = snntorch_leaky(cfg.beta, theta)
+        fc_s = torch.nn.Linear(N, KJ, bias=False)
+        fc_s.weight.copy_(w_eff.reshape(KJ, N))
+
+        def snn_dense(x):
+            return snntorch_run(leaky, fc_s(x.to(torch.float32)))
+
+        def snn_loop(c):
+            return snntorch_run(leaky, c)
+
+        peer_rows.append(("snnTorch Leaky", snn_dense, snn_loop, w_eff))
+    to_compile = []
+    for peer, dense_fn, loop_fn, w_table in peer_rows:
+        def event_currents(w=w_table):
+            return spike_currents(spikes, w, "event")[0]
+
+        add(f"{peer}, nn.Linear currents (as shipped)", lambda f=dense_fn: f(spikes),
+            group="peer", currents="dense", inhibition=False, compiled=False)
+        add(f"{peer}, our event-driven currents", lambda f=loop_fn, c=event_currents: f(c()),
+            group="peer", currents="event", inhibition=False, compiled=False)
+        to_compile.append((f"{peer}, nn.Linear currents (as shipped), torch.compile", dense_fn, (spikes,), None, "dense"))
+        to_compile.append((f"{peer}, our event-driven currents, torch.compile (neuron loop)", loop_fn,
+                           (event_currents(),), event_currents, "event"))
+    for name, fn, args, _, _ in to_compile:  # explain resets dynamo: all of it before any compilation
+        compile_info[name] = explain_fn(fn, args)
+    for name, fn, args, currents_fn, path in to_compile:
+        compiled, info = compile_fn(fn, args, name)
+        compile_info[name].update(info)
+        if compiled is None:
+            continue
+        call = (lambda f=compiled: f(spikes)) if currents_fn is None else (lambda f=compiled, c=currents_fn: f(c()))
+        add(name, call, group="peer", currents=path, inhibition=False, compiled=True)
+
+    # rooflines and the currents alone
+    x_float = spikes.to(torch.float32).view(T * B, N)
+    w_t = w_eff.reshape(KJ, N).t().contiguous()
+    out_gemm = torch.empty(T * B, KJ)
+    big_a, big_b, big_out = torch.randn(gemm_n, gemm_n), torch.randn(gemm_n, gemm_n), torch.empty(gemm_n, gemm_n)
+    per_row = spikes.reshape(T * B, N).ne(0).sum(1)
+    events = int(per_row.sum())
+    gen = torch.Generator().manual_seed(0)
+    rand_cols = torch.randint(N, (events,), generator=gen)
+    rand_offsets = torch.cumsum(per_row, 0) - per_row
+    table = w_eff.permute(2, 0, 1).reshape(N, KJ).contiguous()
+    add("roofline: GEMM peak", lambda: torch.mm(big_a, big_b, out=big_out), group="roofline")
+    add("roofline: dense-currents GEMM", lambda: torch.mm(x_float, w_t, out=out_gemm), group="roofline")
+    add("roofline: embedding_bag gather", lambda: torch.nn.functional.embedding_bag(rand_cols, table, rand_offsets, mode="sum"),
+        group="roofline")
+    add("spikebridge currents only, dense", lambda: spike_currents(spikes, w_eff, "dense"), group="currents")
+    add("spikebridge currents only, event", lambda: spike_currents(spikes, w_eff, "event"), group="currents")
+
+    # spike counts of every row against ours on the same currents path (outside the timing)
+    results = {k: fns[k]() for k in rows if rows[k]["group"] in ("ours", "ours, g = 0", "peer")}
+    reference = {m: counts_of(results[f"spikebridge CoLaNET.simulate, {m}, no inhibition"]) for m in ("dense", "event")}
+    auto_path = resolve_method(spikes, "auto", KJ)
+    reference["auto"] = reference[auto_path]
+    for k, r in results.items():
+        c = counts_of(r)
+        rows[k]["out_spikes_per_sample"] = float(c.sum()) / B
+        if not rows[k]["inhibition"]:
+            rows[k]["identical_counts_vs_ours_g0"] = float((c == reference[rows[k]["currents"]]).float().mean())
+
+    times = run_interleaved(fns, repeats)
+    for k, t in times.items():
+        rows[k].update(t)
+    return {"rows": rows, "compile": compile_info, "events": events, "fan_out": KJ, "auto_path": auto_path,
+            "auto_crossover": event_crossover(KJ), "gemm_n": gemm_n}
+
+
+def analyse_inference(inf: dict, T: int, B: int, N: int) -> dict:
+    """Like-for-like pairing, ratios, SynOps/s and roofline fractions (adds to ``inf``)."""
+    rows, KJ, events = inf["rows"], inf["fan_out"], inf["events"]
+    t = {k: r["min_s"] for k, r in rows.items()}
+    synops = events * KJ
+    dense_flop = 2.0 * T * B * N * KJ
+    for k, r in rows.items():
+        r["samples_per_s"] = B / r["min_s"]
+        if r["group"] in ("ours", "ours, g = 0", "peer"):
+            r["synops_per_s"] = synops / r["min_s"]
+        if r["group"] == "peer":  # like-for-like: our g = 0 run on the same currents path
+            ours = f"spikebridge CoLaNET.simulate, {r['currents']}, no inhibition"
+            r.update(like_for_like=True, ours=ours, ratio_to_ours=r["min_s"] / t[ours])
+        elif r["group"] in ("ours", "ours, g = 0"):
+            r["like_for_like"] = r["group"] == "ours, g = 0"
+    gemm_peak = 2.0 * inf["gemm_n"] ** 3 / t["roofline: GEMM peak"]
+    roof = {
+        "gemm_peak_flops": gemm_peak,
+        "dense_shape_gemm_flops": dense_flop / t["roofline: dense-currents GEMM"],
+        "gather_synops_per_s": synops / t["roofline: embedding_bag gather"],
+        "gather_bytes_per_s": synops * 4 / t["roofline: embedding_bag gather"],
+        "dense_flop_per_batch": dense_flop, "synops_per_batch": synops,
     }
-    out_spikes = {}
-    fc = torch.nn.Linear(N, J, bias=False)
-    with torch.no_grad():
-        fc.weight.copy_(w_eff)
-    snn = peers.get("snntorch")
-    if snn is not None:
-        leaky = snn.Leaky(beta=cfg.beta, threshold=theta, reset_mechanism="subtract")
-
-        def snntorch_per_step():
-            mem = torch.zeros(B, J)
-            x = spikes.to(torch.float32)
-            out = []
-            for t in range(T):
-                spk, mem = leaky(fc(x[t]), mem)
-                out.append(spk)
-            return torch.stack(out)
-
-        def snntorch_all_t():
-            cur = fc(spikes.to(torch.float32))
-            mem = torch.zeros(B, J)
-            out = []
-            for t in range(T):
-                spk, mem = leaky(cur[t], mem)
-                out.append(spk)
-            return torch.stack(out)
-
-        fns["snnTorch Leaky, Linear per step"] = snntorch_per_step
-        fns["snnTorch Leaky, Linear over all T"] = snntorch_all_t
-    norse = peers.get("norse")
-    if norse is not None:
-        p = norse.LIFParameters(tau_mem_inv=torch.tensor(1.0 / cfg.tau), v_th=torch.tensor(theta))
-        cell = norse.LIFCell(p, dt=cfg.dt)
-        seq = norse.LIF(p, dt=cfg.dt)
-
-        def norse_per_step():
-            state, out = None, []
-            x = spikes.to(torch.float32)
-            for t in range(T):
-                z, state = cell(fc(x[t]), state)
-                out.append(z)
-            return torch.stack(out)
-
-        def norse_all_t():
-            z, _ = seq(fc(spikes.to(torch.float32)))
-            return z
-
-        fns["Norse LIFCell, Linear per step"] = norse_per_step
-        fns["Norse LIF, Linear over all T"] = norse_all_t
-    with torch.no_grad():
-        for k, fn in fns.items():
-            if not k.startswith("bound"):
-                r = fn()
-                counts = r.counts.sum() if hasattr(r, "counts") else r.sum()
-                out_spikes[k] = float(counts) / B
-        times = run_interleaved(fns, repeats, "inference")
-    # the fast paths against the reference simulation
-    ref, dense, event = model.simulate(spikes), model.simulate(spikes, method="dense"), model.simulate(spikes, method="event")
-    check = {
-        "dense_bit_identical": all(torch.equal(getattr(ref, a), getattr(dense, a)) for a in ("counts", "first_spike", "v_final")),
-        "event_counts_identical_fraction": float((ref.counts == event.counts).float().mean()),
-        "event_decisions_identical_fraction": float((model.column_decision(ref) == model.column_decision(event)).float().mean()),
+    sim = lambda m: t[f"spikebridge CoLaNET.simulate, {m}"]  # noqa: E731
+    roof["fractions"] = {
+        "dense simulate of GEMM peak": dense_flop / sim("dense") / gemm_peak,
+        "dense simulate of same-shape GEMM": t["roofline: dense-currents GEMM"] / sim("dense"),
+        "dense currents of GEMM peak": dense_flop / t["spikebridge currents only, dense"] / gemm_peak,
+        "dense currents of same-shape GEMM": t["roofline: dense-currents GEMM"] / t["spikebridge currents only, dense"],
+        "event simulate of gather roofline": t["roofline: embedding_bag gather"] / sim("event"),
+        "event currents of gather roofline": t["roofline: embedding_bag gather"] / t["spikebridge currents only, event"],
     }
-    return {"times": times, "output_spikes_per_sample": out_spikes, "fast_path_check": check}
-
-
-# ------------------------------------------------------------------------------ 2. crossover
-def crossover_benchmark(model: CoLaNET, T: int, B: int, densities, repeats: int) -> dict:
-    weights = model.effective_weights()
-    N = weights.shape[-1]
-    gen = torch.Generator().manual_seed(1)
-    rows = []
-    for d in tqdm(densities, desc="event-driven vs dense, by density", leave=False):
-        x = (torch.rand(T, B, N, generator=gen) < d).to(torch.uint8)
-        t = run_interleaved({"dense": lambda: spike_currents(x, weights, "dense"),
-                             "event": lambda: spike_currents(x, weights, "event")}, repeats, f"density {d:.2f}")
-        rows.append({"density": float(spike_density(x)), "dense_s": t["dense"]["min_s"], "event_s": t["event"]["min_s"]})
-    crossover = None
-    for a, b in zip(rows, rows[1:]):
-        ra, rb = a["event_s"] / a["dense_s"], b["event_s"] / b["dense_s"]
-        if ra < 1 <= rb:  # log-linear interpolation of the time ratio
-            f = math.log(ra) / (math.log(ra) - math.log(rb)) if ra != rb else 0.0
-            crossover = a["density"] + f * (b["density"] - a["density"])
-            break
-    if crossover is None:
-        crossover = f"> {rows[-1]['density']:.2f}" if rows[-1]["event_s"] < rows[-1]["dense_s"] else f"< {rows[0]['density']:.2f}"
-    return {"rows": rows, "crossover_density": crossover}
+    peers = {k: r for k, r in rows.items() if r.get("like_for_like") and r["group"] == "peer"}
+    slower = sorted(k for k, r in peers.items() if r["ratio_to_ours"] <= 1.0)
+    targets = {
+        "ours fastest in every like-for-like row": (not slower) if peers else None,
+        "event path >= 50 % of the gather roofline": roof["fractions"]["event simulate of gather roofline"] >= TARGETS["event_of_gather_roofline"],
+        "dense path >= 70 % of GEMM peak": roof["fractions"]["dense simulate of GEMM peak"] >= TARGETS["dense_of_gemm_peak"],
+    }
+    return {"rooflines": roof, "targets": targets, "peers_not_slower": slower}
 
 
 # ------------------------------------------------------------------------------ 3. training
-def bindsnet_trainer(bn, n_inputs: int, n_neurons: int, batch: int, steps: int):
+def bindsnet_diehl_cook(n_inputs: int, n_neurons: int, batch: int):
+    from bindsnet.learning import MCC_learning
+    from bindsnet.models import DiehlAndCook2015
+
+    torch.manual_seed(0)  # BindsNET draws its initial weights from torch's global generator
+    net = DiehlAndCook2015(n_inpt=n_inputs, n_neurons=n_neurons, batch_size=batch, norm=0.1 * n_inputs,
+                           learning_rule=MCC_learning.DiehlAndCook, learning_rule_kwargs={"x_tar": 0.4})
+    return net
+
+
+def bindsnet_postpre(n_inputs: int, n_neurons: int, batch: int):
     from bindsnet.learning import PostPre
     from bindsnet.network import Network
     from bindsnet.network.nodes import Input, LIFNodes
@@ -295,208 +423,241 @@ def bindsnet_trainer(bn, n_inputs: int, n_neurons: int, batch: int, steps: int):
     net.add_layer(inp, name="X")
     net.add_layer(out, name="Y")
     gen = torch.Generator().manual_seed(0)
-    conn = Connection(inp, out, w=0.3 * torch.rand(n_inputs, n_neurons, generator=gen) / math.sqrt(n_inputs),
-                      update_rule=PostPre, nu=(1e-4, 1e-3), wmin=0.0, wmax=1.0)
-    net.add_connection(conn, source="X", target="Y")
-    spikes_out = []
-
-    def step(spike_batch: torch.Tensor):  # [T, b, N] bool
-        net.run(inputs={"X": spike_batch}, time=steps)
-        spikes_out.append(float(out.s.float().mean()))
-        net.reset_state_variables()
-
-    return step, spikes_out
+    w = 0.3 * torch.rand(n_inputs, n_neurons, generator=gen) / n_inputs ** 0.5
+    net.add_connection(Connection(inp, out, w=w, update_rule=PostPre, nu=(1e-4, 1e-3), wmin=0.0, wmax=1.0),
+                       source="X", target="Y")
+    return net
 
 
-def training_benchmark(train_fs, n_neurons: int, steps: int, batch: int, n_ours: int, n_spiking: int, n_bn: int,
-                       bn, bn_status) -> dict:
-    classes = int(train_fs.labels.max()) + 1
-    cfg = dict(microcolumns=max(1, n_neurons // classes))
-    x, y = train_fs.features, train_fs.labels
-    rows = {}
+def bindsnet_step(net, spikes: torch.Tensor, steps: int) -> None:
+    net.run(inputs={"X": spikes}, time=steps)
+    net.reset_state_variables()
 
-    def ours(mode: str, n: int, fast: bool = False):
-        learner = create_learner("colanet", x.shape[1], classes, steps=steps, config=CoLaNETConfig(**cfg), learn_mode=mode)
-        if fast:
-            model = learner.model
-            model.simulate = lambda s, record_raster=False: CoLaNET.simulate(model, s, record_raster, method="auto")
-        epochs = max(1, -(-n // len(x)))  # small training sets: several epochs
-        n = min(n, len(x))
-        _, hist = train(learner, x[:n], y[:n], epochs=epochs, batch_size=batch, progress=True)
-        return {"samples": n * epochs, "seconds": hist["train_seconds"], "samples_per_s": n * epochs / hist["train_seconds"]}
 
-    jobs = [("spikebridge CoLaNET, continuous", lambda: ours("continuous", n_ours)),
-            ("spikebridge CoLaNET, spiking (dense currents)", lambda: ours("spiking", n_spiking)),
-            ("spikebridge CoLaNET, spiking (event-driven currents)", lambda: ours("spiking", n_spiking, fast=True))]
-    for name, job in tqdm(jobs, desc="training (ours)", leave=False):
-        rows[name] = job()
-    name = f"BindsNET {version_of(bn)} PostPre STDP + LIFNodes"
+def time_training(fns: dict, n_batches: int, passes: int) -> dict:
+    """Seconds per pass over ``n_batches`` for every row: batches interleaved across rows
+    (batch b of every row, then b + 1, rotating the order), one warm-up batch each first."""
+    for fn in fns.values():
+        fn(0)
+    names, totals = list(fns), {k: [] for k in fns}
+    for p in range(passes):
+        acc = dict.fromkeys(names, 0.0)
+        for b in range(n_batches):
+            r = p * n_batches + b
+            for k in names[r % len(names):] + names[: r % len(names)]:
+                t0 = time.perf_counter()
+                fns[k](b)
+                acc[k] += time.perf_counter() - t0
+        for k in names:
+            totals[k].append(acc[k])
+    return {k: {"min_s": min(v), "median_s": float(np.median(v)), "runs": len(v)} for k, v in totals.items()}
+
+
+@torch.no_grad()
+def training_benchmark(model: CoLaNET, train_fs, n_examples: int, batch: int, passes: int, bn, bn_status) -> dict:
+    order = np.random.default_rng(0).permutation(len(train_fs.labels))[:n_examples]
+    x, y = train_fs.features[order], torch.as_tensor(train_fs.labels[order])
+    n = len(y) - len(y) % batch
+    n_batches = n // batch
+    classes = model.n_classes
+    T = model.config.steps
+    rows, fns = {}, {}
+
+    # Diehl & Cook: ours and BindsNET's, same inputs (the rule's percentile rates), neurons, T, batch, spike trains
+    dc = create_learner("diehl-cook", x.shape[1], classes, steps=T, seed=0)
+    dc.prepare(train_fs.features, train_fs.labels)
+    dc_rates = dc.rates(x[:n])
+    c = dc.config
+    dc_size = (dc_rates.shape[1], dc.n_neurons())
+    fns["spikebridge diehl-cook"] = lambda b: dc.learn(dc_rates[b * batch : (b + 1) * batch], y[b * batch : (b + 1) * batch])
+    rows["spikebridge diehl-cook"] = {"pair": "diehl-cook", "inputs": dc_size[0], "neurons": dc_size[1], "comparable": True}
+
+    # CoLaNET: spiking learn mode (a spiking simulation per batch) and continuous mode, from the trained model
+    spiking = create_learner("colanet", x.shape[1], classes, config=model.config, learn_mode="spiking")
+    spiking.model = copy.deepcopy(model)
+    continuous = create_learner("colanet", x.shape[1], classes, config=model.config, learn_mode="continuous")
+    continuous.model = copy.deepcopy(model)
+    co_rates = model.rates(x[:n])
+    K, J, N = model.weights.shape
+
+    def colanet_step(learner, b):
+        idx = torch.arange(b * batch, (b + 1) * batch).unsqueeze(0)
+        learner.learn(co_rates[idx], y[idx], rate=learner.rate_at(b * batch, n, 1))
+
+    fns["spikebridge CoLaNET, spiking learn mode"] = lambda b: colanet_step(spiking, b)
+    rows["spikebridge CoLaNET, spiking learn mode"] = {"pair": "stdp", "inputs": N, "neurons": K * J, "comparable": True}
+    fns["spikebridge CoLaNET, continuous mode: no simulation (not comparable)"] = lambda b: colanet_step(continuous, b)
+    rows["spikebridge CoLaNET, continuous mode: no simulation (not comparable)"] = {"pair": None, "inputs": N, "neurons": K * J,
+                                                               "comparable": False}
+
+    bn_names = {"diehl-cook": "BindsNET DiehlAndCook2015 (paper's post-spike rule)",
+                "stdp": "BindsNET PostPre STDP, Connection -> LIFNodes"}
     if bn is None:
-        rows["BindsNET PostPre STDP + LIFNodes"] = {"status": bn_status}
-        return rows
-    step, out_rate = bindsnet_trainer(bn, x.shape[1], n_neurons, batch, steps)
-    norm = CoLaNET(x.shape[1], classes, CoLaNETConfig(**cfg))
-    norm.fit_normaliser(x)
-    rates = norm.rates(x[:n_bn])
-    spike_batches = [norm.spikes_for(x[b : b + batch], steps).bool() for b in range(0, n_bn, batch)]
-    step(spike_batches[0])  # warm-up (allocations, batch-size set-up)
-    t0 = time.perf_counter()
-    for sb in tqdm(spike_batches, desc="training (BindsNET)", unit="batch", leave=False):
-        step(sb)
-    seconds = time.perf_counter() - t0
-    rows[name] = {"samples": len(rates), "seconds": seconds, "samples_per_s": len(rates) / seconds,
-                  "output_spike_rate": float(np.mean(out_rate))}
-    return rows
+        for pair, name in bn_names.items():
+            rows[name] = {"pair": pair, "status": bn_status}
+    else:
+        # the same spike trains, pre-encoded for BindsNET (ours encode inside learn(); regular coder: deterministic)
+        dc_spikes = [encode(dc_rates[b * batch : (b + 1) * batch], T, c.coder, dt=c.dt, max_rate=1.0 / c.dt).bool()
+                     for b in range(n_batches)]
+        mc = model.config
+        co_spikes = [encode(co_rates[b * batch : (b + 1) * batch], T, mc.coder, dt=mc.dt, max_rate=1.0 / mc.dt).bool()
+                     for b in range(n_batches)]
+        net_dc = bindsnet_diehl_cook(dc_size[0], dc_size[1], batch)
+        net_pp = bindsnet_postpre(N, K * J, batch)
+        fns[bn_names["diehl-cook"]] = lambda b: bindsnet_step(net_dc, dc_spikes[b], T)
+        rows[bn_names["diehl-cook"]] = {"pair": "diehl-cook", "inputs": dc_size[0], "neurons": dc_size[1],
+                                        "inhibitory_neurons": dc_size[1], "comparable": True,
+                                        "same_spike_trains": c.coder == "regular"}
+        fns[bn_names["stdp"]] = lambda b: bindsnet_step(net_pp, co_spikes[b], T)
+        rows[bn_names["stdp"]] = {"pair": "stdp", "inputs": N, "neurons": K * J, "comparable": True,
+                                  "same_spike_trains": mc.coder == "regular"}
+    times = time_training(fns, n_batches, passes)
+    for k, t in times.items():
+        rows[k].update(t, examples=n, examples_per_s=n / t["min_s"])
+    for k, r in rows.items():
+        if "examples_per_s" in r and r["pair"] and not k.startswith("BindsNET"):
+            other = bn_names[r["pair"]]
+            if "examples_per_s" in rows[other]:
+                r["ratio_vs_bindsnet"] = r["examples_per_s"] / rows[other]["examples_per_s"]
+    return {"rows": rows, "batch": batch, "steps": T, "examples": n, "passes": passes}
 
 
 # ------------------------------------------------------------------------------ report
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+def print_report(res: dict) -> None:
+    cfg, inf, an = res["config"], res["inference"], res["analysis"]
+    print(f"\n### Inference: {cfg['input_channels']} -> {cfg['model']['neurons']} LIF, batch {cfg['batch']}, "
+          f"T = {cfg['steps']}, density {100 * cfg['input_density']:.2f} %, {cfg['threads']} thread(s) "
+          f"(min of {cfg['repeats']} interleaved runs)\n")
+    out = []
+    for k, r in inf["rows"].items():
+        if r["group"] in ("roofline", "currents"):
+            continue
+        lfl = "yes" if r.get("like_for_like") else "no"
+        ratio = f"{r['ratio_to_ours']:.2f}" if "ratio_to_ours" in r else "-"
+        same = f"{100 * r['identical_counts_vs_ours_g0']:.2f}" if "identical_counts_vs_ours_g0" in r else "-"
+        out.append([k, f"{1000 * r['min_s']:.2f}", f"{r['samples_per_s']:,.0f}", f"{r['synops_per_s'] / 1e9:.2f}",
+                    ratio, lfl, same])
+    print(table(out, ["row", "ms / batch", "samples/s", "GSynOps/s", "x ours (g=0, same path)", "like-for-like",
+                      "% counts = ours"]))
+    for k, v in inf["compile"].items():
+        if "error" in v:
+            print(f"- {k}: torch.compile failed: {v['error']}")
+        else:
+            print(f"- {k}: compiled in {v.get('compile_s', float('nan')):.1f} s, {v.get('graphs', '?')} graph(s), "
+                  f"{v.get('graph_breaks', '?')} graph break(s)" + (f": {v['break_reasons'][0]}" if v.get("break_reasons") else ""))
+    for key, status in res["peer_status"].items():
+        if status:
+            print(f"- {key}: rows skipped ({status})")
+    roof = an["rooflines"]
+    print(f"\n### Rooflines (same run)\n\nGEMM peak {roof['gemm_peak_flops'] / 1e9:.1f} GFLOP/s "
+          f"({inf['gemm_n']}^3 fp32); dense-currents-shape GEMM {roof['dense_shape_gemm_flops'] / 1e9:.1f} GFLOP/s; "
+          f"gather (embedding_bag) {roof['gather_synops_per_s'] / 1e9:.2f} GSynOps/s = "
+          f"{roof['gather_bytes_per_s'] / 1e9:.1f} GB/s of weight rows")
+    for k, v in roof["fractions"].items():
+        print(f"- {k}: {100 * v:.1f} %")
+    print(f"\n### Training: batch {res['training']['batch']}, T = {res['training']['steps']}, "
+          f"{res['training']['examples']} examples x {res['training']['passes']} pass(es)\n")
+    out = []
+    for k, r in res["training"]["rows"].items():
+        if "examples_per_s" in r:
+            ratio = f"{r['ratio_vs_bindsnet']:.1f}" if "ratio_vs_bindsnet" in r else "-"
+            out.append([k, f"{r['inputs']} -> {r['neurons']}", f"{r['examples_per_s']:,.0f}", ratio])
+        else:
+            out.append([f"{k} ({r['status']})", "-", "-", "-"])
+    print(table(out, ["row", "size", "examples/s", "x BindsNET (same rule family)"]))
+    print("\n### Targets\n")
+    for k, v in res["targets"].items():
+        print(f"- {k}: {'met' if v else ('n/a' if v is None else 'NOT met')}")
+    if an["peers_not_slower"]:
+        print(f"  (peer rows at least as fast as ours: {', '.join(an['peers_not_slower'])})")
 
 
 def main(argv=None):
     from spikebridge.features import DEFAULT_CACHE
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repeats and training examples: ~1-2 minutes")
-    ap.add_argument("--dataset", default=str(DEFAULT_DATA), help="image folder to extract features from (default: Imagenette)")
-    ap.add_argument("--train", type=Path, default=None, help="cached train feature folder (skips extraction)")
+    ap.add_argument("--quick", action="store_true", help="1 training epoch, 3 repeats, few training examples (~2 min)")
+    ap.add_argument("--dataset", default=str(DEFAULT_DATA), help="Imagenette folder (default: ../shared/datasets/imagenette)")
+    ap.add_argument("--train", type=Path, default=None, help="cached train feature folder (instead of --dataset)")
     ap.add_argument("--val", type=Path, default=None, help="cached val feature folder")
-    ap.add_argument("--max-per-class", type=int, default=None, help="training images per class to extract (quick: 60)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--threads", type=int, default=None, help="intra-op threads for every method (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads for every row (default: torch's)")
     ap.add_argument("--batch", type=int, default=256, help="inference batch (default: 256)")
     ap.add_argument("--steps", type=int, default=32, help="time steps T (default: 32)")
-    ap.add_argument("--neurons", type=int, default=640, help="LIF neurons (default: 640 = 10 classes x 64 microcolumns)")
-    ap.add_argument("--coder", default="regular", choices=["regular", "bernoulli"], help="rate coder of the inputs")
-    ap.add_argument("--train-batch", type=int, default=16, help="examples per plasticity update, ours and BindsNET's (default: 16)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per method (default: 3 quick, 10 full)")
-    ap.add_argument("--install-peers", action="store_true", help="pip-install missing peers (default: only check installability)")
+    ap.add_argument("--neurons", type=int, default=None, help="fixed network size instead of the library defaults")
+    ap.add_argument("--epochs", type=int, default=None, help="model training epochs (default: the library's; quick: 1)")
+    ap.add_argument("--train-batch", type=int, default=16, help="examples per plasticity update, every rule (default: 16)")
+    ap.add_argument("--train-examples", type=int, default=None, help="training examples timed per pass (quick 128, full 512)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 3 quick, 10 full)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the val batch and the model")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.json")
     args = ap.parse_args(argv)
+
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    machine = machine_info()
+    cores = machine.get("cpus_usable") or os.cpu_count() or 1
+    busy = bool(load and load[0] > BUSY_LOAD_PER_CORE * cores)
+    if busy:
+        print(f"warning: load average {load[0]:.1f} on {cores} usable cores at the start: other processes compete "
+              f"for the CPU and these timings are unreliable (run alone)", file=sys.stderr)
     repeats = args.repeats or (3 if args.quick else 10)
-    policy = os.environ.get("OMP_WAIT_POLICY", "default (active)")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    cores = os.cpu_count() or 1
-    if load > 0.5 * cores:
-        print(f"warning: load average {load:.1f} on {cores} cores before the run: other processes compete for the "
-              f"CPU and timings are unreliable" + ("" if policy.upper() == "PASSIVE" else
-              "; with OpenMP's spinning waits small-op loops slow down 10-100x (OMP_WAIT_POLICY=PASSIVE limits it)"),
-              file=sys.stderr)
+    epochs = args.epochs if args.epochs is not None else (1 if args.quick else None)
+    n_train = args.train_examples or (128 if args.quick else 512)
+    passes = 2 if args.quick else 3
     t_start = time.perf_counter()
 
     peers, status = {}, {}
-    for key, module, pip_name in (("snntorch", "snntorch", "snntorch"), ("norse", "norse.torch", "norse"),
-                                  ("bindsnet", "bindsnet", "bindsnet")):
-        peers[key], status[key] = import_peer(module, pip_name, args.install_peers)
-    versions = {"torch": torch.__version__, "snntorch": version_of(peers["snntorch"]),
-                "norse": version_of(peers["norse"]),
-                "bindsnet": version_of(peers["bindsnet"])}
+    for key, module in (("snntorch", "snntorch"), ("norse", "norse.torch"), ("bindsnet", "bindsnet")):
+        peers[key], status[key] = import_peer(module)
+    versions = {"torch": torch.__version__, "snntorch": version_of("snntorch"), "norse": version_of("norse"),
+                "bindsnet": version_of("bindsnet")}
 
     train_fs, val_fs, source = load_inputs(args)
-    model = build_model(train_fs, args.neurons, args.steps)
-    K, J, N = model.weights.shape
-    idx = np.arange(args.batch) % len(val_fs)
-    model.config.coder = args.coder
-    spikes = model.spikes_for(val_fs.features[idx], args.steps)
+    model, model_info = build_model(train_fs, args.neurons, epochs, args.steps, args.seed)
+    idx = stratified_batch(np.asarray(val_fs.labels), args.batch, args.seed)
+    spikes = model.spikes_for(val_fs.features[idx], args.steps)  # uint8 [T, B, N]
+    T, B, N = spikes.shape
     density = spike_density(spikes)
-    T, B = args.steps, args.batch
-    print(f"\ninputs: {source}; {N} -> {J} neurons, batch {B}, T = {T}, {args.coder} coder, "
-          f"input spike density {100 * density:.2f} %, {threads} thread(s), OMP_WAIT_POLICY {policy}, {cpu_name()}")
+    print(f"inputs: {source}; model: {model_info['kind']}, {model_info['recruited']} of {model_info['neurons']} neurons "
+          f"recruited, {model_info['epochs']} epoch(s); val batch of {B} ({np.bincount(val_fs.labels[idx]).tolist()} per class), "
+          f"T = {T}, {N} input channels, input spike density {100 * density:.2f} %, {threads} thread(s)", file=sys.stderr)
 
-    # 1. inference
-    inf = inference_benchmark(model, spikes, repeats, {k: peers[k] for k in ("snntorch", "norse")})
-    tm = {k: v["min_s"] for k, v in inf["times"].items()}
-    bound_key = min(("bound: 1 GEMM (T*B rows)", "bound: T GEMMs (B rows)"), key=tm.get)
-    bound = tm[bound_key]
-    ours_keys = ["spikebridge CoLaNET.simulate", "spikebridge simulate, dense GEMM", "spikebridge simulate, event-driven"]
-    auto_key = ours_keys[2] if density < EVENT_DENSITY_CROSSOVER else ours_keys[1]
-    best_ours = tm[auto_key]
-    peer_keys = [k for k in tm if k.startswith(("snnTorch", "Norse"))]
-    rows = []
-    for k, s in tm.items():
-        rows.append([k, f"{1000 * s:.1f}", f"{B / s:,.0f}", f"{s / bound:.2f}",
-                     f"{s / best_ours:.2f}" if k in peer_keys else "-", f"{inf['output_spikes_per_sample'].get(k, float('nan')):.1f}"
-                     if k in inf["output_spikes_per_sample"] else "-"])
-    for key, name in (("snntorch", "snnTorch"), ("norse", "Norse")):
-        if peers[key] is None:
-            rows.append([f"{name} ({status[key]})", "-", "-", "-", "-", "-"])
-    print(f"\n### Inference: {N} -> {J} LIF, batch {B}, T = {T} (min of {repeats} interleaved runs)\n")
-    print(table(rows, ["method", "ms / batch", "samples/s", "x dense bound", f"our speed-up ({auto_key.split(', ')[-1]})", "out spikes/sample"]))
-    speedups = {k: tm[k] / best_ours for k in peer_keys}
-    print("\n(out spikes differ because the neurons do: ours has winner-take-all lateral inhibition, snnTorch's "
-          "Leaky none, Norse's LIF filters the input through a synaptic current with gain dt/tau_mem)")
-    print(f"fast paths vs CoLaNET.simulate: dense bit-identical = {inf['fast_path_check']['dense_bit_identical']}; "
-          f"event-driven: identical spike counts {100 * inf['fast_path_check']['event_counts_identical_fraction']:.3f} %, "
-          f"identical decisions {100 * inf['fast_path_check']['event_decisions_identical_fraction']:.2f} %")
-
-    # 2. crossover
-    densities = [0.02, 0.05, 0.1, 0.2, 0.4] if args.quick else [0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6]
-    cross = crossover_benchmark(model, T, B, densities, max(2, repeats // 2))
-    print(f"\n### Currents: event-driven vs dense GEMM by input density ({N} -> {J}, batch {B}, T = {T})\n")
-    print(table([[f"{100 * r['density']:.1f} %", f"{1000 * r['dense_s']:.1f}", f"{1000 * r['event_s']:.1f}",
-                  f"{r['dense_s'] / r['event_s']:.2f}", "event" if r["event_s"] < r["dense_s"] else "dense"] for r in cross["rows"]],
-                ["input density", "dense ms", "event ms", "event speed-up", "faster"]))
-    c = cross["crossover_density"]
-    print(f"\nevent-driven wins below ~{100 * c:.0f} % input density" if isinstance(c, float) else f"\ncrossover density {c}")
-
-    # 3. training
-    n_ours, n_spiking, n_bn = (2048, 512, 128) if args.quick else (len(train_fs), 4096, 1024)
-    n_bn = min(n_bn, len(train_fs))
-    order = np.random.default_rng(0).permutation(len(train_fs))
-    shuffled = replace(train_fs, features=train_fs.features[order], labels=train_fs.labels[order])
-    trn = training_benchmark(shuffled, J, T, args.train_batch, n_ours, n_spiking, n_bn, peers["bindsnet"], status["bindsnet"])
-    bn_key = next(k for k in trn if k.startswith("BindsNET"))
-    bn_rate = trn[bn_key].get("samples_per_s")
-    rows = []
-    for k, r in trn.items():
-        if "samples_per_s" in r:
-            ratio = f"{r['samples_per_s'] / bn_rate:.1f}" if bn_rate and not k.startswith("BindsNET") else "-"
-            rows.append([k, str(r["samples"]), f"{r['samples_per_s']:,.0f}", ratio])
-        else:
-            rows.append([f"{k} ({r['status']})", "-", "-", "-"])
-    print(f"\n### Training throughput: {N} -> {J}, batch {args.train_batch}, T = {T}\n")
-    print(table(rows, ["method", "samples", "samples/s", "x BindsNET"]))
-
-    ratios = {k: r["samples_per_s"] / bn_rate for k, r in trn.items() if bn_rate and "samples_per_s" in r and not k.startswith("BindsNET")}
-    targets = {
-        "inference >= 2x every snnTorch/Norse variant": (min(speedups.values()) >= TARGETS["inference_vs_peers"]) if speedups else None,
-        "training >= 20x BindsNET (continuous mode)": (ratios.get("spikebridge CoLaNET, continuous", 0) >= TARGETS["training_vs_bindsnet"]) if ratios else None,
-        "ours within 2x of the dense bound": best_ours / bound <= TARGETS["within_dense_bound"],
-    }
-    print("\n### Targets\n")
-    for k, v in targets.items():
-        print(f"- {k}: {'met' if v else ('n/a' if v is None else 'NOT met')}")
-    print(f"- ours ({auto_key}) / dense bound ({bound_key}) = {best_ours / bound:.2f}; "
-          f"dense simulate / bound = {tm[ours_keys[1]] / bound:.2f}; CoLaNET.simulate / bound = {tm[ours_keys[0]] / bound:.2f}")
+    inf = inference_benchmark(model, spikes, repeats, peers, gemm_n=2048)
+    analysis = analyse_inference(inf, T, B, N)
+    trn = training_benchmark(model, train_fs, n_train, args.train_batch, passes, peers["bindsnet"], status["bindsnet"])
+    targets = dict(analysis["targets"])
 
     result = {
-        "config": {"n_inputs": N, "neurons": J, "batch": B, "steps": T, "coder": args.coder, "input_density": density,
-                   "threads": threads, "omp_wait_policy": policy, "load_average_before": load, "cpu": cpu_name(), "train_batch": args.train_batch, "repeats": repeats,
-                   "quick": args.quick, "inputs": source, "versions": versions, "peer_status": status},
-        "inference": {**inf, "bound": {"method": bound_key, "seconds": bound}, "ours": auto_key,
-                      "speedup_vs_peers": speedups, "ours_over_bound": best_ours / bound},
-        "event_crossover": cross,
-        "training": {"rows": trn, "ratio_vs_bindsnet": ratios},
+        "machine": machine,
+        "config": {"threads": threads, "load_average_start": load, "busy": busy, "quick": args.quick,
+                   "repeats": repeats, "batch": B, "steps": T, "input_channels": N, "input_density": density,
+                   "input_spikes_per_batch": inf["events"], "fan_out": inf["fan_out"],
+                   "class_counts": np.bincount(val_fs.labels[idx]).tolist(), "seed": args.seed, "inputs": source,
+                   "model": model_info, "auto_path": inf["auto_path"], "auto_crossover": inf["auto_crossover"],
+                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                   "notes": ["spikebridge's LIF loop (neurons.lif_population) and its passes over the spikes run on one "
+                             "intra-op thread by design; GEMM and gathers use the threads set here, as every peer op does",
+                             "Norse LIFBoxCell and snnTorch Leaky have no lateral inhibition: they are compared with our "
+                             "g = 0 run on the same currents path (like-for-like); our rows with inhibition are CoLaNET as shipped",
+                             "Norse fires at v > theta and we at v >= theta; identical_counts_vs_ours_g0 measures the agreement"]},
+        "versions": versions,
+        "peer_status": status,
+        "inference": inf,
+        "analysis": analysis,
+        "training": trn,
         "targets": targets,
         "seconds": time.perf_counter() - t_start,
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
     print(f"\nwrote {args.out} ({result['seconds']:.0f} s)")
