@@ -50,7 +50,6 @@ import torch.nn.functional as F
 
 from .errors import SpikebridgeError
 from .io import write_json_atomic
-from .neurons import single_threaded
 
 METHODS = ("auto", "dense", "event")
 CROSSOVER_ENV = "SPIKEBRIDGE_EVENT_CROSSOVER"
@@ -276,18 +275,13 @@ def resolve_method(spikes: torch.Tensor, method: str, neurons: int, density: flo
     if method not in METHODS:
         raise ValueError(f"method must be 'auto', 'dense' or 'event', not {method!r}")
     if method == "auto":
-        limit = event_crossover(neurons, crossover, bf16)  # with the caller's threads: they key the cache
-        if density is None:
-            with single_threaded():
-                density = spike_density(spikes)
+        limit = event_crossover(neurons, crossover, bf16)
+        density = spike_density(spikes) if density is None else density
         return "event" if density < limit else "dense"
     return method
 
 
 # ------------------------------------------------------------------ currents
-# Passes over the spikes (counting, addresses, dtype conversion) run on one intra-op thread
-# (neurons.single_threaded: a memory-bound scan of a few MB, where a fork/join of OpenMP
-# threads costs more than it saves); the GEMM and the row gathering keep every thread.
 @torch.no_grad()
 def spike_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str = "auto",
                    density: float | None = None, *, bf16: bool = False, crossover: float | None = None) -> torch.Tensor:
@@ -313,33 +307,31 @@ def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str =
     method = resolve_method(spikes, method, K * J if spikes.dim() == 3 else J, density, crossover, bf16)
     out_dtype = torch.float32 if bf16 else weights.dtype
     w = weights.to(torch.bfloat16) if bf16 else weights
-    with single_threaded():
-        binary = spikes if spikes.dtype in (torch.uint8, torch.bool) else spikes != 0
-        in_spikes = binary.sum(-1, dtype=torch.int32).sum(0).to(torch.float32)  # [B] or [K, B]
-        if spikes.dim() == 4:
-            in_spikes = in_spikes.mean(0)
-        x = spikes.to(w.dtype) if method == "dense" else None
     if method == "dense":
+        x = spikes.to(w.dtype)
+        in_spikes = x.sum(-1, dtype=torch.float32).sum(0)  # [B] or [K, B]; exact integers
         if x.dim() == 3:
             T, B, _ = x.shape
             currents = torch.einsum("mn,kjn->kmj", x.reshape(T * B, N), w).view(K, T, B, J)
         else:
             currents = torch.einsum("tkbn,kjn->ktbj", x, w)
     elif spikes.dim() == 4:  # one input per population: gather each population's own rows
-        currents = torch.cat([_event_currents(spikes[:, k], w[k : k + 1]) for k in range(K)])
+        parts = [_event_currents(spikes[:, k], w[k : k + 1]) for k in range(K)]
+        currents, in_spikes = torch.cat([c for c, _ in parts]), torch.stack([n for _, n in parts])
     else:
-        currents = _event_currents(spikes, w)
+        currents, in_spikes = _event_currents(spikes, w)
+    if spikes.dim() == 4:
+        in_spikes = in_spikes.mean(0)
     return currents.to(out_dtype), in_spikes
 
 
-def _event_currents(spikes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _event_currents(spikes: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     T, B, N = spikes.shape
     K, J, _ = weights.shape
-    with single_threaded():
-        cols, offsets, _ = _events(spikes)
-        table = weights.permute(2, 0, 1).reshape(N, K * J).contiguous()  # row i: every neuron's weight from input i
-    out = F.embedding_bag(cols, table, offsets, mode="sum")  # [T*B, K*J]
-    return out.view(T, B, K, J).permute(2, 0, 1, 3)
+    cols, offsets, per_row = _events(spikes)
+    table = weights.permute(2, 0, 1).reshape(N, K * J)  # row i: every neuron's weight from input i
+    out = F.embedding_bag(cols, table.contiguous(), offsets, mode="sum")  # [T*B, K*J]
+    return out.view(T, B, K, J).permute(2, 0, 1, 3), per_row.to(torch.float32).view(T, B).sum(0)
 
 
 # ------------------------------------------------------------------ fp32 vs bf16 on a model
