@@ -88,10 +88,12 @@ def lif_run(currents: torch.Tensor, p: LIFParameters, state: LIFState | None = N
     M = math.prod(shape)
     if state is not None:
         state = LIFState(state.v.expand(shape).reshape(1, 1, M), state.refractory_left.expand(shape).reshape(1, 1, M))
-    threshold = torch.tensor([p.threshold], dtype=currents.dtype)  # compared in the currents' precision
+    threshold = torch.tensor([p.threshold], dtype=currents.dtype, device=currents.device)  # in the currents' precision
     params = PopulationParameters(p.beta, threshold, reset=p.reset, refractory=p.refractory)
     rec = lif_population(currents.reshape(1, T, 1, M), params, keep_spikes=True, state=state)
-    left = rec.refractory_left if rec.refractory_left is not None else torch.zeros(M, dtype=torch.int32)
+    left = rec.refractory_left
+    if left is None:
+        left = torch.zeros(M, dtype=torch.int32, device=currents.device)
     return rec.spikes.reshape(currents.shape), LIFState(rec.v_final.reshape(shape), left.reshape(shape))
 
 
@@ -185,26 +187,27 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     if state is not None and p.lateral:
         raise ValueError("lif_population: a starting state cannot be combined with lateral inhibition "
                          "(the previous call's last spikes are not part of LIFState)")
-    dtype = currents.dtype
-    theta = p.threshold.view(K, 1, 1).to(dtype)
+    dtype, device = currents.dtype, currents.device
+    like = {"dtype": dtype, "device": device}
+    theta = p.threshold.view(K, 1, 1).to(**like)
     g = p.lateral * theta
     # silent neurons compare against +inf (never fire); the reset still uses the finite theta
     theta_cmp = theta.expand(K, 1, J).clone()
     if p.silent is not None:
-        theta_cmp.masked_fill_(p.silent.view(K, 1, J), float("inf"))
+        theta_cmp.masked_fill_(p.silent.view(K, 1, J).to(device), float("inf"))
     compare = torch.gt if p.strict else torch.ge
-    v = torch.zeros(K, B, J, dtype=dtype) if state is None else state.v.to(dtype).expand(K, B, J).clone()
+    v = torch.zeros(K, B, J, **like) if state is None else state.v.to(**like).expand(K, B, J).clone()
     left = None  # refractory steps left, tracked only when refractoriness can occur
     if p.refractory > 0 or (state is not None and bool((state.refractory_left > 0).any())):
-        left = torch.zeros(K, B, J, dtype=torch.int32)
+        left = torch.zeros(K, B, J, dtype=torch.int32, device=device)
         if state is not None:
             left.copy_(state.refractory_left.expand(K, B, J))
-    sf = torch.zeros(K, B, J, dtype=dtype)  # this (then the previous) step's spikes, 0.0 / 1.0
-    tmp = torch.empty(K, B, J, dtype=dtype)
-    tot = torch.empty(K, B, 1, dtype=dtype)
-    counts = torch.zeros(K, B, J, dtype=dtype)
-    silent_steps = torch.zeros(K, B, J, dtype=dtype)  # steps that ended before the first spike
-    spikes = torch.empty(T, K, B, J, dtype=dtype) if keep_spikes else None
+    sf = torch.zeros(K, B, J, **like)  # this (then the previous) step's spikes, 0.0 / 1.0
+    tmp = torch.empty(K, B, J, **like)
+    tot = torch.empty(K, B, 1, **like)
+    counts = torch.zeros(K, B, J, **like)
+    silent_steps = torch.zeros(K, B, J, **like)  # steps that ended before the first spike
+    spikes = torch.empty(T, K, B, J, **like) if keep_spikes else None
     with single_threaded():
         for t in range(T):
             if left is not None:
