@@ -7,17 +7,18 @@
 
 Everything runs in one process, with the intra-op threads set once (``--threads``, default
 torch's) for every row, on the same inputs: EfficientNet-Lite0 features of Imagenette
-(cached through ``benchmarks/accuracy.py``'s ``features_for``, or ``--train/--val`` cache
-folders), a seeded class-stratified batch of val (``--batch`` 256) rate-coded by the library's
-coder (T = 32). The model is a CoLaNET trained on Imagenette train with the library defaults
-(``--quick``: one epoch) or, with ``--neurons``, a fixed-size one whose free microcolumns are
-filled with prototypes of training examples, so that every neuron is recruited.
+(cached through ``benchmarks/accuracy.py``'s ``features_for``; a cache miss extracts them
+first, once, which takes many minutes; or ``--train/--val`` cache folders), a seeded
+class-stratified batch of val (``--batch`` 256) rate-coded by the library's coder (T = 32).
+The model is a CoLaNET trained on Imagenette train with the library defaults (``--quick``:
+one epoch) or, with ``--neurons``, a fixed-size one whose free microcolumns are filled with
+prototypes of training examples, so that every neuron is recruited.
 
 1. **Inference** (one batch; min over interleaved repeats), same spikes, same weights
    ``W - gamma``, same LIF dynamics (``v = beta v + I``, spike at ``v >= theta``, subtractive reset):
    * spikebridge ``CoLaNET.simulate`` with ``method`` auto, dense and event, with the lateral
      inhibition of CoLaNET and without it (``g = 0``);
-   * Norse ``LIFBoxCell`` (``reset_subtract``; input gain ``dt / tau_mem`` compensated in the
+   * Norse ``LIFBoxCell`` (``reset_subtract``; its input gain ``dt * tau_mem_inv`` compensated in the
      weights so its Euler step is ``v = beta v + I``) and snnTorch ``Leaky`` (``reset_mechanism=
      "subtract"``, ``reset_delay=False``: the reset in the step of the spike, as ours), fed the
      currents of one ``nn.Linear`` over all T steps ("as shipped") or our event-driven currents,
@@ -371,7 +372,8 @@ def analyse_inference(inf: dict, T: int, B: int, N: int) -> dict:
             r["synops_per_s"] = synops / r["min_s"]
         if r["group"] == "peer":  # like-for-like: our g = 0 run on the same currents path
             ours = f"spikebridge CoLaNET.simulate, {r['currents']}, no inhibition"
-            r.update(like_for_like=True, ours=ours, ratio_to_ours=r["min_s"] / t[ours])
+            r.update(like_for_like=True, ours=ours, ratio_to_ours=r["min_s"] / t[ours],
+                     ratio_to_ours_auto=r["min_s"] / t["spikebridge CoLaNET.simulate, auto, no inhibition"])
         elif r["group"] in ("ours", "ours, g = 0"):
             r["like_for_like"] = r["group"] == "ours, g = 0"
     gemm_peak = 2.0 * inf["gemm_n"] ** 3 / t["roofline: GEMM peak"]
@@ -519,6 +521,7 @@ def training_benchmark(model: CoLaNET, train_fs, n_examples: int, batch: int, pa
             other = bn_names[r["pair"]]
             if "examples_per_s" in rows[other]:
                 r["ratio_vs_bindsnet"] = r["examples_per_s"] / rows[other]["examples_per_s"]
+                rows[other].update(ours=k, ratio_to_ours=r["ratio_vs_bindsnet"])  # its time / ours
     return {"rows": rows, "batch": batch, "steps": T, "examples": n, "passes": passes}
 
 
