@@ -1,7 +1,7 @@
 """Simulation paths on this machine: the dense / event-driven crossover, and fp32 vs bf16.
 
-    python benchmarks/simulation.py           # ~3 min alone on 2 cores
-    python benchmarks/simulation.py --quick   # well under a minute: a smoke run, not a result
+    python benchmarks/simulation.py           # a few minutes (2 min with --repeats 1 on 2 shared cores)
+    python benchmarks/simulation.py --quick   # ~20-30 s with cached features: a smoke run, not a result
 
 Records (``benchmarks/results/simulation.json``; ``--quick``: ``simulation_quick.json``),
 stamped with :func:`spikebridge.report.machine_info`:
