@@ -242,3 +242,90 @@ def test_imagenette_layout_if_present():
     splits = image_folder(root, max_per_class=1)
     assert len(splits.classes) == 10 and splits.classes[0] == "n01440764"
     assert splits.train.open(0).mode == "RGB"
+
+
+# --------------------------------------------------------------------------- JPEG draft decoding
+def _jpeg(tmp_path: Path, photo: np.ndarray, name: str = "photo.jpg") -> Path:
+    path = tmp_path / "data" / "val" / "x" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).save(path, quality=92)
+    return path
+
+
+def _one_file_dataset(path: Path):
+    from spikebridge.data import ImageDataset
+
+    root = path.parents[2]
+    return ImageDataset("one", "val", ["x"], [(str(path.relative_to(root)), 0)], root)
+
+
+@pytest.mark.parametrize("size, target, scale", [
+    ((500, 375), (341, 256), 1),  # a typical ImageNet photo at Lite0's 256-px resize: below 2x
+    ((682, 511), (341, 256), 1),  # one pixel short of 2x in height
+    ((683, 512), (341, 256), 2),
+    ((1024, 768), (341, 256), 2),  # 3x -> the largest power of two not above it
+    ((1400, 1050), (341, 256), 4),
+    ((4000, 3000), (341, 256), 8),  # never more than 1/8
+    ((224, 224), (256, 256), 1),  # upscaling
+])
+def test_draft_scale(size, target, scale):
+    from spikebridge.data import draft_scale
+
+    assert draft_scale(size, target) == scale
+
+
+def test_draft_scale_rejects_empty_target():
+    from spikebridge.data import draft_scale
+
+    with pytest.raises(SpikebridgeError, match="positive"):
+        draft_scale((100, 100), (0, 10))
+
+
+def test_jpeg_draft_only_at_twice_the_target(tmp_path):
+    photo = sample_photos()[1]  # astronaut, 512 x 512
+    ds = _one_file_dataset(_jpeg(tmp_path, photo))
+    full = ds.open(0)
+    assert full.size == (512, 512) and "draft" not in full.info
+    # target 256: exactly 2x -> decoded at 1/2 in DCT space, and it says so
+    half = ds.open(0, draft_to=lambda size: (256, 256))
+    assert half.size == (256, 256) and half.info["draft"] == {"size": (512, 512), "scale": 2}
+    assert half.mode == "RGB"
+    # target 257: below 2x -> the very same full decode
+    same = ds.open(0, draft_to=lambda size: (257, 257))
+    assert "draft" not in same.info and np.array_equal(np.asarray(same), np.asarray(full))
+    # target 64: 8x
+    assert ds.open(0, draft_to=lambda size: (64, 64)).size == (64, 64)
+
+
+def test_jpeg_draft_leaves_other_formats_alone(tmp_path):
+    photo = sample_photos()[1]
+    path = tmp_path / "data" / "val" / "x" / "photo.png"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(photo).save(path)
+    img = _one_file_dataset(path).open(0, draft_to=lambda size: (64, 64))
+    assert img.size == (512, 512) and "draft" not in img.info
+    # embedded arrays (digits) likewise
+    d = digits().val
+    assert np.array_equal(np.asarray(d.open(0, draft_to=lambda size: (8, 8))), np.asarray(d.open(0)))
+
+
+def test_jpeg_draft_unreadable_still_names_the_file(tmp_path):
+    path = _jpeg(tmp_path, sample_photos()[1])
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(UnreadableImage, match="photo.jpg"):
+        _one_file_dataset(path).open(0, draft_to=lambda size: (64, 64))
+
+
+def test_shared_images_are_never_drafted_at_native_size():
+    """The shared data sets are all < 2x Lite0's 256-px resize: draft mode never changes them."""
+    from spikebridge.data import draft_scale
+
+    for name in ("imagenette", "imagenet64", "imagenet-sample"):
+        folder = require_shared(name)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))[::97]
+        assert files, name
+        for f in files:
+            with Image.open(f) as img:
+                w, h = img.size
+            target = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+            assert draft_scale((w, h), target) == 1, (f, (w, h))

@@ -10,7 +10,7 @@ import timm
 import torch
 from PIL import Image
 
-from conftest import require_shared
+from conftest import require_shared, sample_photos
 from spikebridge.encoders import (
     OFFLINE_WHEELS,
     create_encoder,
@@ -285,3 +285,256 @@ def test_default_encoder_is_1280d_and_frozen(lite0, chelsea_rgb):
 
 def test_default_encoder_is_deterministic(lite0, chelsea_rgb):
     assert torch.equal(_features(lite0, chelsea_rgb), _features(lite0, chelsea_rgb))
+
+
+# --------------------------------------------------------------------------- preprocessing split
+def _timm_transform(encoder):
+    return timm.data.create_transform(**encoder.data_config, is_training=False)
+
+
+def _real_images(limit_per_set: int = 6) -> list[tuple[str, Image.Image]]:
+    """Photos that always exist, plus a few files of each shared data set when present."""
+    from conftest import SHARED_DATASETS
+
+    images = [(f"photo{i}", Image.fromarray(p)) for i, p in enumerate(sample_photos())]
+    for name in ("imagenette", "imagenet64", "imagenet-sample"):
+        folder = SHARED_DATASETS / name
+        if folder.is_dir():
+            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+            for f in files[:: max(1, len(files) // limit_per_set)][:limit_per_set]:
+                with Image.open(f) as img:
+                    images.append((str(f), img.convert("RGB")))
+    return images
+
+
+@pytest.mark.parametrize("name, input_size", [("efficientnet_lite0", None), ("efficientnet_lite0", 84)])
+def test_uint8_pixels_then_normalize_equal_the_timm_transform(lite0, name, input_size):
+    """Workers return uint8 pixels, the main process normalises whole batches: bit-identical
+    to timm's eval transform (same PIL calls, same float operations)."""
+    import dataclasses
+
+    enc = lite0 if input_size is None else dataclasses.replace(
+        lite0, data_config={**lite0.data_config, "input_size": (3, input_size, input_size)})
+    pre, reference = enc.preprocess(), _timm_transform(enc)
+    images = _real_images()
+    pixels = [pre.pixels(img) for _, img in images]
+    size = enc.data_config["input_size"][1:]
+    for (key, img), px in zip(images, pixels):
+        assert px.dtype == torch.uint8 and tuple(px.shape) == (*size, 3), key
+        assert torch.equal(pre(img), reference(img)), key
+    batch = pre.normalize(torch.stack(pixels))
+    assert batch.is_contiguous(memory_format=torch.channels_last) and batch.dtype == torch.float32
+    assert torch.equal(batch, torch.stack([reference(img) for _, img in images]))
+
+
+def test_resize_skipped_when_already_at_size(lite0, monkeypatch):
+    img = Image.fromarray(sample_photos()[0]).resize((341, 256))  # Lite0 resizes to short side 256
+    pre = lite0.preprocess()
+    assert pre.resized_size(img.size) == (341, 256)
+    called = []
+    original = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize", lambda self, *a, **k: called.append(a) or original(self, *a, **k))
+    assert torch.equal(pre(img), _timm_transform(lite0)(img))
+    assert called == []
+
+
+def test_jpeg_draft_pixels_within_tolerance(lite0, tmp_path):
+    """An image >= 2x the resize target is decoded at reduced scale; its pixels stay close to
+    the full decode (mean |diff| <= 3 of 255, same geometry), and the encoder identity says so."""
+    from spikebridge.data import ImageDataset
+
+    photo = sample_photos()[1]  # 512 x 512: >= 2x Lite0's 256-px resize
+    path = tmp_path / "val" / "x" / "astronaut.jpg"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(photo).save(path, quality=95)
+    ds = ImageDataset("one", "val", ["x"], [("val/x/astronaut.jpg", 0)], tmp_path)
+    pre = lite0.preprocess()
+    drafted = ds.open(0, draft_to=pre.draft_target)
+    assert drafted.info["draft"]["scale"] == 2 and drafted.size == (256, 256)
+    full = pre.pixels(ds.open(0)).float()
+    approx = pre.pixels(drafted).float()
+    assert approx.shape == full.shape == (224, 224, 3)
+    diff = (approx - full).abs()
+    assert diff.mean() <= 3.0, float(diff.mean())
+    assert np.corrcoef(approx.flatten(), full.flatten())[0, 1] > 0.99
+    # without draft: the very same pixels as timm's transform of the full decode
+    exact = create_encoder(device="cpu", jpeg_draft=False, compile=False)
+    assert exact.preprocess().draft_target is None
+    assert torch.equal(exact.preprocess()(ds.open(0, draft_to=exact.preprocess().draft_target)),
+                       _timm_transform(lite0)(ds.open(0)))
+    assert exact.identity() != lite0.identity()
+    assert exact.identity()["preprocessing"]["jpeg_draft"] is False and lite0.identity()["preprocessing"]["jpeg_draft"] is True
+
+
+# --------------------------------------------------------------------------- BatchNorm folding
+@pytest.fixture(scope="module")
+def unfolded():
+    return create_encoder(device="cpu", fold_bn=False, compile=False)
+
+
+def test_folded_encoder_has_no_batchnorm_left(lite0, unfolded):
+    assert lite0.folded_bn == 49 and unfolded.folded_bn == 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.net.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.net.modules()) == 49
+    assert lite0.identity() == unfolded.identity()  # same features: the cache key does not change
+
+
+def test_folded_features_equal_unfolded(lite0, unfolded):
+    pre = lite0.preprocess()
+    pixels = torch.stack([pre.pixels(img) for _, img in _real_images(limit_per_set=3)])
+    got, want = lite0(pixels), unfolded(pixels)
+    assert got.shape == want.shape and torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(lite0(pre.normalize(pixels)), got)  # float and uint8 inputs take the same path
+
+
+@pytest.mark.parametrize("cut", [1, 3])
+def test_folded_cut_encoder_equals_unfolded(cut, chelsea_rgb):
+    folded = create_encoder(cut=cut, device="cpu", compile=False)
+    plain = create_encoder(cut=cut, device="cpu", compile=False, fold_bn=False)
+    assert folded.folded_bn > 0 and folded.identity() == plain.identity()
+    x = folded.preprocess().pixels(Image.fromarray(chelsea_rgb))[None]
+    torch.testing.assert_close(folded(x), plain(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fold_batchnorm_refuses_a_conv_output_used_twice():
+    from spikebridge.encoders import fold_batchnorm
+
+    class Branchy(torch.nn.Module):  # the conv output feeds the BatchNorm and a skip connection
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False), torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    net = Branchy().eval()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+        net.bn.running_var.uniform_(0.5, 2)
+    with pytest.raises(SpikebridgeError, match="fold_bn=False"):
+        fold_batchnorm(net, torch.randn(1, 3, 8, 8))
+
+
+# --------------------------------------------------------------------------- precision and compile options
+def test_precision_validation():
+    for bad in ("fp16", "float32", "", None):
+        with pytest.raises(SpikebridgeError) as info:
+            create_encoder(device="cpu", precision=bad)
+        assert "precision" in str(info.value) and repr(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_precision_auto_follows_native_bf16(monkeypatch):
+    from spikebridge import encoders
+
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: True)
+    assert encoders.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert encoders.resolve_precision("auto", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: False)
+    assert encoders.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert encoders.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_native_bf16_detection_reads_cpu_flags():
+    from spikebridge.encoders import cpu_has_native_bf16
+
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_bf16_encoder_identity_and_features(lite0, chelsea_rgb):
+    import dataclasses
+
+    bf16 = dataclasses.replace(lite0, precision="bf16")
+    assert bf16.identity()["precision"] == "bf16" and lite0.identity()["precision"] == "fp32"
+    assert bf16.identity() != lite0.identity()
+    x = torch.stack([lite0.preprocess().pixels(Image.fromarray(p)) for p in (chelsea_rgb, chelsea_rgb[::-1].copy())])
+    a, b = lite0(x), bf16(x)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    assert (cosine > 0.99).all(), cosine
+    with pytest.raises(SpikebridgeError, match="resolve 'auto' first"):
+        dataclasses.replace(lite0, precision="auto")
+
+
+def test_encoder_input_validation(lite0):
+    for bad in (torch.zeros(2, 224, 224, 3, dtype=torch.int32), torch.zeros(2, 224, 224), torch.zeros(2, 224, 224, 3)):
+        with pytest.raises(SpikebridgeError, match="encoder input"):
+            lite0(bad)
+
+
+def test_compile_option_validation_and_auto_policy(lite0, monkeypatch):
+    import dataclasses
+
+    from spikebridge import encoders
+
+    with pytest.raises(SpikebridgeError, match="compile"):
+        create_encoder(device="cpu", compile="yes")
+    eager = dataclasses.replace(lite0, compile=False)
+    assert eager.prepare(10**6, 32) is False
+    auto = dataclasses.replace(lite0, compile="auto")
+    assert auto.prepare(encoders.AUTO_COMPILE_MIN_IMAGES - 1, 32) is False
+    monkeypatch.setattr(encoders, "cxx_compiler", lambda: None)
+    assert auto.prepare(encoders.AUTO_COMPILE_MIN_IMAGES, 32) is False  # no compiler: eager, as documented
+    with pytest.raises(SpikebridgeError, match="C\\+\\+ compiler"):
+        dataclasses.replace(lite0, compile=True).prepare(1, 32)
+    with pytest.raises(SpikebridgeError, match="batch_size"):
+        eager.prepare(10, 0)
+
+
+@pytest.mark.slow  # torch.compile of Lite0 takes tens of seconds on 2 cores
+def test_compiled_encoder_matches_eager(lite0, chelsea_rgb):
+    import dataclasses
+
+    from spikebridge.encoders import cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler for torch.compile")
+    compiled = dataclasses.replace(lite0, compile=True)
+    assert compiled.prepare(1, 4) is True
+    pre = lite0.preprocess()
+    x = torch.stack([pre.pixels(Image.fromarray(np.ascontiguousarray(chelsea_rgb[:, i:]))) for i in range(0, 60, 10)])
+    got = compiled(x)  # 6 images: one full batch of 4 and one padded batch of 2
+    from spikebridge.encoders import _GRAPH_INPUT_SLACK, _graph_input
+
+    padded = _graph_input(x[:3], 4, channels_last=False)
+    assert padded.shape == (4, 224, 224, 3) and torch.equal(padded[:3], x[:3]) and not padded[3].any()
+    assert padded.untyped_storage().nbytes() >= padded.numel() + _GRAPH_INPUT_SLACK
+    torch.testing.assert_close(got, lite0(x), rtol=1e-4, atol=1e-4)
+    assert torch.equal(compiled(x[:3]), got[:3])  # padding does not leak into other images
+
+
+GUARD_PAGE_SCRIPT = r"""
+import ctypes, mmap, sys
+import torch
+from spikebridge.encoders import create_encoder
+
+enc = create_encoder(device="cpu", compile=True)
+b = 2
+n = b * 224 * 224 * 3
+enc.prepare(b, b)
+pages = -(-n // 4096)
+m = mmap.mmap(-1, (pages + 1) * 4096)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+assert ctypes.CDLL("libc.so.6").mprotect(ctypes.c_void_p(addr + pages * 4096), 4096, 0) == 0  # guard page
+pixels = torch.frombuffer(m, dtype=torch.uint8, count=n, offset=pages * 4096 - n).view(b, 224, 224, 3)
+pixels.copy_(torch.randint(0, 256, (b, 224, 224, 3), dtype=torch.uint8))
+print(tuple(enc(pixels).shape))
+"""
+
+
+@pytest.mark.slow  # compiles Lite0 in a subprocess
+def test_compiled_encoder_survives_input_ending_at_a_guard_page():
+    """A batch that ends exactly at an unmapped page (as DataLoader shared memory can) must not
+    crash the compiled graph (inductor reads past the end of a uint8 input: _graph_input)."""
+    import subprocess
+    import sys
+
+    from spikebridge.encoders import cxx_compiler
+
+    if cxx_compiler() is None or not Path("/proc/self/maps").exists():
+        pytest.skip("needs a C++ compiler and Linux mmap/mprotect")
+    run = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    assert run.stdout.strip().splitlines()[-1] == "(2, 1280)"

@@ -224,3 +224,59 @@ def test_embedded_array_dataset(tmp_path, enc):
     fs = extract_features(small, enc, tmp_path / "cache", **OPTS)
     assert fs.features.shape == (6, 1280) and fs.labels.tolist() == small.labels.tolist()
     assert fs.info["dataset"]["name"] == "digits" and fs.info["dataset"]["n"] == 6
+
+
+# --------------------------------------------------------------------------- precision, workers, options
+def test_bf16_gets_its_own_cache_entry(folder, tmp_path, enc, calls):
+    ds = image_folder(folder).train
+    bf16 = dataclasses.replace(enc, precision="bf16")
+    assert cache_key(bf16, ds) != cache_key(enc, ds)
+    fp32 = extract_features(ds, enc, tmp_path / "cache", **OPTS)
+    calls.clear()
+    low = extract_features(ds, bf16, tmp_path / "cache", **OPTS)
+    assert len(calls) == 5  # computed, not served from the fp32 entry
+    assert low.path != fp32.path and low.info["encoder"]["precision"] == "bf16"
+    assert fp32.info["encoder"]["precision"] == "fp32"
+    cosine = (low.features * fp32.features).sum(1) / np.linalg.norm(low.features, axis=1) / np.linalg.norm(fp32.features, axis=1)
+    # bf16 rounding on tiny upscaled crops at 64 px (far from ImageNet statistics): close, not equal
+    assert cosine.mean() > 0.98 and cosine.min() > 0.9, cosine
+
+
+def test_draft_setting_is_in_the_cache_key(folder, enc):
+    ds = image_folder(folder).train
+    assert cache_key(dataclasses.replace(enc, jpeg_draft=False), ds) != cache_key(enc, ds)
+
+
+def test_worker_processes_give_the_same_features(folder, tmp_path, enc):
+    ds = image_folder(folder).train
+    inline = extract_features(ds, enc, tmp_path / "a", **OPTS)
+    pooled = extract_features(ds, enc, tmp_path / "b", **{**OPTS, "workers": 1})
+    np.testing.assert_array_equal(pooled.features, inline.features)
+
+
+def test_default_workers(monkeypatch):
+    from spikebridge import features
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert features.default_workers("cpu") == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)))
+    assert features.default_workers("cpu") == 4 and features.default_workers("cuda") == 8
+
+
+def test_bad_extraction_options_are_one_line_errors(folder, tmp_path, enc):
+    ds = image_folder(folder).train
+    for kw, word in (({"workers": -1}, "workers"), ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(SpikebridgeError) as info:
+            extract_features(ds, enc, tmp_path / "cache", **{**OPTS, **kw})
+        assert word in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dataset_features_precision_checks(enc, tmp_path):
+    from spikebridge.features import dataset_features
+
+    with pytest.raises(SpikebridgeError, match="'fp16'"):
+        dataset_features("digits", precision="fp16", cache_dir=tmp_path)
+    with pytest.raises(SpikebridgeError, match="conflicts"):
+        dataset_features("digits", encoder=enc, precision="bf16", cache_dir=tmp_path)
+    with pytest.raises(SpikebridgeError, match="cut= and weights="):
+        dataset_features("digits", encoder=enc, cut=2, cache_dir=tmp_path)

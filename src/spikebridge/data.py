@@ -57,18 +57,40 @@ class ImageDataset:
     def labels(self) -> np.ndarray:
         return np.array([label for _, label in self.samples], dtype=np.int64)
 
-    def open(self, index: int) -> Image.Image:
-        """Decode sample ``index`` as an RGB image; :class:`UnreadableImage` names the file."""
+    def open(self, index: int, draft_to: Callable[[tuple[int, int]], tuple[int, int]] | None = None) -> Image.Image:
+        """Decode sample ``index`` as an RGB image; :class:`UnreadableImage` names the file.
+
+        ``draft_to`` maps the stored size ``(w, h)`` to the size the caller will resize the
+        image to. A JPEG at least twice that size in both dimensions is then decoded at 1/2,
+        1/4 or 1/8 scale in DCT space (PIL's ``draft``; the largest reduction that keeps both
+        sides >= the target), which is cheaper than a full decode followed by a large
+        downscale. Such an image records ``info["draft"] = {"size": stored (w, h), "scale": s}``
+        so the caller can map its resize onto the original geometry. Other formats, embedded
+        arrays and smaller JPEGs decode at full size, exactly as without ``draft_to``.
+        """
         key = self.samples[index][0]
         if self.array is not None:
             return Image.fromarray(self.array[int(key)])
         path = self.root / key
         try:
             with Image.open(path) as img:
+                draft = None
+                if draft_to is not None and img.format == "JPEG":
+                    stored, target = img.size, tuple(draft_to(img.size))
+                    scale = draft_scale(stored, target)
+                    # PIL picks the same scale from the target (and declines some multi-tile files)
+                    if scale > 1 and img.draft("RGB", target) is not None and img.size != stored:
+                        draft = {"size": stored, "scale": scale}
                 img.load()
-                return img.convert("RGB")
+                rgb = img.convert("RGB")
         except Exception as exc:
             raise UnreadableImage(f"unreadable image {path}: {exc}".splitlines()[0]) from exc
+        if draft is not None:
+            expect = (-(-draft["size"][0] // draft["scale"]), -(-draft["size"][1] // draft["scale"]))
+            if rgb.size != expect:  # PIL's draft rule changed: the resize geometry below would be wrong
+                raise RuntimeError(f"JPEG draft of {path} gave {rgb.size}, expected {expect} (1/{draft['scale']} of {draft['size']})")
+            rgb.info["draft"] = draft
+        return rgb
 
     def manifest(self) -> dict:
         """Content identity: relative paths + sizes + mtimes (files) or an array digest."""
@@ -94,6 +116,16 @@ class ImageDataset:
                 st = os.stat(self.root / key)
                 h.update(f"{key}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
+
+
+def draft_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """JPEG DCT-domain reduction (1, 2, 4 or 8) for an image of ``size`` that will be resized
+    to ``target``: the largest one that keeps both sides >= the target, i.e. > 1 only when
+    the image is at least twice the target in both dimensions."""
+    if min(target) < 1:
+        raise SpikebridgeError(f"resize target must be positive, not {target}")
+    ratio = min(size[0] // target[0], size[1] // target[1])
+    return next(s for s in (8, 4, 2, 1) if ratio >= s or s == 1)
 
 
 @dataclass

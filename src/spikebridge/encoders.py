@@ -25,19 +25,37 @@ output of stage ``k`` (``model.feature_info`` order) and prunes every later laye
 of the ANN runs. Preprocessing always comes from the model's own timm data config, i.e.
 each model's native resolution (Lite0 224 px, Lite1 240 px, Lite2 260 px, bicubic, centre
 crop 0.875 / 0.882 / 0.89).
+
+Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
+
+* :class:`Preprocess` splits timm's eval transform where it becomes float: loader workers
+  return ``uint8`` pixels, the main process normalises whole batches straight into
+  channels_last (bit-identical to timm's transform); large JPEGs decode at reduced scale
+  (``jpeg_draft``, only for images >= 2x the resize target; part of the cache identity).
+* :func:`fold_batchnorm` folds every BatchNorm into its convolution (``fold_bn``).
+* ``precision="bf16"`` runs convolutions under bf16 autocast (``"auto"``: where the CPU has
+  native bf16); the precision is part of :meth:`Encoder.identity`, so cached fp32 and bf16
+  features never mix.
+* ``compile``: ``torch.compile`` (inductor, frozen weights) for large extractions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import timm
 import torch
+from PIL import Image
 from torch import nn
+from torchvision import transforms
 
 from .errors import SpikebridgeError
 
@@ -221,9 +239,204 @@ class _PooledStage(nn.Module):
         return fmap.mean(dim=(2, 3))
 
 
+# ------------------------------------------------------------------------ preprocessing
+def _resized_size(stored: tuple[int, int], size: int | list[int] | tuple[int, ...], max_size: int | None) -> tuple[int, int]:
+    """``(w, h)`` that torchvision's ``Resize(size, max_size=...)`` gives an image of ``stored`` ``(w, h)``."""
+    from torchvision.transforms.functional import _compute_resized_output_size
+
+    h, w = _compute_resized_output_size((stored[1], stored[0]), [size] if isinstance(size, int) else list(size), max_size)
+    return w, h
+
+
+class Preprocess:
+    """The encoder's timm eval transform, split where it becomes float.
+
+    :meth:`pixels` (run in the DataLoader workers) does the PIL stages -- resize, centre crop --
+    and returns ``uint8 [H, W, 3]``; :meth:`normalize` (run in the main process, on the whole
+    batch) turns ``uint8 [B, H, W, 3]`` into the normalised ``float32 [B, 3, H, W]``, already
+    channels_last (the permuted HWC batch *is* that layout: no copy). The two together give
+    exactly the tensors of ``timm.data.create_transform(**data_config, is_training=False)``
+    (same PIL calls, then the same ``/255``, ``-mean``, ``/std`` float operations); the
+    resize is skipped when the image already has the resized size, as torchvision does.
+
+    ``jpeg_draft``: :meth:`draft_target` tells :meth:`ImageDataset.open` the size the resize
+    will produce, so a JPEG >= 2x that size is decoded at 1/2, 1/4 or 1/8 scale in DCT space;
+    the resize then maps the same region of the original image (PIL's ``box``) onto the same
+    output size, so only the pixel values differ (by the DCT-domain downscale), not the
+    geometry. Images smaller than 2x the target are decoded in full, bit-identical to timm.
+    """
+
+    def __init__(self, data_config: dict[str, Any], jpeg_draft: bool = True):
+        transform = timm.data.create_transform(**data_config, is_training=False)
+        stages = list(getattr(transform, "transforms", [transform]))
+        names = [type(t).__name__ for t in stages]
+        if len(stages) < 2 or names[-2] not in ("ToTensor", "MaybeToTensor") or names[-1] != "Normalize":
+            raise SpikebridgeError(f"unexpected timm eval transform for {data_config}: {names} "
+                                   "(expected PIL stages, then ToTensor and Normalize)")
+        self.stages = stages[:-2]
+        self.mean = tuple(float(v) for v in stages[-1].mean)
+        self.std = tuple(float(v) for v in stages[-1].std)
+        self.resize = self.stages[0] if self.stages and isinstance(self.stages[0], transforms.Resize) else None
+        self.jpeg_draft = bool(jpeg_draft) and self.resize is not None
+        self.input_size = tuple(data_config["input_size"])
+
+    def resized_size(self, stored: tuple[int, int]) -> tuple[int, int]:
+        """``(w, h)`` after the resize stage, for an image stored at ``(w, h)``."""
+        if self.resize is None:
+            raise SpikebridgeError("this transform has no leading Resize stage")
+        return _resized_size(stored, self.resize.size, self.resize.max_size)
+
+    @property
+    def draft_target(self) -> Callable[[tuple[int, int]], tuple[int, int]] | None:
+        """What to pass as ``draft_to`` to :meth:`ImageDataset.open` (``None`` without JPEG draft)."""
+        return self.resized_size if self.jpeg_draft else None
+
+    def pixels(self, img: Image.Image) -> torch.Tensor:
+        """RGB PIL image -> ``uint8 [H, W, 3]`` after the resize and crop stages."""
+        stages = self.stages
+        draft = img.info.get("draft")
+        if self.resize is not None:
+            stored = tuple(draft["size"]) if draft else img.size
+            target = self.resized_size(stored)
+            interpolation = transforms.InterpolationMode(self.resize.interpolation)
+            resample = transforms.functional.pil_modes_mapping[interpolation]
+            if draft:  # the decoded image covers stored/scale pixels of the original (the last one partly)
+                box = (0.0, 0.0, stored[0] / draft["scale"], stored[1] / draft["scale"])
+                img = img.resize(target, resample, box=box)
+            elif img.size != target:
+                img = img.resize(target, resample)
+            stages = stages[1:]
+        for stage in stages:
+            img = stage(img)
+        if img.mode != "RGB":
+            raise SpikebridgeError(f"preprocessing expects RGB images, got mode {img.mode}")
+        return torch.from_numpy(np.array(img, dtype=np.uint8))
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``uint8 [B, H, W, 3]`` -> normalised ``float32 [B, 3, H, W]`` (channels_last strides)."""
+        if pixels.dtype != torch.uint8 or pixels.dim() != 4 or pixels.shape[-1] != 3:
+            raise SpikebridgeError(f"pixels must be uint8 [B, H, W, 3], got {pixels.dtype} {list(pixels.shape)}")
+        x = pixels.permute(0, 3, 1, 2).to(torch.float32).div_(255)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+        return x.sub_(mean).div_(std)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        """One PIL image -> normalised ``float32 [3, H, W]`` (what the timm transform returns)."""
+        return self.normalize(self.pixels(img)[None])[0].contiguous()
+
+
+# ------------------------------------------------------------------------ inference graph
+def fold_batchnorm(net: nn.Module, example: torch.Tensor) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into that conv.
+
+    Pairs are found from one forward pass on ``example`` (hooks: a BatchNorm whose input is
+    the very tensor a Conv2d returned; modules called more than once are left alone). The
+    conv gets ``W * s`` and ``(b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``
+    (torch's ``fuse_conv_bn_weights``, computed in float64); the BatchNorm is replaced by
+    what it does after normalising: nothing (``nn.BatchNorm2d``), or timm's ``drop`` + ``act``
+    (``BatchNormAct2d``). Other BatchNorm subclasses stay. The folded network is checked
+    against the original output on ``example``; a mismatch raises (a conv output used by
+    anything besides its BatchNorm would show up here). Returns the number folded.
+    """
+    from timm.layers import BatchNormAct2d
+
+    calls: dict[nn.Module, int] = {}
+    made: dict[int, nn.Module] = {}  # id of a conv's output tensor -> that conv
+    pairs: list[tuple[nn.Module, nn.Module]] = []
+
+    def on_conv(module, inputs, output):
+        calls[module] = calls.get(module, 0) + 1
+        made[id(output)] = (module, output)  # keep the tensor alive so its id stays unique
+
+    def on_bn(module, inputs, output):
+        calls[module] = calls.get(module, 0) + 1
+        source = made.get(id(inputs[0]))
+        if source is not None and source[1] is inputs[0]:
+            pairs.append((source[0], module))
+
+    foldable = lambda m: type(m) in (nn.BatchNorm2d, BatchNormAct2d) and m.track_running_stats  # noqa: E731
+    hooks = [m.register_forward_hook(on_conv) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(on_bn) for m in net.modules() if foldable(m)]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            reference = net(example).float()
+    finally:
+        for h in hooks:
+            h.remove()
+    made.clear()
+    pairs = [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1]
+    parent_of = {id(child): (parent, name) for parent in net.modules() for name, child in parent.named_children()}
+    for conv, bn in pairs:
+        dtype = conv.weight.dtype
+        w, b = torch.nn.utils.fuse_conv_bn_weights(
+            conv.weight.detach().double(), None if conv.bias is None else conv.bias.detach().double(),
+            bn.running_mean.double(), bn.running_var.double(), bn.eps,
+            None if bn.weight is None else bn.weight.detach().double(), None if bn.bias is None else bn.bias.detach().double())
+        conv.weight = nn.Parameter(w.to(dtype).contiguous(memory_format=torch.channels_last)
+                                   if conv.weight.is_contiguous(memory_format=torch.channels_last) else w.to(dtype),
+                                   requires_grad=False)
+        conv.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+        parent, name = parent_of[id(bn)]
+        setattr(parent, name, nn.Sequential(bn.drop, bn.act) if isinstance(bn, BatchNormAct2d) else nn.Identity())
+    with torch.inference_mode():
+        folded = net(example).float()
+    net.train(was_training)
+    scale = float(reference.abs().max()) or 1.0
+    err = float((folded - reference).abs().max())
+    if not err <= 1e-3 * scale:
+        raise SpikebridgeError(f"BatchNorm folding changed the encoder output (max |diff| {err:.3g} of {scale:.3g}): "
+                               "a folded conv output is used elsewhere; create the encoder with fold_bn=False")
+    return len(pairs)
+
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` among the /proc/cpuinfo
+    flags that ``lscpu`` shows); False where that file does not exist (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"fp32"`` | ``"bf16"``; ``"auto"`` is bf16 on a CPU with native bf16 and fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise SpikebridgeError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    return precision
+
+
+COMPILE_MODES = (True, False, "auto")
+#: "auto" compiles when an extraction has at least this many images to compute: the one-off
+#: compile (~20-50 s on 2 cores, less with a warm inductor cache) must pay for itself
+AUTO_COMPILE_MIN_IMAGES = 4096
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's inductor backend would call ($CXX, else g++), if found."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
 @dataclass
 class Encoder:
-    """A frozen feature extractor plus everything that identifies its output."""
+    """A frozen feature extractor plus everything that identifies its output.
+
+    ``precision`` ``"fp32"`` or ``"bf16"`` (autocast: convolutions and matrix products in
+    bf16, features returned as float32); it is part of :meth:`identity`, so the feature cache
+    never mixes the two. ``jpeg_draft``: decode large JPEGs at reduced scale (see
+    :class:`Preprocess`); also part of the identity. ``compile``: ``True``, ``False`` or
+    ``"auto"`` -- run the network through ``torch.compile`` (inductor, weights frozen,
+    static shapes) for extraction; see :meth:`prepare`.
+    """
 
     name: str
     net: nn.Module
@@ -234,27 +447,139 @@ class Encoder:
     feature_dim: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     channels_last: bool = True
+    precision: str = "fp32"
+    jpeg_draft: bool = True
+    compile: bool | str = False
+    folded_bn: int = 0  # BatchNorms folded into convs (fold_batchnorm)
+    _compiled: dict | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "bf16"):
+            raise SpikebridgeError(f"Encoder precision must be 'fp32' or 'bf16' (resolve 'auto' first), not {self.precision!r}")
+        if not any(self.compile is m for m in COMPILE_MODES):
+            raise SpikebridgeError(f"compile must be True, False or 'auto', not {self.compile!r}")
+
+    def preprocess(self) -> Preprocess:
+        """The split transform: ``pixels`` in the loader workers, ``normalize`` on batches."""
+        return Preprocess(self.data_config, self.jpeg_draft)
 
     def transform(self) -> Callable:
-        """PIL image -> normalised tensor ``[3, H, W]``, from the model's own data config."""
-        return timm.data.create_transform(**self.data_config, is_training=False)
+        """PIL image -> normalised tensor ``[3, H, W]``, from the model's own data config
+        (bit-identical to timm's eval transform for an image decoded in full)."""
+        return self.preprocess()
 
     def identity(self) -> dict[str, Any]:
         """What determines this encoder's features (the feature cache key uses it)."""
+        pre = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.data_config.items())}
+        pre["jpeg_draft"] = self.preprocess().jpeg_draft
         return {
             "encoder": self.name,
             "weights_sha256": self.weight_checksum,
             "cut": self.cut,
-            "preprocessing": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.data_config.items())},
+            "preprocessing": pre,
+            "precision": self.precision,
         }
+
+    def prepare(self, n_images: int, batch_size: int) -> bool:
+        """Get ready to encode ``n_images`` in batches of ``batch_size``: compile the network
+        when ``compile`` is True, or ``"auto"`` with >= :data:`AUTO_COMPILE_MIN_IMAGES` images on
+        a CPU device and a C++ compiler present. Returns whether compiled batches will be used.
+
+        A compiled encoder runs one static-shape graph per input kind -- ``uint8`` pixels
+        (normalisation fused into the graph) or float images -- built at its first batch
+        (tens of seconds); shorter batches are padded with zeros, longer ones split.
+        """
+        if batch_size < 1:
+            raise SpikebridgeError(f"batch_size must be >= 1, not {batch_size}")
+        want = self.compile is True or (self.compile == "auto" and n_images >= AUTO_COMPILE_MIN_IMAGES
+                                        and self.device.type == "cpu" and cxx_compiler() is not None)
+        if not want:
+            return False
+        if self.compile is True and self.device.type == "cpu" and cxx_compiler() is None:
+            raise SpikebridgeError(f"compile=True needs a C++ compiler for torch.compile (not found: "
+                                   f"{os.environ.get('CXX', 'g++')}); install one or use compile=False")
+        if self._compiled is None or self._compiled["batch"] != batch_size:
+            self._compiled = {"batch": batch_size}
+        return True
+
+    def _graph(self, kind: str) -> Callable:
+        graph = self._compiled.get(kind)
+        if graph is None:
+            module = _Normalized(self.net, self.preprocess()) if kind == "pixels" else self.net
+            graph = self._compiled[kind] = torch.compile(module, dynamic=False)
+        return graph
+
+    def _forward(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """``kind`` "pixels": ``x`` is uint8 ``[B, H, W, 3]``; "float": normalised ``[B, 3, H, W]``."""
+        if self._compiled is None:
+            if kind == "pixels":
+                x = self.preprocess().normalize(x)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            return self.net(x)
+        graph, size = self._graph(kind), self._compiled["batch"]
+        outs = []
+        for chunk in x.split(size):
+            # freezing (weights as constants: BatchNorm folding, oneDNN weight packing and conv +
+            # activation fusion) is read when the graph compiles, at its first call
+            with torch._inductor.config.patch(freezing=True):
+                outs.append(graph(_graph_input(chunk, size, kind == "float" and self.channels_last))[:len(chunk)])
+        return torch.cat(outs)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` float images -> ``[B, D]`` float32 features on the CPU."""
-        images = images.to(self.device)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.net(images).float().cpu()
+        """Images -> ``[B, D]`` float32 features on the CPU. ``images``: normalised float
+        ``[B, 3, H, W]`` (the output of :meth:`transform`), or ``uint8 [B, H, W, 3]`` pixels
+        (of :meth:`Preprocess.pixels`), normalised here on the encoder's device."""
+        if images.dtype == torch.uint8 and images.dim() == 4 and images.shape[-1] == 3:
+            x, kind = images.to(self.device), "pixels"
+        elif images.is_floating_point() and images.dim() == 4 and images.shape[1] == 3:
+            x, kind = images.to(self.device, torch.float32), "float"
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            raise SpikebridgeError(f"encoder input must be float [B, 3, H, W] or uint8 [B, H, W, 3], "
+                                   f"got {images.dtype} {list(images.shape)}")
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self._forward(x, kind)
+        return out.float().cpu()
+
+
+#: spare bytes after every input of a compiled graph (see _graph_input)
+_GRAPH_INPUT_SLACK = 256
+
+
+def _graph_input(chunk: torch.Tensor, size: int, channels_last: bool) -> torch.Tensor:
+    """``chunk`` padded with zeros to ``size`` images (one static shape for the compiled graph),
+    copied into a fresh buffer that has spare bytes after its end.
+
+    Inductor's vectorised CPU kernel for the uint8 -> float normalisation reads up to one
+    vector past the end of its input (torch 2.14): harmless inside a heap block, a segfault
+    when the input ends exactly at an unmapped page -- as a DataLoader batch in shared memory
+    can (reproduced with a guard page). The copy costs ~1 % of a batch's forward pass.
+    """
+    shape = (size, *chunk.shape[1:])
+    if channels_last:  # [B, C, H, W] with channels_last strides
+        b, c, h, w = shape
+        strides = (c * h * w, 1, w * c, c)
+    else:
+        strides = tuple(int(np.prod(shape[i + 1:])) for i in range(len(shape)))
+    flat = chunk.new_empty(int(np.prod(shape)) + _GRAPH_INPUT_SLACK // chunk.element_size() + 1)
+    out = flat.as_strided(shape, strides)
+    out[: len(chunk)].copy_(chunk)
+    out[len(chunk):].zero_()  # padding: images are encoded independently
+    return out
+
+
+class _Normalized(nn.Module):
+    """``uint8 [B, H, W, 3]`` pixels -> ``net`` features, normalisation included (one compiled graph)."""
+
+    def __init__(self, net: nn.Module, preprocess: Preprocess):
+        super().__init__()
+        self.net, self.preprocess = net, preprocess
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net(self.preprocess.normalize(pixels))
 
 
 def auto_device(device: str | None = None) -> torch.device:
@@ -274,13 +599,30 @@ def create_encoder(
     cut: int | None = None,
     device: str | None = "auto",
     channels_last: bool = True,
+    precision: str = "fp32",
+    fold_bn: bool = True,
+    jpeg_draft: bool = True,
+    compile: bool | str = "auto",
 ) -> Encoder:
     """Create a frozen encoder by timm name.
+
+    ``precision``: ``"fp32"`` (default), ``"bf16"`` (autocast) or ``"auto"`` (bf16 on a CPU
+    with native bf16, see :func:`cpu_has_native_bf16`, else fp32). ``fold_bn``: fold
+    BatchNorms into the preceding convolutions (:func:`fold_batchnorm`; same features to
+    float rounding). ``jpeg_draft``: reduced-scale decoding of JPEGs >= 2x the resize target
+    (:class:`Preprocess`). ``compile``: see :meth:`Encoder.prepare`.
 
     >>> enc = create_encoder()            # EfficientNet-Lite0, offline weights, 1280-d
     >>> enc.feature_dim
     1280
     """
+    if not any(compile is m for m in COMPILE_MODES):
+        raise SpikebridgeError(f"compile must be True, False or 'auto', not {compile!r}")
+    dev = auto_device(device)
+    resolved = resolve_precision(precision, dev)
+    if resolved == "bf16" and dev.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("precision='bf16' on a CPU without native bf16 (no avx512_bf16/amx_bf16): "
+                      "emulated, likely slower than fp32", stacklevel=2)
     model, source = load_pretrained(name, weights)
     checksum = state_checksum(model)
     data_config = timm.data.resolve_data_config({}, model=model)
@@ -293,8 +635,12 @@ def create_encoder(
             raise SpikebridgeError(f"--cut {cut} is out of range: {name} has stages 0..{n - 1}")
         dim = model.feature_info[cut]["num_chs"]
         net = _PooledStage(model, cut)
-    dev = auto_device(device)
     net = net.eval().requires_grad_(False).to(dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    return Encoder(name, net, data_config, source, checksum, cut, int(dim), dev, channels_last)
+    folded = 0
+    if fold_bn:
+        example = torch.randn(1, *data_config["input_size"], generator=torch.Generator().manual_seed(0)).to(dev)
+        folded = fold_batchnorm(net, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
+    return Encoder(name, net, data_config, source, checksum, cut, int(dim), dev, channels_last, resolved, jpeg_draft,
+                   compile, folded)

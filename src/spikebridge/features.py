@@ -9,9 +9,15 @@ Layout of one cache entry (``<cache_dir>/<key[:20]>/``)::
     ...
     manifest.json             written last: key, encoder identity, data set manifest, labels, shards
 
-The key is the SHA-256 of (encoder name, weight checksum, feature point, preprocessing,
-data set manifest of paths + sizes + mtimes), so a changed input never reuses a stale
-entry. Every file is written to a temporary name and renamed into place. A shard counts
+The key is the SHA-256 of (encoder name, weight checksum, feature point, preprocessing
+including JPEG draft decoding, precision fp32/bf16, data set manifest of paths + sizes +
+mtimes), so a changed input never reuses a stale entry. (BatchNorm folding and
+``torch.compile`` change features only by float rounding, ~1e-6, and are not in the key.)
+
+Pipeline: ``workers`` loader processes (default :func:`default_workers`: on the CPU one per
+8 cores, at least one, each with one torch thread) decode, resize and crop images to
+``uint8`` pixels; the main process keeps every core for normalisation and the forward pass
+(:meth:`Encoder.__call__`). Every file is written to a temporary name and renamed into place. A shard counts
 as done only when its JSON sidecar exists, the shard's checksum matches it, and the rows it
 records (range and hash of their manifest entries) are the rows expected at its position;
 so an interrupted run resumes from the last complete shard and a corrupted or misplaced
@@ -188,26 +194,59 @@ def _recorded_shard_size(entry: Path) -> int | None:
 
 
 class _Decoded(torch.utils.data.Dataset):
-    """Rows of a data set as preprocessed tensors; unreadable files come back as reasons."""
+    """Rows of a data set as ``uint8 [H, W, 3]`` pixels (:meth:`Preprocess.pixels`); unreadable
+    files come back as reasons. Normalisation to float happens on whole batches in the main
+    process (:meth:`Encoder.__call__`), so workers only decode, resize and crop."""
 
-    def __init__(self, dataset: ImageDataset, transform):
-        self.dataset, self.transform = dataset, transform
+    def __init__(self, dataset: ImageDataset, preprocess):
+        self.dataset, self.preprocess = dataset, preprocess
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, row: int):
         try:
-            return self.transform(self.dataset.open(row)), row, ""
+            image = self.dataset.open(row, draft_to=self.preprocess.draft_target)
         except UnreadableImage as exc:
             return None, row, str(exc)
+        return self.preprocess.pixels(image), row, ""
 
 
 def _collate(items):
     good = [(x, row) for x, row, _ in items if x is not None]
     bad = [(row, reason) for x, row, reason in items if x is None]
-    images = torch.stack([x for x, _ in good]) if good else None
+    images = torch.stack([x for x, _ in good]) if good else None  # uint8 [B, H, W, 3]
     return images, [row for _, row in good], bad
+
+
+def _worker_init(worker_id: int) -> None:
+    """A loader worker decodes with one thread: the cores belong to the forward pass."""
+    torch.set_num_threads(1)
+
+
+def pixel_loader(dataset: ImageDataset, encoder: Encoder, batch_sampler, workers: int) -> torch.utils.data.DataLoader:
+    """The extraction loader: batches of ``(uint8 [B, H, W, 3] pixels or None, kept rows,
+    [(row, reason), ...] unreadable)`` for the row lists ``batch_sampler`` yields, decoded by
+    ``workers`` one-thread processes (0: in this process)."""
+    return torch.utils.data.DataLoader(_Decoded(dataset, encoder.preprocess()), batch_sampler=batch_sampler,
+                                       num_workers=workers, collate_fn=_collate,
+                                       worker_init_fn=_worker_init if workers else None,
+                                       pin_memory=encoder.device.type == "cuda")
+
+
+def default_workers(device: torch.device | str = "cpu") -> int:
+    """Loader worker processes for extraction on ``device``.
+
+    On the CPU the forward pass keeps every core (torch's intra-op threads) and decoding
+    (JPEG decode, resize, crop: ~1-1.5 ms of one core per image at 224 px) is a small share of
+    it (Lite0: ~8-20 core-ms per image), so one worker per 8 cores (at least one) overlaps
+    decoding with the forward without taking cores from it; more workers only preempt the
+    forward's threads. On a GPU the CPU does nothing but decode: up to 8 workers.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.device(device).type == "cpu":
+        return max(1, cores // 8)
+    return max(1, min(8, cores))
 
 
 def _strict_refusal(entry: Path, skipped: list) -> SpikebridgeError:
@@ -239,6 +278,8 @@ def extract_features(
     Several processes on one entry share the work shard by shard (:class:`ShardLock`).
     """
     tune_allocator()
+    if batch_size < 1:
+        raise SpikebridgeError(f"batch_size must be >= 1, not {batch_size}")
     key = cache_key(encoder, dataset)
     entry = Path(cache_dir) / key[:20]
     if (entry / "manifest.json").is_file():
@@ -269,10 +310,14 @@ def extract_features(
                         for s in (_read_json(entry / f"shard-{i:05d}.json") or {}).get("skipped", [])]
         if done_skipped:
             raise _strict_refusal(entry, done_skipped)
-    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    workers = default_workers(encoder.device) if workers is None else workers
+    if workers < 0:
+        raise SpikebridgeError(f"workers must be >= 0, not {workers}")
     pending = [i for i in mine if not shard_is_complete(entry, i, expect[i])]
-    bar = tqdm(total=sum(expect[i]["stop"] - expect[i]["start"] for i in pending), unit="img",
-               desc=f"extract {dataset.name}/{dataset.split}", disable=not progress)
+    n_pending = sum(expect[i]["stop"] - expect[i]["start"] for i in pending)
+    if n_pending:
+        encoder.prepare(n_pending, batch_size)  # compiles the forward for a large job (Encoder.compile)
+    bar = tqdm(total=n_pending, unit="img", desc=f"extract {dataset.name}/{dataset.split}", disable=not progress)
     computed: list[int] = []
     budget = stop_after_shards
     started = time.time()
@@ -347,8 +392,7 @@ def _extract_pass(dataset, encoder, entry: Path, pending: list[int], expect: dic
     written: list[int] = []
     state: dict[int, dict] = {}
     try:
-        loader = torch.utils.data.DataLoader(_Decoded(dataset, encoder.transform()), batch_sampler=batches(),
-                                             num_workers=workers, collate_fn=_collate)
+        loader = pixel_loader(dataset, encoder, batches(), workers)
         for images, good_rows, bad in loader:
             rows = good_rows + [row for row, _ in bad]
             i = next(j for j in claimed if expect[j]["start"] <= rows[0] < expect[j]["stop"])
@@ -470,26 +514,39 @@ def extract_distributed(dataset: ImageDataset, encoder: Encoder, cache_dir: str 
 def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficientnet_lite0", split: str = "train", *,
                      cut: int | None = None, weights: str | None = None, cache_dir: str | Path | None = None,
                      max_per_class: int | None = None, device: str = "cpu", batch_size: int = 32,
+                     precision: str | None = None, workers: int | None = None,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(X [n, D] float32, y [n] int64)``: encoder features of one split of a data set, in one call.
 
     ``dataset`` is what :func:`spikebridge.data.open_dataset` accepts (``"digits"``, an image
     folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
     default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
-    ``split`` ``"train"`` or ``"val"``. Features are cached (``cache_dir``, default
-    ``$SPIKEBRIDGE_CACHE`` or ``~/.cache/spikebridge``), so a second call is a disk read.
+    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
+    ``"auto"`` (see :func:`~spikebridge.encoders.create_encoder`); with an ``Encoder`` it must
+    match the encoder's. ``workers``: loader processes (default :func:`default_workers`).
+    Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
+    ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
     Also available as ``spikebridge.features(...)``.
     """
     from .data import SPLITS, open_dataset
-    from .encoders import create_encoder
+    from .encoders import create_encoder, resolve_precision
 
     if split not in SPLITS:
         raise SpikebridgeError(f"split must be one of {SPLITS}, not {split!r}")
+    if isinstance(encoder, Encoder):
+        if cut is not None or weights is not None:
+            raise SpikebridgeError("cut= and weights= apply when the encoder is given by name; this Encoder "
+                                   f"is already built (cut {encoder.cut}, weights {encoder.weight_source})")
+        if precision is not None and resolve_precision(precision, encoder.device) != encoder.precision:
+            raise SpikebridgeError(f"precision={precision!r} conflicts with the given encoder's precision "
+                                   f"{encoder.precision!r}: create the encoder with that precision instead")
+    else:
+        resolve_precision(precision or "fp32", torch.device(device))  # a bad value fails before the data set is scanned
     splits = open_dataset(dataset, max_per_class)
     if isinstance(encoder, str):
-        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device)
+        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device, precision=precision or "fp32")
     fs = extract_features(getattr(splits, split), encoder, cache_dir or DEFAULT_CACHE, batch_size=batch_size,
-                          progress=progress)
+                          workers=workers, progress=progress)
     return fs.features, fs.labels
 
 
