@@ -71,18 +71,13 @@ def machine_info() -> dict:
     """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
     import os
 
-    cpu = platform.processor() or platform.machine() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from .currents import cpu_model
+
+    cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpus_usable": usable, "torch_threads": torch.get_num_threads(),
-            "gpu": gpu, **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu, **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def write_run(run_dir: str | Path, record: dict, raster: dict | tuple | None = None) -> None:
