@@ -141,7 +141,11 @@ def main(argv=None):
     from spikebridge.report import machine_info
 
     result["machine"] = machine_info()
-    args.out.write_text(json.dumps(result, indent=1))
+    # deploy.json is shared with the Akida, NIR-consumer and integer-learning benchmarks: keep their keys
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    from spikebridge.io import write_json_atomic
+
+    write_json_atomic(args.out, {**previous, **result})
     print(f"wrote {args.out}")
 
 
