@@ -43,6 +43,7 @@ import argparse
 import collections
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import tempfile
@@ -307,8 +308,9 @@ def main(argv=None) -> int:
     result = {"benchmark": "extract", "mode": "quick" if args.quick else "full", "encoder": args.encoder,
               "threads": args.threads, "batch": args.batch, "machine": machine_info(),
               "native_bf16": cpu_has_native_bf16(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "library_defaults": {"workers": workers, "precision": "fp32", "compile": "auto",
-                                   "auto_compile_min_images": AUTO_COMPILE_MIN_IMAGES, "fold_bn": True, "jpeg_draft": True},
+              "library_defaults": {"workers": workers, **{k: p.default for k, p in inspect.signature(create_encoder).parameters.items()
+                                                          if k in ("precision", "compile", "fold_bn", "jpeg_draft")},
+                                   "auto_compile_min_images": AUTO_COMPILE_MIN_IMAGES},
               "targets": {"end_to_end_over_forward_max": TARGET_RATIO, "forward_share_min": 1 / TARGET_RATIO,
                           "forward_fraction_of_fp32_roofline_min": TARGET_ROOFLINE},
               "roofline": {"macs_per_image": macs, "gemm": gemm, "bound_img_s": bound,

@@ -368,30 +368,38 @@ def test_jpeg_draft_pixels_within_tolerance(lite0, tmp_path):
 
 # --------------------------------------------------------------------------- BatchNorm folding
 @pytest.fixture(scope="module")
+def fp32(lite0):
+    """The default encoder in fp32 (the default precision is bf16 on CPUs with native bf16)."""
+    import dataclasses
+
+    return dataclasses.replace(lite0, precision="fp32")
+
+
+@pytest.fixture(scope="module")
 def unfolded():
-    return create_encoder(device="cpu", fold_bn=False, compile=False)
+    return create_encoder(device="cpu", fold_bn=False, compile=False, precision="fp32")
 
 
-def test_folded_encoder_has_no_batchnorm_left(lite0, unfolded):
-    assert lite0.folded_bn == 49 and unfolded.folded_bn == 0
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.net.modules())
+def test_folded_encoder_has_no_batchnorm_left(fp32, unfolded):
+    assert fp32.folded_bn == 49 and unfolded.folded_bn == 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fp32.net.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.net.modules()) == 49
-    assert lite0.identity() == unfolded.identity()  # same features: the cache key does not change
+    assert fp32.identity() == unfolded.identity()  # same features: the cache key does not change
 
 
-def test_folded_features_equal_unfolded(lite0, unfolded):
-    pre = lite0.preprocess()
+def test_folded_features_equal_unfolded(fp32, unfolded):
+    pre = fp32.preprocess()
     pixels = torch.stack([pre.pixels(img) for _, img in _real_images(limit_per_set=3)])
-    got, want = lite0(pixels), unfolded(pixels)
+    got, want = fp32(pixels), unfolded(pixels)
     assert got.shape == want.shape and torch.isfinite(got).all()
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    assert torch.equal(lite0(pre.normalize(pixels)), got)  # float and uint8 inputs take the same path
+    assert torch.equal(fp32(pre.normalize(pixels)), got)  # float and uint8 inputs take the same path
 
 
 @pytest.mark.parametrize("cut", [1, 3])
 def test_folded_cut_encoder_equals_unfolded(cut, chelsea_rgb):
-    folded = create_encoder(cut=cut, device="cpu", compile=False)
-    plain = create_encoder(cut=cut, device="cpu", compile=False, fold_bn=False)
+    folded = create_encoder(cut=cut, device="cpu", compile=False, precision="fp32")
+    plain = create_encoder(cut=cut, device="cpu", compile=False, fold_bn=False, precision="fp32")
     assert folded.folded_bn > 0 and folded.identity() == plain.identity()
     x = folded.preprocess().pixels(Image.fromarray(chelsea_rgb))[None]
     torch.testing.assert_close(folded(x), plain(x), rtol=1e-4, atol=1e-4)
@@ -443,19 +451,19 @@ def test_native_bf16_detection_reads_cpu_flags():
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def test_bf16_encoder_identity_and_features(lite0, chelsea_rgb):
+def test_bf16_encoder_identity_and_features(fp32, chelsea_rgb):
     import dataclasses
 
-    bf16 = dataclasses.replace(lite0, precision="bf16")
-    assert bf16.identity()["precision"] == "bf16" and lite0.identity()["precision"] == "fp32"
-    assert bf16.identity() != lite0.identity()
-    x = torch.stack([lite0.preprocess().pixels(Image.fromarray(p)) for p in (chelsea_rgb, chelsea_rgb[::-1].copy())])
-    a, b = lite0(x), bf16(x)
+    bf16 = dataclasses.replace(fp32, precision="bf16")
+    assert bf16.identity()["precision"] == "bf16" and fp32.identity()["precision"] == "fp32"
+    assert bf16.identity() != fp32.identity()
+    x = torch.stack([fp32.preprocess().pixels(Image.fromarray(p)) for p in (chelsea_rgb, chelsea_rgb[::-1].copy())])
+    a, b = fp32(x), bf16(x)
     assert b.dtype == torch.float32 and b.shape == a.shape
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)
     assert (cosine > 0.99).all(), cosine
     with pytest.raises(SpikebridgeError, match="resolve 'auto' first"):
-        dataclasses.replace(lite0, precision="auto")
+        dataclasses.replace(fp32, precision="auto")
 
 
 def test_encoder_input_validation(lite0):
@@ -484,16 +492,16 @@ def test_compile_option_validation_and_auto_policy(lite0, monkeypatch):
 
 
 @pytest.mark.slow  # torch.compile of Lite0 takes tens of seconds on 2 cores
-def test_compiled_encoder_matches_eager(lite0, chelsea_rgb):
+def test_compiled_encoder_matches_eager(fp32, chelsea_rgb):
     import dataclasses
 
     from spikebridge.encoders import cxx_compiler
 
     if cxx_compiler() is None:
         pytest.skip("no C++ compiler for torch.compile")
-    compiled = dataclasses.replace(lite0, compile=True)
+    compiled = dataclasses.replace(fp32, compile=True)
     assert compiled.prepare(1, 4) is True
-    pre = lite0.preprocess()
+    pre = fp32.preprocess()
     x = torch.stack([pre.pixels(Image.fromarray(np.ascontiguousarray(chelsea_rgb[:, i:]))) for i in range(0, 60, 10)])
     got = compiled(x)  # 6 images: one full batch of 4 and one padded batch of 2
     from spikebridge.encoders import _GRAPH_INPUT_SLACK, _graph_input
@@ -501,7 +509,7 @@ def test_compiled_encoder_matches_eager(lite0, chelsea_rgb):
     padded = _graph_input(x[:3], 4, channels_last=False)
     assert padded.shape == (4, 224, 224, 3) and torch.equal(padded[:3], x[:3]) and not padded[3].any()
     assert padded.untyped_storage().nbytes() >= padded.numel() + _GRAPH_INPUT_SLACK
-    torch.testing.assert_close(got, lite0(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got, fp32(x), rtol=1e-4, atol=1e-4)
     assert torch.equal(compiled(x[:3]), got[:3])  # padding does not leak into other images
 
 
@@ -538,3 +546,11 @@ def test_compiled_encoder_survives_input_ending_at_a_guard_page():
     run = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
     assert run.stdout.strip().splitlines()[-1] == "(2, 1280)"
+
+
+def test_default_precision_is_bf16_only_with_native_bf16(lite0):
+    from spikebridge.encoders import DEFAULT_PRECISION, cpu_has_native_bf16
+
+    assert DEFAULT_PRECISION == "auto"
+    assert lite0.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert lite0.identity()["precision"] == lite0.precision

@@ -26,16 +26,16 @@ of the ANN runs. Preprocessing always comes from the model's own timm data confi
 each model's native resolution (Lite0 224 px, Lite1 240 px, Lite2 260 px, bicubic, centre
 crop 0.875 / 0.882 / 0.89).
 
-Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
+Inference speed (all on by default; see ``benchmarks/extract.py``):
 
 * :class:`Preprocess` splits timm's eval transform where it becomes float: loader workers
   return ``uint8`` pixels, the main process normalises whole batches straight into
   channels_last (bit-identical to timm's transform); large JPEGs decode at reduced scale
   (``jpeg_draft``, only for images >= 2x the resize target; part of the cache identity).
 * :func:`fold_batchnorm` folds every BatchNorm into its convolution (``fold_bn``).
-* ``precision="bf16"`` runs convolutions under bf16 autocast (``"auto"``: where the CPU has
-  native bf16); the precision is part of :meth:`Encoder.identity`, so cached fp32 and bf16
-  features never mix.
+* ``precision="bf16"`` runs convolutions under bf16 autocast; the default ``"auto"`` picks it
+  where the CPU has native bf16 (fp32 elsewhere). The precision is part of
+  :meth:`Encoder.identity`, so cached fp32 and bf16 features never mix.
 * ``compile``: ``torch.compile`` (inductor, frozen weights) for large extractions.
 """
 
@@ -393,6 +393,9 @@ def fold_batchnorm(net: nn.Module, example: torch.Tensor) -> int:
 
 
 PRECISIONS = ("fp32", "bf16", "auto")
+#: bf16 where the CPU computes it natively: ~1.3-2x the fp32 forward on such CPUs (benchmarks/extract.py)
+#: at ImageNet-sample top-1 within 0.1 points of fp32; fp32 on other CPUs and on GPUs
+DEFAULT_PRECISION = "auto"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -415,10 +418,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-COMPILE_MODES = (True, False, "auto")
 #: "auto" compiles when an extraction has at least this many images to compute: the one-off
 #: compile (~20-50 s on 2 cores, less with a warm inductor cache) must pay for itself
 AUTO_COMPILE_MIN_IMAGES = 4096
+
+
+def _valid_compile(value) -> bool:
+    return isinstance(value, bool) or (isinstance(value, str) and value == "auto")
 
 
 def cxx_compiler() -> str | None:
@@ -456,7 +462,7 @@ class Encoder:
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
             raise SpikebridgeError(f"Encoder precision must be 'fp32' or 'bf16' (resolve 'auto' first), not {self.precision!r}")
-        if not any(self.compile is m for m in COMPILE_MODES):
+        if not _valid_compile(self.compile):
             raise SpikebridgeError(f"compile must be True, False or 'auto', not {self.compile!r}")
 
     def preprocess(self) -> Preprocess:
@@ -599,15 +605,16 @@ def create_encoder(
     cut: int | None = None,
     device: str | None = "auto",
     channels_last: bool = True,
-    precision: str = "fp32",
+    precision: str = DEFAULT_PRECISION,
     fold_bn: bool = True,
     jpeg_draft: bool = True,
     compile: bool | str = "auto",
 ) -> Encoder:
     """Create a frozen encoder by timm name.
 
-    ``precision``: ``"fp32"`` (default), ``"bf16"`` (autocast) or ``"auto"`` (bf16 on a CPU
-    with native bf16, see :func:`cpu_has_native_bf16`, else fp32). ``fold_bn``: fold
+    ``precision``: ``"auto"`` (default: bf16 on a CPU with native bf16, see
+    :func:`cpu_has_native_bf16`, else fp32), ``"fp32"`` or ``"bf16"`` (autocast). The resolved
+    precision is part of the feature cache key; pass ``"fp32"`` to reproduce fp32 features. ``fold_bn``: fold
     BatchNorms into the preceding convolutions (:func:`fold_batchnorm`; same features to
     float rounding). ``jpeg_draft``: reduced-scale decoding of JPEGs >= 2x the resize target
     (:class:`Preprocess`). ``compile``: see :meth:`Encoder.prepare`.
@@ -616,7 +623,7 @@ def create_encoder(
     >>> enc.feature_dim
     1280
     """
-    if not any(compile is m for m in COMPILE_MODES):
+    if not _valid_compile(compile):
         raise SpikebridgeError(f"compile must be True, False or 'auto', not {compile!r}")
     dev = auto_device(device)
     resolved = resolve_precision(precision, dev)

@@ -215,7 +215,8 @@ class _Decoded(torch.utils.data.Dataset):
 def _collate(items):
     good = [(x, row) for x, row, _ in items if x is not None]
     bad = [(row, reason) for x, row, reason in items if x is None]
-    images = torch.stack([x for x, _ in good]) if good else None  # uint8 [B, H, W, 3]
+    # uint8 [B, H, W, 3]; in a worker, default_collate stacks straight into shared memory (no extra copy)
+    images = torch.utils.data.default_collate([x for x, _ in good]) if good else None
     return images, [row for _, row in good], bad
 
 
@@ -521,15 +522,15 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
     ``dataset`` is what :func:`spikebridge.data.open_dataset` accepts (``"digits"``, an image
     folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
     default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
-    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
-    ``"auto"`` (see :func:`~spikebridge.encoders.create_encoder`); with an ``Encoder`` it must
-    match the encoder's. ``workers``: loader processes (default :func:`default_workers`).
+    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"auto"`` (default: bf16 on CPUs with
+    native bf16), ``"fp32"`` or ``"bf16"`` (see :func:`~spikebridge.encoders.create_encoder`);
+    with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default :func:`default_workers`).
     Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
     ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
     Also available as ``spikebridge.features(...)``.
     """
     from .data import SPLITS, open_dataset
-    from .encoders import create_encoder, resolve_precision
+    from .encoders import DEFAULT_PRECISION, create_encoder, resolve_precision
 
     if split not in SPLITS:
         raise SpikebridgeError(f"split must be one of {SPLITS}, not {split!r}")
@@ -541,10 +542,10 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
             raise SpikebridgeError(f"precision={precision!r} conflicts with the given encoder's precision "
                                    f"{encoder.precision!r}: create the encoder with that precision instead")
     else:
-        resolve_precision(precision or "fp32", torch.device(device))  # a bad value fails before the data set is scanned
+        resolve_precision(precision or DEFAULT_PRECISION, torch.device(device))  # a bad value fails before the data set is scanned
     splits = open_dataset(dataset, max_per_class)
     if isinstance(encoder, str):
-        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device, precision=precision or "fp32")
+        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device, precision=precision or DEFAULT_PRECISION)
     fs = extract_features(getattr(splits, split), encoder, cache_dir or DEFAULT_CACHE, batch_size=batch_size,
                           workers=workers, progress=progress)
     return fs.features, fs.labels
