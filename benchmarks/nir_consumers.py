@@ -66,9 +66,8 @@ def sinabs_worker(jobs_file: str) -> int:
     from sinabs.nir import from_nir
 
     jobs = json.loads(Path(jobs_file).read_text())
-    packed = np.load(jobs["spikes"], allow_pickle=False)
-    spikes = np.unpackbits(packed, axis=-1, count=jobs["inputs"]).astype(np.float32)  # [T, B, N]
-    T, B, N = spikes.shape
+    packed = np.load(jobs["spikes"], allow_pickle=False)  # [T, B, ceil(N / 8)] bits, unpacked per batch
+    T, B, N = packed.shape[0], packed.shape[1], jobs["inputs"]
     versions = {p: md.version(p) for p in ("sinabs", "nir", "nirtorch", "torch")}
     report = {"versions": versions, "runs": []}
     for job in jobs["runs"]:
@@ -95,14 +94,15 @@ def sinabs_worker(jobs_file: str) -> int:
         outs, vs = [], []
         with torch.no_grad():
             for b in range(0, B, job["batch"]):
-                x = torch.from_numpy(spikes[:, b : b + job["batch"]]).permute(1, 0, 2).reshape(-1, N)  # sample-major
+                chunk = np.unpackbits(packed[:, b : b + job["batch"]], axis=-1, count=N).astype(np.float32)
+                x = torch.from_numpy(chunk).permute(1, 0, 2).reshape(-1, N)  # [B T, N], sample-major
                 nb = x.shape[0] // T
                 for m in neurons:
                     m.reset_states(randomize=False)
                 out = module(x)
                 out = out[0] if isinstance(out, tuple) else out
-                outs.append(out.reshape(nb, T, -1).permute(1, 0, 2).numpy())
-                vs.append(readout.v_mem.reshape(nb, -1).numpy())
+                outs.append(out.reshape(nb, T, -1).permute(1, 0, 2).numpy().copy())
+                vs.append(readout.v_mem.reshape(nb, -1).numpy().copy())  # the next reset zeroes the buffer in place
         out = np.concatenate(outs, 1)
         np.savez(job["out"], spikes=out.astype(np.uint16), v=np.concatenate(vs).astype(np.float32))
         entry.update(status="ran", max_spikes_per_step=int(out.max()))

@@ -179,7 +179,7 @@ class Fit:
 
     def line(self) -> str:
         limits = CHIPS[self.chip]
-        head = f"{limits.name} ({limits.toolchain}): "
+        head = f"{limits.name} [{limits.toolchain}]: "
         cores = f"{self.cores} of {self.available} core{'s' if self.available > 1 else ''}" if self.cores else None
         if self.fits:
             return head + f"fits ({cores})" + (f"; {'; '.join(self.notes)}" if self.notes else "")
