@@ -548,9 +548,10 @@ def test_compiled_encoder_survives_input_ending_at_a_guard_page():
     assert run.stdout.strip().splitlines()[-1] == "(2, 1280)"
 
 
-def test_default_precision_is_bf16_only_with_native_bf16(lite0):
-    from spikebridge.encoders import DEFAULT_PRECISION, cpu_has_native_bf16
+def test_default_precision_is_fp32_and_auto_follows_the_cpu():
+    import torch
 
-    assert DEFAULT_PRECISION == "auto"
-    assert lite0.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert lite0.identity()["precision"] == lite0.precision
+    from spikebridge.encoders import DEFAULT_PRECISION, cpu_has_native_bf16, resolve_precision
+
+    assert DEFAULT_PRECISION == "fp32"  # published results and existing caches are fp32 features
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
