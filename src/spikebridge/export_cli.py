@@ -4,10 +4,11 @@ the export itself is :mod:`spikebridge.export`)."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from .errors import SpikebridgeError
-from .export.formats import CONVENTIONS, TARGETS
+from .export.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits
 
 EXPORT_HELP = """\
 formats:
@@ -22,21 +23,27 @@ formats:
         exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
         v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
         by spikebridge.export.Int8CoLaNET.
+  akida BrainChip Akida model (.fbz, Akida's own format; opens with akida.Model(path)): InputData
+        (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with
+        --weight-bits integer weights (W - gamma, one scale per neuron) and no activation; the class
+        is read from the output potentials as CoLaNET's continuous readout. OUT.json holds the
+        coder, T, scales, thresholds, class of each neuron and the decision rule. Needs
+        pip install 'spikebridge[akida]'.
 """
 
 
 def add_export_command(subparsers) -> argparse.ArgumentParser:
     """Register ``spikebridge export`` on an argparse sub-parser collection."""
     p = subparsers.add_parser(
-        "export", help="export a trained CoLaNET to NIR or to an int8 fixed-point model",
+        "export", help="export a trained CoLaNET to NIR, an int8 fixed-point model or BrainChip Akida",
         description="Export the inference graph of a model written by 'spikebridge train' for\n"
                     "neuromorphic hardware and simulators.",
         epilog=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, required=True, help="model.safetensors written by 'spikebridge train'")
-    p.add_argument("--format", choices=["nir", "int8"], default="nir", help="output format (default: nir)")
+    p.add_argument("--format", choices=list(FORMATS), default="nir", help="output format (default: nir)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output file (default: beside the model, i.e. in its run folder under runs/: model.nir "
-                        "or model.int8.safetensors); a JSON sidecar OUT.json is written beside it")
+                   help="output file (default: beside the model, i.e. in its run folder under runs/: model.nir, "
+                        "model.int8.safetensors or model.fbz); a JSON sidecar OUT.json is written beside it")
     p.add_argument("--target", choices=list(TARGETS), default=None,
                    help="nir only: 'generic' (default), or a graph tuned for the NIR import of 'snntorch' or 'norse'")
     p.add_argument("--convention", choices=list(CONVENTIONS), default=None,
@@ -44,14 +51,24 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
                         "what snnTorch, Norse and Lava integrate) or 'exact' tau = -dt/ln(beta) (generic target only)")
     p.add_argument("--reset", choices=["subtract", "zero"], default=None,
                    help="int8 only: reset by subtraction (default, as trained) or to zero (Loihi 1 CUBA)")
+    bits = "|".join(map(str, AKIDA_BITS))
+    p.add_argument("--input-bits", type=int, default=None, metavar=bits,
+                   help="akida only: input bit width (default 4); the counts cover T = 2**bits - 1 steps (15, 3, 1)")
+    p.add_argument("--weight-bits", type=int, default=None, metavar=bits,
+                   help="akida only: weight bit width (default 4)")
     p.set_defaults(func=cmd_export)
     return p
 
 
+APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--input-bits": ("akida",),
+              "--weight-bits": ("akida",)}
+
+
 def check_export_options(args) -> None:
     """Refuse options the chosen format or target cannot honour (before the model is read)."""
-    given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset}
-    wrong = [o for o, v in given.items() if v is not None and (o == "--reset") == (args.format == "nir")]
+    given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset,
+             "--input-bits": args.input_bits, "--weight-bits": args.weight_bits}
+    wrong = [o for o, v in given.items() if v is not None and args.format not in APPLIES_TO[o]]
     if wrong:
         raise SpikebridgeError(f"{wrong[0]} does not apply to --format {args.format}; leave it out")
     if args.format == "nir":
@@ -59,8 +76,15 @@ def check_export_options(args) -> None:
         if args.target != "generic" and args.convention != "euler":
             raise SpikebridgeError(f"--target {args.target} needs --convention euler (its NIR import integrates "
                                    f"with forward Euler); --convention {args.convention} is only for --target generic")
-    else:
+    elif args.format == "int8":
         args.reset = args.reset or "subtract"
+    else:
+        args.input_bits = 4 if args.input_bits is None else args.input_bits
+        args.weight_bits = 4 if args.weight_bits is None else args.weight_bits
+        check_akida_bits(args.input_bits, "--input-bits")
+        check_akida_bits(args.weight_bits, "--weight-bits")
+        if importlib.util.find_spec("akida") is None:
+            raise SpikebridgeError("--format akida needs BrainChip's 'akida' package: pip install 'spikebridge[akida]'")
 
 
 def cmd_export(args) -> int:
@@ -79,6 +103,16 @@ def cmd_export(args) -> int:
         print(f"NIR graph: {s['path']} ({s['bytes']} bytes; nodes {', '.join(s['nodes'])}; "
               f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
         print(f"sidecar:   {s['sidecar']} ({s['sidecar_bytes']} bytes)")
+    elif args.format == "akida":
+        from .export.akida import export_akida
+
+        out = args.out or Path(args.model).with_suffix(".fbz")
+        s = export_akida(model, out, input_bits=args.input_bits, weight_bits=args.weight_bits,
+                         classes=meta.get("classes"))
+        print(f"Akida model: {s['path']} ({s['bytes']} bytes; InputData {s['channels']} channels of "
+              f"{s['input_bits']}-bit spike counts over T = {s['steps']} steps -> FullyConnected {s['neurons']} "
+              f"neurons ({s['recruited']} recruited), {s['weight_bits']}-bit weights)")
+        print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     else:
         out = args.out or Path(args.model).with_name(Path(args.model).stem + ".int8.safetensors")
         s = Int8CoLaNET.quantise(model, args.reset).save(out)

@@ -1,0 +1,411 @@
+r"""BrainChip Akida export of a trained CoLaNET: ``InputData`` + ``FullyConnected`` (``.fbz``).
+
+Akida runs feed-forward layers on integer events; its ``FullyConnected`` layer takes 1-, 2- or
+4-bit inputs and 1-, 2- or 4-bit integer weights (no scale in the arithmetic) and, with
+``activation=False``, outputs the integer potentials ``P_j = sum_i x_i q[j, i]``. CoLaNET maps
+onto it as its continuous readout on spike counts:
+
+Inputs
+    ``x_i`` = spikes of input channel ``i`` over a window of ``T = 2**input_bits - 1`` steps of
+    the regular (deterministic) coder of :mod:`spikebridge.coding`, i.e.
+    ``x_i = floor(0.5 + T r_i + 1e-6)`` in ``0..T`` (``T`` = 15, 3, 1 for 4, 2, 1 bits), computed
+    on the host from the rates ``r`` of the model's normaliser.
+Neurons
+    all ``U = K * C * M`` plastic neurons, member by member, each member's ``J = C * M`` in
+    CoLaNET's order (neuron ``j`` belongs to column ``j // M``); unrecruited neurons get zero
+    weights and take no part in the decision.
+Weights (:func:`quantise_weights`, symmetric, one scale ``s_j`` per neuron)
+    ``w_j = W_j - gamma`` (the feedforward inhibition folded in, as in every export) becomes
+    ``w_hat_j = s_j (alpha q_j - beta)``, chosen for the error of the *drive* ``x . w_hat_j``
+    rather than of the weights: for inputs with independent channels of mean ``mu`` and variance
+    ``v``, ``E[(x . e)^2] = v (|e|^2 + lambda (sum_i e_i)^2)`` with ``e = w_j - w_hat_j`` and
+    ``lambda = mu^2 / v`` (:data:`DRIVE_LAMBDA`):
+
+    * 4 and 2 bits: Akida's signed range ``q in [-Q, Q]``, ``Q = 2**(bits-1) - 1`` (7 or 1),
+      ``alpha = 1, beta = 0``; ``q_j = clip(round(w_j / c), -Q, Q)`` for clipping steps
+      ``c = rho max|w_j| / Q``, ``rho`` in ``1/128 .. 1``; for each, the scale minimising the
+      error above, ``s_j = (w_j . q_j + lambda sum(w_j) sum(q_j)) / (q_j . q_j + lambda sum(q_j)^2)``;
+      the ``rho`` of least error is kept. (The weight error alone, ``lambda = 0``, zeroes most of
+      CoLaNET's many small weights at 2 bits and shifts every neuron's drive: 1.7 points lower on
+      Imagenette.)
+    * 1 bit: Akida's 1-bit weights are ``{0, 1}``; ``q_j = [w_j > 0]`` stands for the sign,
+      ``alpha = 2, beta = 1`` (``w_hat = s_j (2 q - 1) = s_j sign(w)``) and
+      ``s_j = mean_i |w_j,i|`` (least squares; the drive error's scale, which matches
+      ``sum(w_j)`` with a dense sign code, was measured worse).
+Decision (:meth:`AkidaCoLaNET.scores`, from Akida's output potentials)
+    ``a_j = s_j (alpha P_j - beta S) / T`` with ``S = sum_i x_i`` (so ``a_j = w_hat_j . x / T``,
+    the drive of CoLaNET's continuous mode at the rates ``x / T``), ``u_j = a_j / theta_k``, and
+    the column decision of :meth:`spikebridge.colanet.CoLaNET.column_scores_continuous`:
+    ``score_c = sum_k [max(0, u_kc) + 1e-6 theta_k u_kc]`` with ``u_kc`` the best recruited
+    neuron of column ``c`` in member ``k``.
+
+Akida's own output scaling: ``Model.predict`` returns ``(P_j - threshold_j) / act_step_j``
+(float; measured on akida 2.19.3). The export sets ``act_step_j = T theta_k / (alpha s_j)`` and
+``threshold_j = 0``, so for 2- and 4-bit weights ``predict`` gives ``u_j`` itself and, with one
+member, Akida's ``predict_classes(x, num_classes=C)`` (neuron ``j`` -> class ``j // M``) is the
+decision; unrecruited neurons get ``threshold 2**30`` and ``act_step 1/16`` (``predict`` = -2**34).
+Akida refuses ``act_step < 1/16``: if a model's smallest ``act_step`` would be below, all of them
+are multiplied by one factor ``f`` (``predict = u / f``, same argmax; ``f`` in the sidecar).
+With 1-bit weights the ``- s_j S`` term depends on the input, so only the host readout above
+decides. The ``.fbz`` is written by Akida's ``Model.save`` and opens with ``akida.Model(path)``;
+``<path>.json`` (:class:`AkidaSidecar`) holds what Akida has no field for: the coder and
+normaliser, ``T``, scales, thresholds, class of every neuron and the decision rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..coding import RateNormaliser, encode
+from ..colanet import CoLaNET
+from ..errors import SpikebridgeError, require_finite
+from ..io import write_json_atomic
+from ..readout import NEG
+from .formats import AKIDA_FORMAT, AKIDA_VERSION, check_akida_bits, sidecar_path
+
+MIN_ACT_STEP = 1.0 / 16  # Akida refuses smaller act_step values
+UNUSED_THRESHOLD = 1 << 30  # threshold of unrecruited neurons: predict() = -2**30 / act_step
+CLIP_GRID = 128  # clipping ratios rho = 1/128 .. 1 searched per neuron by the 2- and 4-bit quantiser
+# lambda = mu^2 / v of the input rates in the quantiser's drive error: ON/OFF rates clip(z/3, 0, 1) of
+# standard-normal features have mu = 0.133, v = 0.038 (0.47); measured on Imagenette training rates 0.36;
+# the 2- and 4-bit decisions changed by < 0.1 point over lambda = 0.1 .. 3
+DRIVE_LAMBDA = 0.5
+
+DECISION_RULE = ("a_j = scale_j * (alpha * P_j - beta * S) / T, P_j = Akida FullyConnected output potential of "
+                 "neuron j, S = sum of the input counts, alpha/beta = 2/1 for 1-bit weights (q in {0,1} codes the "
+                 "sign) and 1/0 otherwise; u_j = a_j / theta[member_j]; score_c = sum over members k of "
+                 "max(0, u_kc) + 1e-6 * theta_k * u_kc, u_kc = max of u_j over the recruited neurons of column c "
+                 "in member k; prediction = argmax_c score_c (CoLaNET's continuous readout on the counts)")
+
+
+def _akida():
+    try:
+        import akida
+    except ImportError as exc:
+        raise SpikebridgeError("Akida export needs BrainChip's 'akida' package: pip install 'spikebridge[akida]'") from exc
+    return akida
+
+
+def window_steps(input_bits: int) -> int:
+    """``T = 2**input_bits - 1``: the longest window whose spike counts fit ``input_bits``."""
+    return (1 << check_akida_bits(input_bits, "input bits")) - 1
+
+
+# --------------------------------------------------------------------------- weight quantisation
+@dataclass
+class QuantisedWeights:
+    """Akida's integer weights ``q [U, N]`` (int8) and per-neuron scales: ``w_hat = s (alpha q - beta)``."""
+
+    q: torch.Tensor  # [U, N] int8: -Q..Q (2, 4 bits) or 0/1 (1 bit)
+    scale: torch.Tensor  # [U] float64
+    bits: int
+
+    @property
+    def alpha(self) -> int:
+        return 2 if self.bits == 1 else 1
+
+    @property
+    def beta(self) -> int:
+        return 1 if self.bits == 1 else 0
+
+    def dequantised(self) -> torch.Tensor:
+        """``w_hat = s (alpha q - beta)`` ``[U, N]`` float64 (zero rows stay zero: ``s = 0``)."""
+        return self.scale.view(-1, 1) * (self.alpha * self.q.double() - self.beta)
+
+
+def quantise_weights(w: torch.Tensor, bits: int) -> QuantisedWeights:
+    """Per-neuron symmetric quantisation of ``w [U, N]`` to Akida's ``bits``-bit weights (the rule
+    in the module docstring); rows of zeros (unrecruited neurons) get ``q = 0``, ``s = 0``."""
+    bits = check_akida_bits(bits, "weight bits")
+    w = w.double()
+    if bits == 1:
+        return QuantisedWeights((w > 0).to(torch.int8), w.abs().mean(1), 1)
+    Q = (1 << (bits - 1)) - 1
+    lam = DRIVE_LAMBDA
+    top = w.abs().amax(1, keepdim=True)  # [U, 1]
+    total = w.sum(1)
+    best_err = torch.full((len(w),), math.inf, dtype=torch.float64)
+    best_q = torch.zeros_like(w, dtype=torch.int8)
+    best_s = torch.zeros(len(w), dtype=torch.float64)
+    for k in range(1, CLIP_GRID + 1):
+        step = (top * (k / CLIP_GRID) / Q).clamp_min(1e-300)
+        q = torch.clamp(torch.round(w / step), -Q, Q)
+        qsum = q.sum(1)
+        denom = (q * q).sum(1) + lam * qsum * qsum
+        s = torch.where(denom > 0, ((w * q).sum(1) + lam * total * qsum) / denom.clamp_min(1e-300), torch.zeros(()))
+        e = w - s.view(-1, 1) * q
+        err = (e * e).sum(1) + lam * e.sum(1) ** 2
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_s = torch.where(better, s, best_s)
+        best_q[better] = q[better].to(torch.int8)
+    return QuantisedWeights(best_q, best_s, bits)
+
+
+def quantised_colanet(model: CoLaNET, weight_bits: int) -> CoLaNET:
+    """A copy of ``model`` whose effective weights ``W - gamma`` are the dequantised Akida weights
+    ``w_hat`` (our quantised reference: ``column_scores_continuous`` on it is the decision Akida
+    computes, in floating point)."""
+    K, J, N = model.weights.shape
+    qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits)
+    out = copy.copy(model)  # shares every tensor but the weights, which are replaced (not modified)
+    out.weights = (qw.dequantised().view(K, J, N) + model.gamma.double().view(-1, 1, 1)).to(model.weights.dtype)
+    return out
+
+
+def spike_counts(rates: torch.Tensor, steps: int, chunk: int = 512) -> torch.Tensor:
+    """Spikes per channel ``[B, N]`` (uint8) of the regular coder over ``steps`` steps, i.e.
+    ``floor(0.5 + steps * rate + 1e-6)`` (:func:`spikebridge.coding.regular_spikes`)."""
+    if steps > 255:
+        raise SpikebridgeError(f"{steps} steps do not fit uint8 counts")
+    out = torch.empty(rates.shape, dtype=torch.uint8)
+    for b in range(0, len(rates), chunk):
+        out[b : b + chunk] = encode(rates[b : b + chunk], steps, "regular").sum(0, dtype=torch.uint8)
+    return out
+
+
+# --------------------------------------------------------------------------- the sidecar
+@dataclass
+class AkidaSidecar:
+    """What the ``.fbz`` has no field for, written beside it as ``<file>.json``."""
+
+    akida_version: str
+    input_bits: int
+    weight_bits: int
+    steps: int
+    n_inputs: int
+    n_classes: int
+    members: int
+    microcolumns: int
+    thresholds: list  # theta_k per member
+    gamma: list
+    neurons: list  # per Akida neuron (FullyConnected unit): {"member", "row", "column", "active", "scale"}
+    coder: dict
+    colanet_config: dict
+    weights: dict = field(default_factory=dict)  # the quantiser, in words
+    readout: dict = field(default_factory=dict)
+    classes: list | None = None
+    format: str = AKIDA_FORMAT
+    version: int = AKIDA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source="sidecar") -> "AkidaSidecar":
+        if data.get("format") != AKIDA_FORMAT:
+            raise SpikebridgeError(f"{source} is not a spikebridge Akida sidecar")
+        if int(data.get("version", 1)) > AKIDA_VERSION:
+            raise SpikebridgeError(f"{source} is Akida sidecar version {data['version']}; this spikebridge reads "
+                                   f"versions up to {AKIDA_VERSION} (upgrade spikebridge)")
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise SpikebridgeError(f"{source} lacks a field: {exc}") from exc
+
+    def write(self, path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def read(cls, path) -> "AkidaSidecar":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise SpikebridgeError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
+        return cls.from_dict(data, path)
+
+
+# --------------------------------------------------------------------------- the Akida model
+@dataclass
+class AkidaCoLaNET:
+    """An Akida ``Model`` (``InputData`` + ``FullyConnected``) with its host-side coder and readout."""
+
+    model: object  # akida.Model
+    side: AkidaSidecar
+    normaliser: RateNormaliser
+
+    # -- construction
+    @classmethod
+    def from_colanet(cls, model: CoLaNET, input_bits: int = 4, weight_bits: int = 4, classes=None) -> "AkidaCoLaNET":
+        akida = _akida()
+        if not isinstance(model, CoLaNET):
+            raise SpikebridgeError(f"Akida export supports CoLaNET models only, not {type(model).__name__}")
+        if not bool(model.active.any()) or model.normaliser is None:
+            raise SpikebridgeError("the model has no recruited neurons or no rate normaliser (train it first)")
+        input_bits, weight_bits = check_akida_bits(input_bits, "input bits"), check_akida_bits(weight_bits, "weight bits")
+        cfg = model.config
+        K, J, N = model.weights.shape
+        T = window_steps(input_bits)
+        qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits)
+        active = model.active.reshape(-1)
+        member = torch.arange(K).repeat_interleave(J)
+        theta = model.threshold.double()
+        scale = torch.where(active, qw.scale, torch.zeros(()))
+        used = active & (scale > 0)
+        act_step = T * theta[member] / (qw.alpha * scale.clamp_min(1e-300))
+        factor = max(1.0, MIN_ACT_STEP / float(act_step[used].min())) if bool(used.any()) else 1.0
+        act_step = torch.where(used, act_step * factor, torch.full_like(act_step, MIN_ACT_STEP))
+        net = akida.Model()
+        net.add(akida.InputData(input_shape=(1, 1, N), input_bits=input_bits, name="spike_counts"))
+        net.add(akida.FullyConnected(units=K * J, weights_bits=weight_bits, activation=False, name="colanet"))
+        layer = net.get_layer("colanet")
+        layer.set_variable("weights", np.ascontiguousarray(qw.q.T.numpy().reshape(1, 1, N, K * J)))
+        layer.set_variable("threshold", np.where(used.numpy(), 0, UNUSED_THRESHOLD).astype(np.int32))
+        layer.set_variable("act_step", act_step.numpy().astype(np.float32))
+        norm = model.normaliser
+        side = AkidaSidecar(
+            akida_version=akida.__version__, input_bits=input_bits, weight_bits=weight_bits, steps=T,
+            n_inputs=model.n_inputs, n_classes=model.n_classes, members=K, microcolumns=cfg.microcolumns,
+            thresholds=[float(t) for t in theta], gamma=[float(g) for g in model.gamma],
+            neurons=[{"member": int(k), "row": int(j % J), "column": int(model.column[j % J]), "active": bool(a),
+                      "scale": float(s)} for j, (k, a, s) in enumerate(zip(member, active, scale))],
+            coder={"name": "regular", "steps": T, "count": "x[c] = floor(0.5 + T * rate[c] + 1e-6) (spikes of the "
+                   "regular coder over T steps)", "normalise": "rate[c] = clip((feature[source[c]] - center[c]) * gain[c], 0, 1)",
+                   "kind": norm.kind, "parameter": norm.parameter, "source": [int(i) for i in norm.source],
+                   "center": [float(v) for v in norm.center], "gain": [float(v) for v in norm.gain]},
+            colanet_config=asdict(cfg),
+            weights={"bits": weight_bits, "alpha": qw.alpha, "beta": qw.beta,
+                     "value": "w_hat[j, i] = scale_j * (alpha * q[j, i] - beta) ~ W[j, i] - gamma",
+                     "quantiser": ("q = [w > 0], scale = mean|w| (sign code)" if weight_bits == 1 else
+                                   f"q = clip(round(w / c), -Q, Q), Q = {(1 << (weight_bits - 1)) - 1}, c = rho * "
+                                   f"max|w| / Q for the rho in 1/{CLIP_GRID}..1 of least drive error |e|^2 + "
+                                   f"lambda * sum(e)^2 (e = w - w_hat, lambda = {DRIVE_LAMBDA}), scale = (w.q + "
+                                   "lambda sum(w) sum(q)) / (q.q + lambda sum(q)^2)"),
+                     "akida_scaling": "predict() = (P - threshold) / act_step with act_step = factor * T theta / "
+                                      "(alpha scale), threshold 0; unrecruited: threshold 2**30, act_step 1/16",
+                     "predict_factor": factor},
+            readout={"rule": DECISION_RULE, "akida_predict_classes": weight_bits != 1 and K == 1},
+            classes=list(classes) if classes is not None else None)
+        return cls(net, side, norm)
+
+    # -- inference
+    @property
+    def steps(self) -> int:
+        return self.side.steps
+
+    def counts(self, features) -> np.ndarray:
+        """Input spike counts ``[B, 1, 1, N]`` uint8 (Akida's input layout) of ``features [B, D]``."""
+        require_finite(features, "input")
+        x = spike_counts(self.normaliser(features), self.steps).numpy()
+        return x.reshape(len(x), 1, 1, -1)
+
+    def potentials(self, counts: np.ndarray) -> np.ndarray:
+        """Akida's output potentials ``P [B, U]`` (int32) for input counts ``[B, 1, 1, N]``."""
+        return np.asarray(self.model.forward(np.ascontiguousarray(counts, dtype=np.uint8))).reshape(len(counts), -1)
+
+    def scores(self, potentials: np.ndarray, counts: np.ndarray) -> torch.Tensor:
+        """Column scores ``[B, C]`` (float64) from Akida's potentials: :data:`DECISION_RULE`."""
+        side = self.side
+        alpha, beta = (2, 1) if side.weight_bits == 1 else (1, 0)
+        K, C, M = side.members, side.n_classes, side.microcolumns
+        scale = torch.tensor([n["scale"] for n in side.neurons], dtype=torch.float64)
+        active = torch.tensor([n["active"] for n in side.neurons])
+        theta = torch.tensor(side.thresholds, dtype=torch.float64)
+        P = torch.from_numpy(np.asarray(potentials, np.int64)).double()
+        S = torch.from_numpy(np.asarray(counts).reshape(len(counts), -1).sum(1, dtype=np.int64)).double()
+        a = scale * (alpha * P - beta * S.view(-1, 1)) / side.steps  # [B, U]: drive at the rates x / T
+        a = a.masked_fill(~active, NEG).view(-1, K, C, M)
+        best = a.max(-1).values  # [B, K, C]
+        return (best.clamp_min(0) / theta.view(1, K, 1) + 1e-6 * best).sum(1)
+
+    def predict(self, features, batch_size: int = 2048) -> torch.Tensor:
+        """Class predictions ``[B]`` (int64): counts -> Akida ``forward`` -> :meth:`scores`."""
+        out = []
+        for b in range(0, len(features), batch_size):
+            x = self.counts(features[b : b + batch_size])
+            out.append(self.scores(self.potentials(x), x).argmax(1))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+    def predict_classes(self, counts: np.ndarray) -> np.ndarray:
+        """Akida's own ``predict_classes`` (argmax of ``predict``, neuron ``j`` -> class ``j // (U / C)``);
+        our decision for one member and 2- or 4-bit weights (see the module docstring)."""
+        if not self.side.readout.get("akida_predict_classes"):
+            raise SpikebridgeError("Akida's predict_classes is not CoLaNET's decision for 1-bit weights or "
+                                   "ensembles; use AkidaCoLaNET.predict")
+        return np.asarray(self.model.predict_classes(np.ascontiguousarray(counts, np.uint8),
+                                                     num_classes=self.side.n_classes))
+
+    # -- hardware
+    def hardware_mapping(self, device: str = "AKD1000") -> dict:
+        """Map a copy of the model onto a virtual Akida ``device`` (no chip needed to map; running it
+        needs one): neural processors used and program size, or the mapper's refusal."""
+        akida = _akida()
+        make = {"AKD1000": akida.AKD1000, "AKD1500": akida.AKD1500}
+        if device not in make:
+            raise SpikebridgeError(f"unknown Akida device {device!r}; choose one of {sorted(make)}")
+        mapped = akida.Model(layers=[self.model.get_layer(i) for i in range(len(self.model.layers))])
+        try:
+            mapped.map(make[device](), hw_only=True)
+        except Exception as exc:  # the mapper's reason, reported (it is the measurement)
+            return {"device": device, "mapped": False, "error": str(exc).splitlines()[0]}
+        seq = mapped.sequences
+        nps = [n for s in seq for p in s.passes for layer in p.layers if layer.mapping for n in layer.mapping.nps]
+        return {"device": device, "mapped": True, "sequences": len(seq),
+                "hardware_sequences": sum(str(s.backend).endswith("Hardware") for s in seq),
+                "neural_processors": len(nps), "np_types": sorted({str(n.type).split(".")[-1] for n in nps}),
+                "program_bytes": int(sum(len(s.program or b"") for s in seq))}
+
+    # -- persistence
+    def save(self, path) -> dict:
+        """Write ``path`` (Akida ``.fbz``) and ``path.json`` (:class:`AkidaSidecar`); returns a summary."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(str(path))
+        self.side.write(sidecar_path(path))
+        return {"path": str(path), "sidecar": str(sidecar_path(path)), "bytes": path.stat().st_size,
+                "sidecar_bytes": sidecar_path(path).stat().st_size, "neurons": len(self.side.neurons),
+                "recruited": sum(n["active"] for n in self.side.neurons), "inputs": self.side.n_inputs,
+                "channels": len(self.side.coder["source"]),
+                "input_bits": self.side.input_bits, "weight_bits": self.side.weight_bits, "steps": self.steps}
+
+    @classmethod
+    def load(cls, path) -> "AkidaCoLaNET":
+        """Read ``path`` with ``akida.Model(path)`` and its sidecar; checks that they describe one network."""
+        akida = _akida()
+        path = Path(path)
+        if not path.is_file():
+            raise SpikebridgeError(f"Akida model not found: {path}")
+        side_file = sidecar_path(path)
+        if not side_file.is_file():
+            raise SpikebridgeError(f"{side_file} (coder, scales and class columns of the model) is missing; "
+                                   "a bare .fbz has no CoLaNET readout")
+        side = AkidaSidecar.read(side_file)
+        try:
+            net = akida.Model(str(path))
+        except Exception as exc:
+            raise SpikebridgeError(f"cannot read {path} as an Akida model: {exc}".splitlines()[0]) from exc
+        layers = [net.get_layer(i) for i in range(len(net.layers))]
+        units = len(side.neurons)
+        if (len(layers) != 2 or layers[0].input_bits != side.input_bits
+                or list(layers[1].output_dims) != [1, 1, units] or layers[1].parameters.weights_bits != side.weight_bits):
+            raise SpikebridgeError(f"{path} does not match {side_file} (expected InputData({side.input_bits} bits) + "
+                                   f"FullyConnected({units} units, {side.weight_bits}-bit weights))")
+        c = side.coder
+        norm = RateNormaliser(torch.tensor(c["source"], dtype=torch.int64), torch.tensor(c["center"], dtype=torch.float32),
+                              torch.tensor(c["gain"], dtype=torch.float32), c["kind"], c["parameter"])
+        return cls(net, side, norm)
+
+
+def export_akida(model: CoLaNET, path, *, input_bits: int = 4, weight_bits: int = 4, classes=None) -> dict:
+    """Write ``path`` (Akida ``.fbz``) and ``path.json``; returns :meth:`AkidaCoLaNET.save`'s summary."""
+    return AkidaCoLaNET.from_colanet(model, input_bits, weight_bits, classes).save(path)
+
+
+def load_akida(path) -> AkidaCoLaNET:
+    return AkidaCoLaNET.load(path)
+
+
+def count_rates(model: CoLaNET, features, input_bits: int = 4) -> torch.Tensor:
+    """The input counts of :meth:`AkidaCoLaNET.counts` as rates ``x / T`` ``[B, N]`` for our own
+    readout on the same counts: ``model.column_scores_continuous(count_rates(model, features))``."""
+    T = window_steps(input_bits)
+    require_finite(features, "input")
+    return spike_counts(model.rates(features), T).float() / T
