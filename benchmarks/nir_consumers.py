@@ -336,6 +336,7 @@ def measure(model, features, labels, steps: int, sinabs_py: Path | None, batch: 
     ref_pred = {v: decide(net, s, steps, u) for v, (s, u) in refs.items()}
     result = {"n_val": len(labels), "steps": steps, "neurons": net.size, "inputs": int(net.weights.shape[1]),
               "ours_top1": float((ours == labels).double().mean()),
+              "ours_output_spikes": float(refs["recurrent"][0].sum() / len(labels)),
               "graph_effects": {v: {"agreement_with_ours": float((p == ours).double().mean()),
                                     "top1": float((p == labels).double().mean())} for v, p in ref_pred.items()},
               "consumers": {}}
@@ -350,6 +351,7 @@ def measure(model, features, labels, steps: int, sinabs_py: Path | None, batch: 
         pred = decide(net, out, steps, v)
         r = {"graph": graph, "status": "ran", "agreement": float((pred == ours).double().mean()),
              "top1": float((pred == labels).double().mean()), "disagreements": int((pred != ours).sum()),
+             "output_spikes": float(torch.as_tensor(out, dtype=torch.float32).sum() / len(labels)),
              "notes": notes, **extra}
         if reference:
             r["reference"] = reference
@@ -436,7 +438,9 @@ def measure(model, features, labels, steps: int, sinabs_py: Path | None, batch: 
             "generic_nested": ("as exported (generic, nested)", None, ""),
             "generic_nested_104": ("as exported, v_reset removed (nested)", "recurrent",
                                    "reads; the lateral Linear has no Sinabs module and is dropped without a word, "
-                                   "tau (seconds) is read as time steps: alpha = exp(-1/tau) ~ 0"),
+                                   "tau (seconds) is read as time steps: alpha = exp(-1/tau) ~ 0, so no neuron "
+                                   "fires and the readout's last tie-break (final membrane = last step's current) "
+                                   "decides"),
             "generic_flat_104": ("as exported, v_reset removed (flat)", "recurrent",
                                  "as nested: the recurrent Linear silently dropped, tau read as steps"),
             "no_lateral": ("no_lateral (LIF, tau in steps)", "no_lateral",

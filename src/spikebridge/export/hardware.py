@@ -130,7 +130,7 @@ CHIPS: dict[str, ChipLimits] = {
         uncertain="synaptic memory per core is derived, not published: 120M synapses / 128 cores, taken as 1-bit "
                   "synapses (937,500 bits per core); fan-in per core not published"),
     "truenorth": ChipLimits(
-        name="TrueNorth", toolchain="IBM (CPE / Corelet)", cores=4096, neurons_per_core=256, weight_bits=None,
+        name="TrueNorth", toolchain="IBM Corelet", cores=4096, neurons_per_core=256, weight_bits=None,
         recurrence="yes", neuron_model="integrate-and-fire with linear (subtractive) leak, one target axon per neuron",
         axons_per_core=256, weight_levels=4,
         source="Merolla et al., Science 345:668 (2014): 4096 cores of 256 axons x 256 neurons, binary synapse "
@@ -186,7 +186,7 @@ class Fit:
         text = head + "does not fit as exported: " + "; ".join(self.reasons)
         if self.changes:
             text += ". To fit: " + "; ".join(self.changes) + (f" ({cores})" if cores else "")
-        return text
+        return text + (f" ({'; '.join(self.notes)})" if self.notes else "")
 
 
 def model_shape(model_or_network, lateral: bool | None = None) -> ModelShape:
@@ -285,7 +285,7 @@ def _xylo(key: str, s: ModelShape) -> Fit:
     fit.changes.append(f"an output layer of one neuron per class (<= {c.output_neurons}) fed by the columns")
     fit.changes.append("beta to a bit-shift decay 1 - 2^-dash")
     if s.neurons <= c.hidden_neurons and (not c.input_expansion_neurons or s.neurons <= c.input_expansion_neurons):
-        fit.cores = 1 if s.classes <= c.output_neurons else None
+        fit.notes.append(f"the {s.neurons} neurons fit its {c.hidden_neurons} hidden neurons")
     return fit
 
 
