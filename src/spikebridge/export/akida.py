@@ -384,7 +384,8 @@ class AkidaCoLaNET:
             raise SpikebridgeError(f"cannot read {path} as an Akida model: {exc}".splitlines()[0]) from exc
         layers = [net.get_layer(i) for i in range(len(net.layers))]
         units = len(side.neurons)
-        if (len(layers) != 2 or layers[0].input_bits != side.input_bits
+        kinds = [layer.parameters.layer_type for layer in layers]
+        if (kinds != [akida.LayerType.InputData, akida.LayerType.FullyConnected] or layers[0].input_bits != side.input_bits
                 or list(layers[1].output_dims) != [1, 1, units] or layers[1].parameters.weights_bits != side.weight_bits):
             raise SpikebridgeError(f"{path} does not match {side_file} (expected InputData({side.input_bits} bits) + "
                                    f"FullyConnected({units} units, {side.weight_bits}-bit weights))")

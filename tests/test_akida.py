@@ -1,0 +1,266 @@
+"""BrainChip Akida export (spikebridge.export.akida, ``spikebridge export --format akida``).
+
+Needs BrainChip's ``akida`` package (``pip install 'spikebridge[akida]'``); without it every test
+that runs Akida skips and says so."""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from spikebridge import create_learner, train
+from spikebridge.checkpoints import save_tensors
+from spikebridge.colanet import CoLaNETConfig
+from spikebridge.errors import SpikebridgeError
+from spikebridge.export import sidecar_path
+from spikebridge.export.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, export_akida, quantise_weights,
+                                      quantised_colanet, window_steps)
+from spikebridge.export.formats import check_akida_bits
+from spikebridge.export_cli import add_export_command
+
+
+@pytest.fixture(scope="module")
+def akida():
+    return pytest.importorskip("akida", reason="needs BrainChip's akida package: pip install 'spikebridge[akida]'")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(x, y, **cfg):
+    learner = create_learner("colanet", x.shape[1], 10, config=CoLaNETConfig(**cfg))
+    return train(learner, x, y, epochs=2, batch_size=16, progress=False)[0].model
+
+
+@pytest.fixture(scope="module")
+def pixel_model(pixel_digits):
+    """CoLaNET on the raw 64-pixel digits (real data, no encoder): 128 ON/OFF channels, 30 neurons."""
+    xt, xv, yt, yv = pixel_digits
+    return _train(xt, yt, microcolumns=3), xv, yv
+
+
+@pytest.fixture(scope="module")
+def pixel_ensemble(pixel_digits):
+    xt, xv, yt, yv = pixel_digits
+    return _train(xt, yt, microcolumns=2, ensemble=2), xv, yv
+
+
+def _agreement(a, b) -> float:
+    return float((torch.as_tensor(np.asarray(a)) == torch.as_tensor(np.asarray(b))).double().mean())
+
+
+# --------------------------------------------------------------------------- without Akida
+def test_bit_widths_are_checked_with_one_line_errors():
+    assert [check_akida_bits(b, "weight bits") for b in (1, 2, 4, np.int64(4))] == [1, 2, 4, 4]
+    for bad in (0, 3, 8, 4.0, True, "4"):
+        with pytest.raises(SpikebridgeError, match=r"is not an Akida bit width; choose one of 1, 2, 4$"):
+            check_akida_bits(bad, "weight bits")
+    assert [window_steps(b) for b in (1, 2, 4)] == [1, 3, 15]
+
+
+def test_quantiser_uses_akidas_integer_ranges_and_errors_shrink_with_bits(pixel_model):
+    model, _, _ = pixel_model
+    w = model.effective_weights()[0]
+    w = torch.cat([w, torch.zeros(1, w.shape[1])])  # an unrecruited neuron: zero row
+    errors = {}
+    for bits, (lo, hi) in {4: (-7, 7), 2: (-1, 1), 1: (0, 1)}.items():
+        q = quantise_weights(w, bits)
+        assert q.q.dtype == torch.int8 and int(q.q.min()) >= lo and int(q.q.max()) <= hi
+        assert q.scale[-1] == 0 and bool((q.dequantised()[-1] == 0).all())
+        assert bool((q.scale[:-1] > 0).all())
+        errors[bits] = float(((q.dequantised() - w.double()) ** 2).sum() / (w.double() ** 2).sum())
+    assert errors[4] < 0.05 and errors[4] < errors[2] < 1.0 and errors[1] < 1.0
+    with pytest.raises(SpikebridgeError, match="weight bits 3 is not an Akida bit width"):
+        quantise_weights(w, 3)
+
+
+def test_without_akida_the_export_says_how_to_install_it(pixel_model, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "akida", None)  # import akida -> ImportError
+    with pytest.raises(SpikebridgeError, match=r"pip install 'spikebridge\[akida\]'"):
+        export_akida(pixel_model[0], tmp_path / "m.fbz")
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    add_export_command(parser.add_subparsers(dest="command"))
+    return parser
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "akida", "--weight-bits", "3"], "--weight-bits 3 is not an Akida bit width; choose one of 1, 2, 4"),
+    (["--format", "akida", "--input-bits", "8"], "--input-bits 8 is not an Akida bit width; choose one of 1, 2, 4"),
+    (["--format", "akida", "--reset", "zero"], "--reset does not apply to --format akida; leave it out"),
+    (["--format", "akida", "--target", "norse"], "--target does not apply to --format akida; leave it out"),
+    (["--format", "nir", "--input-bits", "4"], "--input-bits does not apply to --format nir; leave it out"),
+    (["--format", "int8", "--weight-bits", "4"], "--weight-bits does not apply to --format int8; leave it out"),
+])
+def test_export_command_refuses_bad_akida_options_before_reading_the_model(tmp_path, argv, message):
+    args = _parser().parse_args(["export", "--model", str(tmp_path / "absent.safetensors"), *argv])
+    with pytest.raises(SpikebridgeError) as err:
+        args.func(args)
+    assert str(err.value) == message
+
+
+# --------------------------------------------------------------------------- with Akida
+def test_network_layout_and_sidecar(akida, pixel_model, tmp_path):
+    model, _, _ = pixel_model
+    summary = export_akida(model, tmp_path / "m.fbz", classes=[str(c) for c in range(10)])
+    net = akida.Model(str(tmp_path / "m.fbz"))  # Akida's own reader
+    inp, fc = net.get_layer(0), net.get_layer(1)
+    assert inp.parameters.layer_type == akida.LayerType.InputData
+    assert fc.parameters.layer_type == akida.LayerType.FullyConnected
+    assert inp.input_bits == 4 and list(inp.output_dims) == [1, 1, 128]
+    assert fc.parameters.weights_bits == 4 and not fc.parameters.activation
+    weights = fc.get_variable("weights")
+    assert weights.shape == (1, 1, 128, 30) and weights.min() >= -7 and weights.max() <= 7
+    side = json.loads(sidecar_path(tmp_path / "m.fbz").read_text())
+    assert side["format"] == "spikebridge-akida" and side["steps"] == 15 and side["coder"]["name"] == "regular"
+    assert [n["column"] for n in side["neurons"]] == [j // 3 for j in range(30)]
+    assert [n["active"] for n in side["neurons"]] == model.active[0].tolist()
+    assert side["classes"] == [str(c) for c in range(10)] and "argmax_c" in side["readout"]["rule"]
+    assert summary["neurons"] == 30 and summary["recruited"] == int(model.active.sum())
+    unrecruited = ~model.active[0].numpy()
+    if unrecruited.any():
+        assert (weights[0, 0][:, unrecruited] == 0).all()
+
+
+@pytest.mark.parametrize("input_bits, weight_bits", [(4, 4), (4, 2), (4, 1), (2, 4), (1, 1)])
+def test_akida_decision_is_our_readout_on_the_same_counts(akida, pixel_model, input_bits, weight_bits):
+    """Akida's integer potentials decoded by the sidecar's rule give the decision of our continuous
+    readout on the same counts with the same (quantised) weights; with 4-bit weights also (>= 99 %)
+    that of the float weights."""
+    model, xv, _ = pixel_model
+    ak = AkidaCoLaNET.from_colanet(model, input_bits, weight_bits)
+    x = ak.counts(xv)
+    assert x.dtype == np.uint8 and int(x.max()) <= window_steps(input_bits)
+    P = ak.potentials(x)
+    q = quantise_weights(model.effective_weights()[0], weight_bits)
+    assert np.array_equal(P, x.reshape(len(x), -1).astype(np.int64) @ q.q.T.numpy().astype(np.int64))  # exact integers
+    ours = ak.scores(P, x)
+    rates = count_rates(model, xv, input_bits)
+    assert torch.equal(rates, torch.from_numpy(x.reshape(len(x), -1)).float() / window_steps(input_bits))
+    reference = quantised_colanet(model, weight_bits).column_scores_continuous(rates)
+    assert torch.allclose(ours, reference.double(), rtol=1e-4, atol=1e-6)
+    assert _agreement(ours.argmax(1), reference.argmax(1)) >= 0.995
+    if weight_bits == 4:
+        assert _agreement(ours.argmax(1), model.column_scores_continuous(rates).argmax(1)) >= 0.99
+    if weight_bits != 1:  # Akida's own predict_classes (predict = (P - threshold) / act_step) decides the same
+        assert _agreement(ak.predict_classes(x), ours.argmax(1)) >= 0.995
+    else:
+        with pytest.raises(SpikebridgeError, match="1-bit"):
+            ak.predict_classes(x)
+
+
+def test_unrecruited_neurons_and_tiny_thresholds(akida, pixel_model):
+    """An unrecruited neuron gets zero weights and no say, also in Akida's own predict_classes;
+    a threshold so small that act_step would fall below Akida's 1/16 rescales all act_steps."""
+    import copy
+
+    model, xv, _ = pixel_model
+    odd = copy.copy(model)
+    odd.active = model.active.clone()
+    odd.active[0, ::3] = False  # the first microcolumn of every column
+    odd.threshold = model.threshold * 1e-6
+    ak = AkidaCoLaNET.from_colanet(odd, 4, 4)
+    layer = ak.model.get_layer(1)
+    assert (layer.get_variable("weights")[0, 0][:, ::3] == 0).all()
+    assert ak.side.weights["predict_factor"] > 1 and layer.get_variable("act_step").min() >= 1 / 16
+    x = ak.counts(xv)
+    ours = ak.scores(ak.potentials(x), x).argmax(1)
+    reference = quantised_colanet(odd, 4).column_scores_continuous(count_rates(odd, xv, 4)).argmax(1)
+    assert _agreement(ours, reference) >= 0.995 and _agreement(ak.predict_classes(x), ours) >= 0.995
+    predicted = np.asarray(ak.model.predict(x)).reshape(len(x), -1)
+    assert predicted[:, ::3].max() < -1e9  # unrecruited: (0 - 2**30) / (1/16)
+
+
+def test_fbz_round_trip_gives_identical_predictions(akida, pixel_model, tmp_path):
+    model, xv, yv = pixel_model
+    ak = AkidaCoLaNET.from_colanet(model, 4, 4)
+    before = ak.predict(xv)
+    ak.save(tmp_path / "a" / "m.fbz")
+    back = AkidaCoLaNET.load(tmp_path / "a" / "m.fbz")
+    x = back.counts(xv)
+    assert np.array_equal(back.potentials(x), ak.potentials(x))
+    assert torch.equal(back.predict(xv), before)
+    assert _agreement(before, yv) > 0.8  # a working classifier, not just a consistent one
+
+
+def test_ensemble_members_are_summed_like_ours(akida, pixel_ensemble):
+    model, xv, _ = pixel_ensemble
+    ak = AkidaCoLaNET.from_colanet(model, 4, 4)
+    assert len(ak.side.neurons) == 2 * 10 * 2 and not ak.side.readout["akida_predict_classes"]
+    x = ak.counts(xv)
+    reference = quantised_colanet(model, 4).column_scores_continuous(count_rates(model, xv, 4))
+    assert _agreement(ak.scores(ak.potentials(x), x).argmax(1), reference.argmax(1)) >= 0.995
+
+
+def test_maps_onto_an_akd1000(akida, pixel_model):
+    m = AkidaCoLaNET.from_colanet(pixel_model[0], 4, 4).hardware_mapping("AKD1000")
+    assert m["mapped"] and m["hardware_sequences"] == 1 and m["neural_processors"] >= 1
+    with pytest.raises(SpikebridgeError, match="unknown Akida device"):
+        AkidaCoLaNET.from_colanet(pixel_model[0], 4, 4).hardware_mapping("AKD9")
+
+
+def test_load_refuses_missing_or_mismatched_sidecars(akida, pixel_model, tmp_path):
+    model, _, _ = pixel_model
+    export_akida(model, tmp_path / "four.fbz", weight_bits=4)
+    export_akida(model, tmp_path / "two.fbz", weight_bits=2)
+    with pytest.raises(SpikebridgeError, match="Akida model not found"):
+        AkidaCoLaNET.load(tmp_path / "absent.fbz")
+    sidecar_path(tmp_path / "two.fbz").replace(tmp_path / "kept.json")
+    with pytest.raises(SpikebridgeError, match="is missing; a bare .fbz has no CoLaNET readout"):
+        AkidaCoLaNET.load(tmp_path / "two.fbz")
+    (tmp_path / "kept.json").replace(sidecar_path(tmp_path / "four.fbz"))  # a 2-bit sidecar beside a 4-bit model
+    with pytest.raises(SpikebridgeError, match="does not match"):
+        AkidaCoLaNET.load(tmp_path / "four.fbz")
+    sidecar_path(tmp_path / "four.fbz").write_text('{"format": "spikebridge-nir"}')
+    with pytest.raises(SpikebridgeError, match="not a spikebridge Akida sidecar"):
+        AkidaCoLaNET.load(tmp_path / "four.fbz")
+    with pytest.raises(SpikebridgeError, match="lacks a field"):
+        AkidaSidecar.from_dict({"format": "spikebridge-akida", "version": 1})
+    with pytest.raises(SpikebridgeError, match="input bits 3 is not an Akida bit width"):
+        AkidaCoLaNET.from_colanet(model, 3, 4)
+
+
+def test_digits_features_agree_at_four_bits(akida, digits_features):
+    """Lite0 features of the digits set (slow: extracts them): >= 99 % agreement with our quantised
+    continuous readout on the same counts, and 4-bit weights cost at most a point of accuracy
+    against our float weights on those counts."""
+    train_fs, val_fs = digits_features
+    model = _train(train_fs.features, train_fs.labels)
+    ak = AkidaCoLaNET.from_colanet(model, 4, 4)
+    x = ak.counts(val_fs.features)
+    pred = ak.scores(ak.potentials(x), x).argmax(1)
+    rates = count_rates(model, val_fs.features, 4)
+    reference = quantised_colanet(model, 4).column_scores_continuous(rates).argmax(1)
+    assert _agreement(pred, reference) >= 0.99
+    float_weights = _agreement(model.column_scores_continuous(rates).argmax(1), val_fs.labels)
+    assert _agreement(pred, val_fs.labels) >= float_weights - 0.01
+
+
+@pytest.mark.slow
+def test_export_command_writes_an_akida_model(akida, pixel_model, tmp_path):
+    model, xv, _ = pixel_model
+    path = tmp_path / "run" / "model.safetensors"
+    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata(), "classes": [str(c) for c in range(10)]})
+    done = subprocess.run([sys.executable, "-m", "spikebridge", "export", "--model", str(path), "--format", "akida",
+                           "--weight-bits", "2", "--input-bits", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "run" / "model.fbz"  # default: beside the model
+    assert "Akida model:" in done.stdout and out.is_file() and sidecar_path(out).is_file()
+    back = AkidaCoLaNET.load(out)
+    assert back.side.weight_bits == 2 and back.side.input_bits == 2 and back.steps == 3
+    assert torch.equal(back.predict(xv), AkidaCoLaNET.from_colanet(model, 2, 2).predict(xv))
+    bad = subprocess.run([sys.executable, "-m", "spikebridge", "export", "--model", str(path), "--format", "akida",
+                          "--weight-bits", "3"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "error: --weight-bits 3 is not an Akida bit width; choose one of 1, 2, 4"]
