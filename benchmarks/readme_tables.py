@@ -159,6 +159,67 @@ def deploy(_: str = "") -> str:
             f"{100 * res['float_top1']:.2f} % float, {q['network_bytes'] / 1000:.0f} kB on chip.")
 
 
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def nir_consumers(_: str = "") -> str:
+    res = _load("deploy.json")
+    if res is None or "nir_consumers" not in res:
+        return "(no nir_consumers in deploy.json yet: run python benchmarks/nir_consumers.py)"
+    nc = res["nir_consumers"]
+    out = [f"Imagenette val ({nc['n_val']:,} examples{', --quick sample' if nc['quick'] else ''}), {nc['neurons']} "
+           f"neurons, T = {nc['steps']}; agreement: the same decision as ours (`CoLaNET.simulate`), by the same "
+           f"readout on the consumer's output spikes. snnTorch/Norse rows: `benchmarks/deploy.py` "
+           f"({res.get('n_val', 0):,} val, its own trained model); the others: `benchmarks/nir_consumers.py`.", "",
+           "| consumer | version | graph | agreement % | notes |", "| --- | --- | --- | --- | --- |"]
+    versions = nc.get("peers_versions", {})
+    for name, label in (("snntorch", "snnTorch"), ("norse", "Norse")):
+        p = res.get("peers", {}).get(name)
+        if p:
+            out.append(f"| {label} | {versions.get(name) or '-'} | `--target {name}` | {100 * p['agreement']:.2f} | "
+                       f"reset {p['peer_reset']}; spike counts equal to our simulation of that reset: "
+                       f"{100 * p['reference_spike_match']:.2f} % |")
+    for name, label in (("sinabs", "Sinabs"), ("rockpool", "Rockpool")):
+        c = nc["consumers"].get(name, {})
+        if "runs" not in c:
+            out.append(f"| {label} | - | - | - | {_md(c.get('status', 'not run'))} |")
+            continue
+        version = f"{c['versions'][name]} (NIR {c['versions']['nir']})"
+        for r in c["runs"]:
+            if r["status"] != "ran":
+                cells = ("rejected", f"`{_md(r['error'])}`")
+            else:
+                ref = (f"; vs our simulation of this graph {100 * r['reference_agreement']:.2f} %, spike counts equal "
+                       f"{100 * r['spike_match']:.2f} %") if "reference" in r else ""
+                spikes = f"; {r['output_spikes']:.1f} output spikes/example (ours {nc['ours_output_spikes']:.1f})"
+                cells = (f"{100 * r['agreement']:.2f}", _md(r["notes"]) + spikes + ref)
+            out.append(f"| {label} | {version} | {_md(r['graph'])} | {cells[0]} | {cells[1]} |")
+    effects = nc["graph_effects"]
+    out += ["", "The graphs themselves, run by our simulator, vs our decisions: "
+            + "; ".join(f"{k.replace('_', ' ')} {100 * v['agreement_with_ours']:.2f} % (top-1 {100 * v['top1']:.2f})"
+                        for k, v in effects.items() if k != "recurrent") + "."]
+    return "\n".join(out)
+
+
+def hardware_fit(_: str = "") -> str:
+    res = _load("deploy.json")
+    if res is None or "hardware_fit" not in res:
+        return "(no hardware_fit in deploy.json yet: run python benchmarks/nir_consumers.py)"
+    hw = res["hardware_fit"]
+    m = hw["model"]
+    out = [f"The trained Imagenette classifier: {m['inputs']:,} input channels -> {m['neurons']} neurons, "
+           f"{m['classes']} classes, 8-bit weights (`spikebridge.export.hardware.fit_report`).", "",
+           "| chip [toolchain] | fits as exported | cores needed | why not | what would have to change |",
+           "| --- | --- | --- | --- | --- |"]
+    for key, f in hw["chips"].items():
+        lim = hw["limits"][key]
+        cores = f"{f['cores']} of {f['available']}" if f["cores"] else "-"
+        out.append(f"| {lim['name']} [{lim['toolchain']}] | {'yes' if f['fits'] else 'no'} | {cores} | "
+                   f"{_md('; '.join(f['reasons'])) or '-'} | {_md('; '.join(f['changes'] + f['notes'])) or '-'} |")
+    return "\n".join(out)
+
+
 def encoder_choice(_: str = "") -> str:
     enc = _load("encoders.json")
     rows = [(n, _load(f)) for n, f in (("efficientnet_lite0", "accuracy_imagenet64.json"),
@@ -226,6 +287,8 @@ RENDERERS = {
     "speed": speed,
     "online": online,
     "deploy": deploy,
+    "nir_consumers": nir_consumers,
+    "hardware_fit": hardware_fit,
     "encoder_choice": encoder_choice,
     "demo": demo,
     "encoders": encoders,

@@ -6,6 +6,7 @@
   :func:`import_nir`) with a typed, versioned sidecar (:class:`NIRSidecar`);
 * :mod:`~spikebridge.export.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
   :func:`quantise`);
+* :mod:`~spikebridge.export.hardware` -- documented chip limits, core counts and :func:`fit_report`;
 * :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI).
 
 Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free. The
@@ -20,6 +21,7 @@ _WHERE = {
     "network": ["Network", "READOUT_RULE", "network_of", "readout_scores"],
     "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
     "fixed_point": ["DECAY_BITS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
+    "hardware": ["CHIPS", "fit_all", "fit_report"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
