@@ -363,7 +363,7 @@ def _truenorth(s: ModelShape, copies: int = 4) -> Fit:
         return fit
     if plan["slices"] > 1:
         fit.changes.append(f"each neuron split over {plan['slices']} input slices ({plan['partial']} cores of partial "
-                           f"neurons) plus a merge layer ({plan['merge']} cores)")
+                           f"neurons) plus a merge layer ({plan['merge']} core{'s' if plan['merge'] > 1 else ''})")
     if plan["splitter"]:
         fit.changes.append(f"{plan['splitter']} splitter cores copy spikes for lateral inhibition and output")
     fit.changes.append(f"weights to {copies} levels per neuron (each input on {copies} axons, one per axon type)")
