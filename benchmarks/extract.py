@@ -43,7 +43,6 @@ import argparse
 import collections
 import copy
 import dataclasses
-import inspect
 import json
 import os
 import tempfile
@@ -61,8 +60,10 @@ from spikebridge.encoders import (
     Encoder,
     cpu_has_native_bf16,
     create_encoder,
+    cxx_compiler,
     fold_batchnorm,
     load_pretrained,
+    resolve_precision,
     state_checksum,
 )
 from spikebridge.energy import encoder_macs
@@ -305,12 +306,16 @@ def main(argv=None) -> int:
           f"bf16 {gemm['bf16']['gflop_s']:.0f} GFLOP/s -> bound {bound['fp32']:.0f} / {bound['bf16']:.0f} img/s", flush=True)
 
     workers = default_workers("cpu")
+    big_job = create_encoder.__kwdefaults__
+    default_label = f"{resolve_precision(big_job['precision'], torch.device('cpu'))} " + (
+        "compiled" if big_job["compile"] is True or (big_job["compile"] == "auto" and cxx_compiler()) else "eager")
     result = {"benchmark": "extract", "mode": "quick" if args.quick else "full", "encoder": args.encoder,
               "threads": args.threads, "batch": args.batch, "machine": machine_info(),
               "native_bf16": cpu_has_native_bf16(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "library_defaults": {"workers": workers, **{k: p.default for k, p in inspect.signature(create_encoder).parameters.items()
-                                                          if k in ("precision", "compile", "fold_bn", "jpeg_draft")},
+              "library_defaults": {"workers": workers, **{k: big_job[k] for k in ("precision", "compile", "fold_bn", "jpeg_draft")},
                                    "auto_compile_min_images": AUTO_COMPILE_MIN_IMAGES},
+              "library_default_variant": {"variant": default_label, "for": f"extractions of >= {AUTO_COMPILE_MIN_IMAGES} images "
+                                          "(smaller ones run the eager variant of the same precision)"},
               "targets": {"end_to_end_over_forward_max": TARGET_RATIO, "forward_share_min": 1 / TARGET_RATIO,
                           "forward_fraction_of_fp32_roofline_min": TARGET_ROOFLINE},
               "roofline": {"macs_per_image": macs, "gemm": gemm, "bound_img_s": bound,
@@ -351,6 +356,11 @@ def main(argv=None) -> int:
             print(f"  {label:26s} forward {f['img_s']:6.1f} img/s ({100 * f['fraction_of_fp32_roofline']:3.0f} % of fp32 bound"
                   + (f", first call {f['first_call_s']:.0f} s" if f["compiled"] else "") + f")   end to end {e['img_s']:6.1f} img/s "
                   f"(x{e['end_to_end_over_forward']:.2f} of forward)", flush=True)
+        for prec in ("fp32", "bf16"):
+            eager, comp = row["forward"].get(f"{prec} eager"), row["forward"].get(f"{prec} compiled")
+            if eager and comp and comp["img_s"] > eager["img_s"]:
+                # images after which compiling (first call, warm or cold inductor cache) has paid for itself
+                row.setdefault("compile_break_even_images", {})[prec] = comp["first_call_s"] / (1 / eager["img_s"] - 1 / comp["img_s"])
         if not args.quick:
             best = max(row["forward"], key=lambda k: row["forward"][k]["img_s"])
             row["worker_sweep"] = {"variant": best, "runs": [end_to_end(ds, variants[best], args.batch, w) for w in (0, 1, 2)]}
@@ -421,7 +431,8 @@ def main(argv=None) -> int:
     for name, row in result["datasets"].items():
         for label, f in row["forward"].items():
             e = row["end_to_end"][label]
-            print(f"| {name} | {label} | {row['decode']['library_workers']['img_s']:.0f} | {f['img_s']:.1f} | {e['img_s']:.1f} | "
+            mark = " (library default)" if label == default_label else ""
+            print(f"| {name} | {label}{mark} | {row['decode']['library_workers']['img_s']:.0f} | {f['img_s']:.1f} | {e['img_s']:.1f} | "
                   f"{e['end_to_end_over_forward']:.2f} | {100 * f['fraction_of_fp32_roofline']:.0f} % |")
     for label, f in backends.items():
         if f.get("installed", True):

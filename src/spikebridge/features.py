@@ -316,9 +316,10 @@ def extract_features(
         raise SpikebridgeError(f"workers must be >= 0, not {workers}")
     pending = [i for i in mine if not shard_is_complete(entry, i, expect[i])]
     n_pending = sum(expect[i]["stop"] - expect[i]["start"] for i in pending)
-    if n_pending:
-        encoder.prepare(n_pending, batch_size)  # compiles the forward for a large job (Encoder.compile)
-    bar = tqdm(total=n_pending, unit="img", desc=f"extract {dataset.name}/{dataset.split}", disable=not progress)
+    compiling = bool(n_pending) and encoder.prepare(n_pending, batch_size)  # a large job compiles (Encoder.compile)
+    desc = f"extract {dataset.name}/{dataset.split}"
+    bar = tqdm(total=n_pending, unit="img", desc=desc + (" (first batch compiles the encoder)" if compiling else ""),
+               disable=not progress)
     computed: list[int] = []
     budget = stop_after_shards
     started = time.time()
@@ -409,6 +410,8 @@ def _extract_pass(dataset, encoder, entry: Path, pending: list[int], expect: dic
                 s["kept"] += good_rows
             s["seen"] += len(rows)
             bar.update(len(rows))
+            if bar.n == len(rows) and not bar.disable:
+                bar.set_description(f"extract {dataset.name}/{dataset.split}")
             if s["seen"] == expect[i]["stop"] - expect[i]["start"]:
                 _write_shard(entry, i, s, encoder.feature_dim, rank, expect[i])
                 written.append(i)
@@ -522,8 +525,8 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
     ``dataset`` is what :func:`spikebridge.data.open_dataset` accepts (``"digits"``, an image
     folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
     default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
-    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"auto"`` (default: bf16 on CPUs with
-    native bf16), ``"fp32"`` or ``"bf16"`` (see :func:`~spikebridge.encoders.create_encoder`);
+    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
+    ``"auto"`` (bf16 on CPUs with native bf16) (see :func:`~spikebridge.encoders.create_encoder`);
     with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default :func:`default_workers`).
     Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
     ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
