@@ -83,6 +83,27 @@ def test_quantiser_uses_akidas_integer_ranges_and_errors_shrink_with_bits(pixel_
         quantise_weights(w, 3)
 
 
+def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_model):
+    """With the input second moment of the training rates, every neuron's expected squared drive
+    error on those inputs is at most that of the plain weight-error quantiser (same codes, best scale)."""
+    from spikebridge.export.akida import input_second_moment
+
+    model, _, _ = pixel_model
+    xt = pixel_digits[0]
+    w = model.effective_weights()[0].double()
+    sigma = input_second_moment(model, xt, 4)
+    x = count_rates(model, xt, 4).double()
+    assert torch.allclose(sigma, x.T @ x / len(x), rtol=1e-5, atol=1e-9)
+    for bits in (4, 2, 1):
+        errors = [((x @ (w - quantise_weights(w, bits, s).dequantised()).T) ** 2).mean(0) for s in (sigma, None)]
+        assert bool((errors[0] <= errors[1] * (1 + 1e-9) + 1e-12).all()), bits
+        assert float(errors[0].sum()) < float(errors[1].sum())
+    with pytest.raises(SpikebridgeError, match="calibration features are empty"):
+        input_second_moment(model, xt[:0], 4)
+    with pytest.raises(SpikebridgeError, match="non-finite features"):
+        input_second_moment(model, np.full((2, 64), np.nan, np.float32), 4)
+
+
 def test_without_akida_the_export_says_how_to_install_it(pixel_model, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "akida", None)  # import akida -> ImportError
     with pytest.raises(SpikebridgeError, match=r"pip install 'spikebridge\[akida\]'"):
@@ -102,6 +123,7 @@ def _parser():
     (["--format", "akida", "--target", "norse"], "--target does not apply to --format akida; leave it out"),
     (["--format", "nir", "--input-bits", "4"], "--input-bits does not apply to --format nir; leave it out"),
     (["--format", "int8", "--weight-bits", "4"], "--weight-bits does not apply to --format int8; leave it out"),
+    (["--format", "nir", "--calibration", "feats"], "--calibration does not apply to --format nir; leave it out"),
 ])
 def test_export_command_refuses_bad_akida_options_before_reading_the_model(tmp_path, argv, message):
     args = _parser().parse_args(["export", "--model", str(tmp_path / "absent.safetensors"), *argv])
@@ -232,19 +254,44 @@ def test_load_refuses_missing_or_mismatched_sidecars(akida, pixel_model, tmp_pat
 
 
 def test_digits_features_agree_at_four_bits(akida, digits_features):
-    """Lite0 features of the digits set (slow: extracts them): >= 99 % agreement with our quantised
-    continuous readout on the same counts, and 4-bit weights cost at most a point of accuracy
-    against our float weights on those counts."""
+    """Lite0 features of the digits set (slow: extracts them), quantiser calibrated on train: >= 99 %
+    agreement with our quantised continuous readout on the same counts, and 4-bit weights cost at
+    most a point of accuracy against our float weights on those counts."""
+    from spikebridge.export.akida import input_second_moment
+
     train_fs, val_fs = digits_features
     model = _train(train_fs.features, train_fs.labels)
-    ak = AkidaCoLaNET.from_colanet(model, 4, 4)
+    sigma = input_second_moment(model, train_fs.features, 4)
+    ak = AkidaCoLaNET.from_colanet(model, 4, 4, second_moment=sigma)
     x = ak.counts(val_fs.features)
     pred = ak.scores(ak.potentials(x), x).argmax(1)
     rates = count_rates(model, val_fs.features, 4)
-    reference = quantised_colanet(model, 4).column_scores_continuous(rates).argmax(1)
+    reference = quantised_colanet(model, 4, sigma).column_scores_continuous(rates).argmax(1)
     assert _agreement(pred, reference) >= 0.99
     float_weights = _agreement(model.column_scores_continuous(rates).argmax(1), val_fs.labels)
     assert _agreement(pred, val_fs.labels) >= float_weights - 0.01
+
+
+def test_export_command_reads_calibration_features(akida, pixel_model, digits_features, tmp_path, capsys):
+    """--calibration takes a cached feature folder; a folder without features or of another
+    width is refused in one line."""
+    train_fs, _ = digits_features
+    model = _train(train_fs.features, train_fs.labels)
+    path = tmp_path / "model.safetensors"
+    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    out = tmp_path / "m.fbz"
+    args = _parser().parse_args(["export", "--model", str(path), "--format", "akida", "--out", str(out),
+                                 "--calibration", str(train_fs.path)])
+    assert args.func(args) == 0 and "Akida model:" in capsys.readouterr().out
+    assert f"of {len(train_fs.features)} calibration examples" in AkidaCoLaNET.load(out).side.weights["sigma"]
+    args = _parser().parse_args(["export", "--model", str(path), "--format", "akida", "--calibration", str(tmp_path)])
+    with pytest.raises(SpikebridgeError, match="no readable feature manifest"):
+        args.func(args)
+    pixel = tmp_path / "pixel.safetensors"
+    save_tensors(pixel, pixel_model[0].tensors(), {"rule": "colanet", **pixel_model[0].metadata()})
+    args = _parser().parse_args(["export", "--model", str(pixel), "--format", "akida", "--calibration", str(train_fs.path)])
+    with pytest.raises(SpikebridgeError, match="holds 1280-dimensional features; the model reads 64"):
+        args.func(args)
 
 
 @pytest.mark.slow

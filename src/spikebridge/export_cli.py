@@ -25,7 +25,8 @@ formats:
         by spikebridge.export.Int8CoLaNET.
   akida BrainChip Akida model (.fbz, Akida's own format; opens with akida.Model(path)): InputData
         (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with
-        --weight-bits integer weights (W - gamma, one scale per neuron) and no activation; the class
+        --weight-bits integer weights (W - gamma, one scale per neuron, fitted to the input rates
+        of --calibration features when given) and no activation; the class
         is read from the output potentials as CoLaNET's continuous readout. OUT.json holds the
         coder, T, scales, thresholds, class of each neuron and the decision rule. Needs
         pip install 'spikebridge[akida]'.
@@ -56,18 +57,21 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
                    help="akida only: input bit width (default 4); the counts cover T = 2**bits - 1 steps (15, 3, 1)")
     p.add_argument("--weight-bits", type=int, default=None, metavar=bits,
                    help="akida only: weight bit width (default 4)")
+    p.add_argument("--calibration", type=Path, default=None, metavar="FEATURES",
+                   help="akida only: a cached feature folder (e.g. the training split's, under the feature cache) "
+                        "whose input rates the weight quantiser fits (default: the plain weight error)")
     p.set_defaults(func=cmd_export)
     return p
 
 
 APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--input-bits": ("akida",),
-              "--weight-bits": ("akida",)}
+              "--weight-bits": ("akida",), "--calibration": ("akida",)}
 
 
 def check_export_options(args) -> None:
     """Refuse options the chosen format or target cannot honour (before the model is read)."""
     given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset,
-             "--input-bits": args.input_bits, "--weight-bits": args.weight_bits}
+             "--input-bits": args.input_bits, "--weight-bits": args.weight_bits, "--calibration": args.calibration}
     wrong = [o for o, v in given.items() if v is not None and args.format not in APPLIES_TO[o]]
     if wrong:
         raise SpikebridgeError(f"{wrong[0]} does not apply to --format {args.format}; leave it out")
@@ -106,9 +110,17 @@ def cmd_export(args) -> int:
     elif args.format == "akida":
         from .export.akida import export_akida
 
+        calibration = None
+        if args.calibration is not None:
+            from .features import load_features
+
+            calibration = load_features(args.calibration).features
+            if calibration.shape[1] != model.n_inputs:
+                raise SpikebridgeError(f"{args.calibration} holds {calibration.shape[1]}-dimensional features; the model "
+                                       f"reads {model.n_inputs}")
         out = args.out or Path(args.model).with_suffix(".fbz")
         s = export_akida(model, out, input_bits=args.input_bits, weight_bits=args.weight_bits,
-                         classes=meta.get("classes"))
+                         classes=meta.get("classes"), calibration=calibration)
         print(f"Akida model: {s['path']} ({s['bytes']} bytes; InputData {s['channels']} channels of "
               f"{s['input_bits']}-bit spike counts over T = {s['steps']} steps -> FullyConnected {s['neurons']} "
               f"neurons ({s['recruited']} recruited), {s['weight_bits']}-bit weights)")

@@ -16,22 +16,25 @@ Neurons
     weights and take no part in the decision.
 Weights (:func:`quantise_weights`, symmetric, one scale ``s_j`` per neuron)
     ``w_j = W_j - gamma`` (the feedforward inhibition folded in, as in every export) becomes
-    ``w_hat_j = s_j (alpha q_j - beta)``, chosen for the error of the *drive* ``x . w_hat_j``
-    rather than of the weights: for inputs with independent channels of mean ``mu`` and variance
-    ``v``, ``E[(x . e)^2] = v (|e|^2 + lambda (sum_i e_i)^2)`` with ``e = w_j - w_hat_j`` and
-    ``lambda = mu^2 / v`` (:data:`DRIVE_LAMBDA`):
+    ``w_hat_j = s_j (alpha q_j - beta)``, chosen to minimise the expected squared error of the
+    neuron's *drive*, ``E[(x . e)^2] = e^T Sigma e`` with ``e = w_j - w_hat_j`` and
+    ``Sigma = E[x x^T]`` the second moment of the input rates ``x = counts / T`` over
+    calibration features (the training set, ``calibration=``); without them ``Sigma = I``, the
+    plain weight error. For a code ``c_j = alpha q_j - beta`` the best scale is
+    ``s_j = (c_j^T Sigma w_j) / (c_j^T Sigma c_j)``.
 
     * 4 and 2 bits: Akida's signed range ``q in [-Q, Q]``, ``Q = 2**(bits-1) - 1`` (7 or 1),
-      ``alpha = 1, beta = 0``; ``q_j = clip(round(w_j / c), -Q, Q)`` for clipping steps
-      ``c = rho max|w_j| / Q``, ``rho`` in ``1/128 .. 1``; for each, the scale minimising the
-      error above, ``s_j = (w_j . q_j + lambda sum(w_j) sum(q_j)) / (q_j . q_j + lambda sum(q_j)^2)``;
-      the ``rho`` of least error is kept. (The weight error alone, ``lambda = 0``, zeroes most of
-      CoLaNET's many small weights at 2 bits and shifts every neuron's drive: 1.7 points lower on
-      Imagenette.)
+      ``alpha = 1, beta = 0``; ``q_j = clip(round(w_j / c), -Q, Q)`` for the clipping step
+      ``c = rho max|w_j| / Q`` whose ``rho`` in ``1/64 .. 1`` gives the least error;
     * 1 bit: Akida's 1-bit weights are ``{0, 1}``; ``q_j = [w_j > 0]`` stands for the sign,
-      ``alpha = 2, beta = 1`` (``w_hat = s_j (2 q - 1) = s_j sign(w)``) and
-      ``s_j = mean_i |w_j,i|`` (least squares; the drive error's scale, which matches
-      ``sum(w_j)`` with a dense sign code, was measured worse).
+      ``alpha = 2, beta = 1`` (``w_hat = s_j (2 q - 1) = s_j sign(w)``; ``Sigma = I`` gives
+      ``s_j = mean_i |w_j,i|``).
+
+    CoLaNET's weights are heavy-tailed (most near 0, some at the bounds): the weight error alone
+    zeroes most small weights at 2 bits, which on Imagenette shifts enough drives to cost 1.7
+    points, while a data-free drive model (independent channels of equal mean) costs as much on
+    digits; the measured ``Sigma`` was as good as or better than both at every bit width on
+    both (see ``benchmarks/akida_deploy.py``).
 Decision (:meth:`AkidaCoLaNET.scores`, from Akida's output potentials)
     ``a_j = s_j (alpha P_j - beta S) / T`` with ``S = sum_i x_i`` (so ``a_j = w_hat_j . x / T``,
     the drive of CoLaNET's continuous mode at the rates ``x / T``), ``u_j = a_j / theta_k``, and
@@ -72,11 +75,7 @@ from .formats import AKIDA_FORMAT, AKIDA_VERSION, check_akida_bits, sidecar_path
 
 MIN_ACT_STEP = 1.0 / 16  # Akida refuses smaller act_step values
 UNUSED_THRESHOLD = 1 << 30  # threshold of unrecruited neurons: predict() = -2**30 / act_step
-CLIP_GRID = 128  # clipping ratios rho = 1/128 .. 1 searched per neuron by the 2- and 4-bit quantiser
-# lambda = mu^2 / v of the input rates in the quantiser's drive error: ON/OFF rates clip(z/3, 0, 1) of
-# standard-normal features have mu = 0.133, v = 0.038 (0.47); measured on Imagenette training rates 0.36;
-# the 2- and 4-bit decisions changed by < 0.1 point over lambda = 0.1 .. 3
-DRIVE_LAMBDA = 0.5
+CLIP_GRID = 64  # clipping ratios rho = 1/64 .. 1 searched per neuron by the 2- and 4-bit quantiser
 
 DECISION_RULE = ("a_j = scale_j * (alpha * P_j - beta * S) / T, P_j = Akida FullyConnected output potential of "
                  "neuron j, S = sum of the input counts, alpha/beta = 2/1 for 1-bit weights (q in {0,1} codes the "
@@ -120,41 +119,60 @@ class QuantisedWeights:
         return self.scale.view(-1, 1) * (self.alpha * self.q.double() - self.beta)
 
 
-def quantise_weights(w: torch.Tensor, bits: int) -> QuantisedWeights:
-    """Per-neuron symmetric quantisation of ``w [U, N]`` to Akida's ``bits``-bit weights (the rule
-    in the module docstring); rows of zeros (unrecruited neurons) get ``q = 0``, ``s = 0``."""
+def quantise_weights(w: torch.Tensor, bits: int, second_moment: torch.Tensor | None = None) -> QuantisedWeights:
+    """Per-neuron symmetric quantisation of ``w [U, N]`` to Akida's ``bits``-bit weights minimising
+    ``e^T Sigma e`` (``second_moment`` ``Sigma [N, N]``; ``None``: the identity), the rule in the
+    module docstring; rows of zeros (unrecruited neurons) get ``q = 0``, ``s = 0``."""
     bits = check_akida_bits(bits, "weight bits")
     w = w.double()
+    sigma = None if second_moment is None else second_moment.double()
+    times = (lambda m: m) if sigma is None else (lambda m: m @ sigma)  # noqa: E731  m -> m Sigma
+
+    def fit(code: torch.Tensor):
+        """Best scale of ``code`` (>= 0) and its error ``e^T Sigma e`` (up to the constant ``w^T Sigma w``)."""
+        cs = times(code)
+        num, den = (cs * w).sum(1), (cs * code).sum(1)
+        scale = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros(())).clamp_min(0)
+        return scale, -scale * num  # e^T S e = w^T S w - 2 s c^T S w + s^2 c^T S c = w^T S w - s c^T S w
+
     if bits == 1:
-        return QuantisedWeights((w > 0).to(torch.int8), w.abs().mean(1), 1)
+        q = (w > 0).to(torch.int8)
+        scale, _ = fit(2.0 * q.double() - 1.0)
+        return QuantisedWeights(q, torch.where(w.abs().amax(1) > 0, scale, torch.zeros(())), 1)
     Q = (1 << (bits - 1)) - 1
-    lam = DRIVE_LAMBDA
     top = w.abs().amax(1, keepdim=True)  # [U, 1]
-    total = w.sum(1)
     best_err = torch.full((len(w),), math.inf, dtype=torch.float64)
     best_q = torch.zeros_like(w, dtype=torch.int8)
     best_s = torch.zeros(len(w), dtype=torch.float64)
     for k in range(1, CLIP_GRID + 1):
-        step = (top * (k / CLIP_GRID) / Q).clamp_min(1e-300)
-        q = torch.clamp(torch.round(w / step), -Q, Q)
-        qsum = q.sum(1)
-        denom = (q * q).sum(1) + lam * qsum * qsum
-        s = torch.where(denom > 0, ((w * q).sum(1) + lam * total * qsum) / denom.clamp_min(1e-300), torch.zeros(()))
-        e = w - s.view(-1, 1) * q
-        err = (e * e).sum(1) + lam * e.sum(1) ** 2
+        q = torch.clamp(torch.round(w / (top * (k / CLIP_GRID) / Q).clamp_min(1e-300)), -Q, Q)
+        scale, err = fit(q)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
-        best_s = torch.where(better, s, best_s)
+        best_s = torch.where(better, scale, best_s)
         best_q[better] = q[better].to(torch.int8)
     return QuantisedWeights(best_q, best_s, bits)
 
 
-def quantised_colanet(model: CoLaNET, weight_bits: int) -> CoLaNET:
+def input_second_moment(model: CoLaNET, features, input_bits: int) -> torch.Tensor:
+    """``Sigma = E[x x^T]`` ``[N, N]`` (float64) of the input rates ``x = counts / T`` of ``features``."""
+    require_finite(features, "calibration")
+    if len(features) == 0:
+        raise SpikebridgeError("calibration features are empty")
+    T = window_steps(input_bits)
+    sigma = torch.zeros(model.n_channels, model.n_channels, dtype=torch.float64)
+    for b in range(0, len(features), 2048):
+        x = spike_counts(model.rates(features[b : b + 2048]), T).float() / T
+        sigma += (x.T @ x).double()
+    return sigma / len(features)
+
+
+def quantised_colanet(model: CoLaNET, weight_bits: int, second_moment: torch.Tensor | None = None) -> CoLaNET:
     """A copy of ``model`` whose effective weights ``W - gamma`` are the dequantised Akida weights
     ``w_hat`` (our quantised reference: ``column_scores_continuous`` on it is the decision Akida
     computes, in floating point)."""
     K, J, N = model.weights.shape
-    qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits)
+    qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment)
     out = copy.copy(model)  # shares every tensor but the weights, which are replaced (not modified)
     out.weights = (qw.dequantised().view(K, J, N) + model.gamma.double().view(-1, 1, 1)).to(model.weights.dtype)
     return out
@@ -234,7 +252,11 @@ class AkidaCoLaNET:
 
     # -- construction
     @classmethod
-    def from_colanet(cls, model: CoLaNET, input_bits: int = 4, weight_bits: int = 4, classes=None) -> "AkidaCoLaNET":
+    def from_colanet(cls, model: CoLaNET, input_bits: int = 4, weight_bits: int = 4, classes=None,
+                     calibration=None, second_moment: torch.Tensor | None = None) -> "AkidaCoLaNET":
+        """Map ``model`` onto Akida. ``calibration``: features ``[B, D]`` (the training set) whose
+        input second moment the weight quantiser uses (or pass it as ``second_moment``, from
+        :func:`input_second_moment`); neither: the plain weight error."""
         akida = _akida()
         if not isinstance(model, CoLaNET):
             raise SpikebridgeError(f"Akida export supports CoLaNET models only, not {type(model).__name__}")
@@ -244,7 +266,9 @@ class AkidaCoLaNET:
         cfg = model.config
         K, J, N = model.weights.shape
         T = window_steps(input_bits)
-        qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits)
+        if second_moment is None and calibration is not None:
+            second_moment = input_second_moment(model, calibration, input_bits)
+        qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment)
         active = model.active.reshape(-1)
         member = torch.arange(K).repeat_interleave(J)
         theta = model.threshold.double()
@@ -274,11 +298,13 @@ class AkidaCoLaNET:
             colanet_config=asdict(cfg),
             weights={"bits": weight_bits, "alpha": qw.alpha, "beta": qw.beta,
                      "value": "w_hat[j, i] = scale_j * (alpha * q[j, i] - beta) ~ W[j, i] - gamma",
-                     "quantiser": ("q = [w > 0], scale = mean|w| (sign code)" if weight_bits == 1 else
+                     "quantiser": ("q = [w > 0] (sign code)" if weight_bits == 1 else
                                    f"q = clip(round(w / c), -Q, Q), Q = {(1 << (weight_bits - 1)) - 1}, c = rho * "
-                                   f"max|w| / Q for the rho in 1/{CLIP_GRID}..1 of least drive error |e|^2 + "
-                                   f"lambda * sum(e)^2 (e = w - w_hat, lambda = {DRIVE_LAMBDA}), scale = (w.q + "
-                                   "lambda sum(w) sum(q)) / (q.q + lambda sum(q)^2)"),
+                                   f"max|w| / Q for the rho in 1/{CLIP_GRID}..1 of least error"),
+                     "scale": "scale = (c^T Sigma w) / (c^T Sigma c), c = alpha q - beta: least e^T Sigma e, e = w - w_hat",
+                     "sigma": ("identity (no calibration features: the weight error)" if second_moment is None else
+                               f"E[x x^T] of the input rates x = counts / T of {len(calibration)} calibration examples"
+                               if calibration is not None else "E[x x^T] of the input rates (given)"),
                      "akida_scaling": "predict() = (P - threshold) / act_step with act_step = factor * T theta / "
                                       "(alpha scale), threshold 0; unrecruited: threshold 2**30, act_step 1/16",
                      "predict_factor": factor},
@@ -395,9 +421,11 @@ class AkidaCoLaNET:
         return cls(net, side, norm)
 
 
-def export_akida(model: CoLaNET, path, *, input_bits: int = 4, weight_bits: int = 4, classes=None) -> dict:
-    """Write ``path`` (Akida ``.fbz``) and ``path.json``; returns :meth:`AkidaCoLaNET.save`'s summary."""
-    return AkidaCoLaNET.from_colanet(model, input_bits, weight_bits, classes).save(path)
+def export_akida(model: CoLaNET, path, *, input_bits: int = 4, weight_bits: int = 4, classes=None,
+                 calibration=None) -> dict:
+    """Write ``path`` (Akida ``.fbz``) and ``path.json``; returns :meth:`AkidaCoLaNET.save`'s summary
+    (``calibration``: features whose input rates the weight quantiser fits, see :meth:`AkidaCoLaNET.from_colanet`)."""
+    return AkidaCoLaNET.from_colanet(model, input_bits, weight_bits, classes, calibration).save(path)
 
 
 def load_akida(path) -> AkidaCoLaNET:
