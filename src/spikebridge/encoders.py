@@ -26,7 +26,7 @@ of the ANN runs. Preprocessing always comes from the model's own timm data confi
 each model's native resolution (Lite0 224 px, Lite1 240 px, Lite2 260 px, bicubic, centre
 crop 0.875 / 0.882 / 0.89).
 
-Inference speed (all on by default; see ``benchmarks/extract.py``):
+Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
 
 * :class:`Preprocess` splits timm's eval transform where it becomes float: loader workers
   return ``uint8`` pixels, the main process normalises whole batches straight into

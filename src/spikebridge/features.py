@@ -526,8 +526,9 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
     folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
     default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
     ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
-    ``"auto"`` (bf16 on CPUs with native bf16) (see :func:`~spikebridge.encoders.create_encoder`);
-    with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default :func:`default_workers`).
+    ``"auto"`` (bf16 on CPUs with native bf16; see :func:`~spikebridge.encoders.create_encoder`);
+    with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default
+    :func:`default_workers`).
     Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
     ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
     Also available as ``spikebridge.features(...)``.
