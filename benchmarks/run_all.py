@@ -51,7 +51,8 @@ def _acc(data: str, encoder: str | None = None) -> list[str]:
 
 
 JOBS = [
-    Job("simulation", "simulation.py", "simulation.json", timing=True),
+    # first: --remember stores the dense/event crossover measured here for method="auto" (speed uses it)
+    Job("simulation", "simulation.py", "simulation.json", ["--remember"], timing=True),
     Job("speed", "speed.py", "speed.json", timing=True),
     Job("extract", "extract.py", "extract.json", timing=True),
     Job("accuracy_digits", "accuracy.py", "accuracy_digits.json", ["--dataset", "digits"], ["--dataset", "digits", "--quick"]),
