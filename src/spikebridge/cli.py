@@ -29,7 +29,13 @@ def _add_data_options(p: argparse.ArgumentParser, evaluate: bool = False) -> Non
     p.add_argument("--shard-size", type=int, default=1024,
                    help="images per cache shard: the unit of resume and of work per torchrun rank (default: 1024; "
                         "an entry begun with another size keeps its own)")
-    p.add_argument("--workers", type=int, default=None, help="image-decoding worker processes (default: min(2, cores))")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image-decoding worker processes (default: one per 8 cores, at least 1; up to 8 with a GPU)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
+                   help="encoder arithmetic: fp32 (default; evaluate: the model's), bf16 autocast, or auto (bf16 where "
+                        "the CPU has native bf16); part of the feature cache key")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile the encoder: auto (large CPU extractions, when a C++ compiler is found), on, off")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:i]'")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable image instead of skipping it (also refuses cached features "
@@ -354,8 +360,8 @@ def cmd_evaluate(args) -> int:
         raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset} "
                                f"({len(meta['classes'])} classes, e.g. {meta['classes'][:3]}; the data set has "
                                f"{len(splits.classes)}, e.g. {splits.classes[:3]})")
-    encoder = _create_encoder(args, name, cut)
     trained_on = meta.get("encoder") or {}
+    encoder = _create_encoder(args, name, cut, trained_on.get("precision"))
     if trained_on.get("weights_sha256") and trained_on["weights_sha256"] != encoder.weight_checksum:
         raise SpikebridgeError(f"{args.model} was trained with other {name} weights (sha256 "
                                f"{trained_on['weights_sha256'][:12]}..., these are {encoder.weight_checksum[:12]}...); "
@@ -376,11 +382,13 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _create_encoder(args, name: str, cut: int | None):
+def _create_encoder(args, name: str, cut: int | None, precision: str | None = None):
     from .distributed import local_device
     from .encoders import create_encoder
 
-    return create_encoder(name, weights=args.weights, cut=cut, device=local_device(args.device))
+    compile_ = {"auto": "auto", "on": True, "off": False}[getattr(args, "compile", "auto")]
+    return create_encoder(name, weights=args.weights, cut=cut, device=local_device(args.device),
+                          precision=getattr(args, "precision", None) or precision or "fp32", compile=compile_)
 
 
 def cmd_tune(args) -> int:
