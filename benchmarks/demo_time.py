@@ -21,13 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from spikebridge.report import machine_info  # noqa: E402
+from spikebridge.report import cpu_busy_fraction, machine_info  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json")
     args = ap.parse_args(argv)
+    busy_before = cpu_busy_fraction(2.0)  # other processes' use of the CPUs just before the start
     with tempfile.TemporaryDirectory(prefix="spikebridge-demo-") as tmp:
         env = {**os.environ, "SPIKEBRIDGE_CACHE": str(Path(tmp) / "cache")}
         run_dir = Path(tmp) / "demo"
@@ -37,6 +38,7 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - t0
         run = json.loads((run_dir / "run.json").read_text())
     result = {"command": "spikebridge demo (cold cache)", "wall_seconds": seconds,
+              "cpu_busy_before_start": busy_before,
               "load_average_1min_after": os.getloadavg()[0],
               "top1_spiking": run["metrics"]["top1"], "tuned_probe_top1": run["baseline"]["top1"],
               "train_seconds": run["train_seconds"], "machine": machine_info()}

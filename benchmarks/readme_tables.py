@@ -105,8 +105,11 @@ def demo(_: str = "") -> str:
     res = _load("demo.json")
     if res is None:
         return "(no demo.json yet: run benchmarks/demo_time.py)"
-    load = res.get("load_average_1min_after")
-    busy = f" (machine load {load:.1f} during the run: other jobs shared the cores)" if load and load > 1.5 else ""
+    before = res.get("cpu_busy_before_start")  # other processes' CPU use before the start
+    load = res.get("load_average_1min_after") if before is None else None  # older files: the load average
+    busy = (f" (CPUs {100 * before:.0f} % busy before it started: other jobs shared the cores)" if before is not None
+            and before > 0.2 else f" (machine load {load:.1f} during the run: other jobs shared the cores)"
+            if load and load > 1.5 else "")
     if busy:  # a timing taken while other jobs ran is not a number to publish
         return (f"Last `python benchmarks/demo_time.py` run{busy}: its time is not quoted; on its screen CoLaNET "
                 f"{100 * res['top1_spiking']:.2f} % vs the tuned probe {100 * res['tuned_probe_top1']:.2f} % "
@@ -283,6 +286,48 @@ def speed(_: str = "") -> str:
     return "\n".join(out)
 
 
+def simulation(_: str = "") -> str:
+    res = _load("simulation.json")
+    if res is None or res.get("quick"):
+        return "(no simulation.json from a full run yet: run `python benchmarks/simulation.py --remember` alone)"
+    m, p, v = res["model"], res["precision"], res["precision_val"]
+    cross = ", ".join(f"{100 * c:.1f} % at {n} neurons" for n, c in res["auto_crossover"]["float32"])
+    ms = lambda path, prec: f"{1000 * p['simulate_s'][path][prec]:.0f} ms"  # noqa: E731
+    return (f"Measured by `python benchmarks/simulation.py` ({_machine(res['machine'])}): dense/event crossover "
+            f"{cross} (fp32; `method=\"auto\"` interpolates in log(neurons) and caches it per machine). On a "
+            f"CoLaNET trained on Imagenette ({m['neurons']} neurons, {m['channels']} inputs, input density "
+            f"{100 * p['input_density']:.1f} %, auto picks {p['auto_path']}), one batch of {p['examples']} at T = 32: "
+            f"dense {ms('dense', 'float32')} fp32 / {ms('dense', 'bfloat16')} bf16, event {ms('event', 'float32')} / "
+            f"{ms('event', 'bfloat16')}; bf16 decisions agree with fp32 on {100 * v['dense']['decisions']:.2f} % of the "
+            f"{v['examples']:,} val examples (spike counts {100 * v['dense']['counts']:.3f} %).")
+
+
+def extract(_: str = "") -> str:
+    res = _load("extract.json")
+    if res is None or res.get("mode") == "quick":
+        return "(no extract.json from a full run yet: run `python benchmarks/extract.py` alone on the machine)"
+    roof = res["roofline"]
+    out = [f"Measured by `python benchmarks/extract.py` ({_machine(res['machine'])}, {res['threads']} threads, batch "
+           f"{res['batch']}): Lite0 = {roof['macs_per_image'] / 1e6:.0f} MMACs per image; fp32 GEMM "
+           f"{roof['gemm']['fp32']['gflop_s']:.0f} GFLOP/s, bf16 {roof['gemm']['bf16']['gflop_s']:.0f} GFLOP/s, so the "
+           f"roofline is {roof['bound_img_s']['fp32']:.0f} img/s in fp32 ({roof['bound_img_s']['bf16']:.0f} in bf16).", "",
+           "| data set | variant | forward img/s | % of fp32 roofline | end to end img/s | end to end / forward |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for name, ds in res["datasets"].items():
+        for variant, f in ds["forward"].items():
+            e = ds["end_to_end"].get(variant)
+            out.append(f"| {name} | {variant} | {f['img_s']:.1f} | {100 * f['fraction_of_fp32_roofline']:.0f} | "
+                       + (f"{e['img_s']:.1f} | {e['end_to_end_over_forward']:.2f} |" if e else "- | - |"))
+    t = res["top1"]
+    out += ["", f"Decoding alone (library setting, {res['library_defaults']['workers']} worker): "
+            + ", ".join(f"{n} {ds['decode']['library_workers']['img_s']:.0f} img/s" for n, ds in res["datasets"].items())
+            + f". ImageNet-sample top-1 ({t['images']:,} images): reference {100 * t['reference_fp32']:.1f} %, library "
+            f"fp32 {100 * t['library_fp32']:.1f} %, bf16 {100 * t['library_bf16']:.1f} %"
+            + "".join(f"; {n} {b['img_s']:.1f} img/s, {100 * b['top1']:.1f} %" for n, b in res.get("backends", {}).items()
+                      if "img_s" in b) + "."]
+    return "\n".join(out)
+
+
 RENDERERS = {
     "speed": speed,
     "online": online,
@@ -298,6 +343,8 @@ RENDERERS = {
     "accuracy_imagenette": lambda: accuracy("accuracy_imagenette.json"),
     "accuracy_digits": lambda: accuracy("accuracy_digits.json"),
     "rule_study": rule_study,
+    "simulation": simulation,
+    "extract": extract,
     "resolution": resolution,
 }
 PATTERN = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)\n?(<!-- /table:\2 -->)", re.S)

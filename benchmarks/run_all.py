@@ -23,6 +23,7 @@ a cold cache adds the extraction (timed by ``extract``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -80,9 +81,12 @@ def command(job: Job, quick: bool, out_dir: Path) -> list[str]:
 
 
 def run_job(job: Job, cmd: list[str], log_dir: Path) -> dict:
+    from spikebridge.report import cpu_busy_fraction
+
     load = os.getloadavg()[0]
-    if job.timing and load > 0.5:
-        print(f"warning: load average {load:.2f} before {job.name}: its timings are contended", file=sys.stderr)
+    busy = cpu_busy_fraction(2.0)  # others' use of the CPUs now (the load average lags by a minute)
+    if job.timing and busy is not None and busy > 0.2:
+        print(f"warning: CPUs {100 * busy:.0f} % busy before {job.name}: its timings are contended", file=sys.stderr)
     log = log_dir / f"{job.name}.log"
     print(f"== {job.name}: {' '.join(cmd[1:])}  (log: {log})", flush=True)
     t0 = time.perf_counter()
@@ -92,9 +96,10 @@ def run_job(job: Job, cmd: list[str], log_dir: Path) -> dict:
     tail = log.read_text().splitlines()[-8:]
     print("\n".join("   " + line for line in tail), flush=True)
     print(f"== {job.name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {seconds:.0f} s", flush=True)
-    return {"command": " ".join(["python"] + [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - seconds)),
+            "command": " ".join(["python"] + [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT)) else c
                                              for c in cmd[1:]]),
-            "seconds": seconds, "load_average_1min_before": load, "returncode": rc,
+            "seconds": seconds, "load_average_1min_before": load, "cpu_busy_before": busy, "returncode": rc,
             "output_tail": tail if rc else []}
 
 
@@ -130,12 +135,16 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = out_dir / "logs"
     log_dir.mkdir(exist_ok=True)
-    record = {"mode": "quick" if args.quick else "full", "machine": machine_info(), "jobs": {}}
     summary = out_dir / "run_all.json"
+    record = {"mode": "quick" if args.quick else "full", "machine": machine_info(), "jobs": {}}
+    if only and summary.is_file():  # a partial run keeps the other jobs' records (each has its own start time)
+        previous = json.loads(summary.read_text())
+        if previous.get("mode") == record["mode"]:
+            record["jobs"] = {n: r for n, r in previous.get("jobs", {}).items() if n not in only}
     t0 = time.perf_counter()
     for job in jobs:
         record["jobs"][job.name] = run_job(job, command(job, args.quick, out_dir), log_dir)
-        record["total_seconds"] = time.perf_counter() - t0
+        record["total_seconds"] = time.perf_counter() - t0  # of this invocation
         write_json_atomic(summary, record)  # after every job: an interrupted run keeps what it measured
     failed = [n for n, r in record["jobs"].items() if r["returncode"]]
     if not args.quick and not args.no_readme and out_dir.resolve() == (BENCH / "results").resolve():

@@ -69,7 +69,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"
 ENCODER = "efficientnet_lite0"
 TARGETS = {"event_of_gather_roofline": 0.5, "dense_of_gemm_peak": 0.7}
-BUSY_LOAD_PER_CORE = 0.5  # load average above this fraction of the usable cores: timings unreliable
+BUSY_LOAD_PER_CORE = 0.5  # without /proc/stat: load average above this fraction of the usable cores
+BUSY_FRACTION = 0.2  # CPUs busier than this (other processes) in the 2 s before the start: timings unreliable
 
 
 # ------------------------------------------------------------------------------ peer configurations
@@ -608,9 +609,14 @@ def main(argv=None):
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     machine = machine_info()
     cores = machine.get("cpus_usable") or os.cpu_count() or 1
-    busy = bool(load and load[0] > BUSY_LOAD_PER_CORE * cores)
+    from spikebridge.report import cpu_busy_fraction
+
+    # others' CPU use right now (the load average still counts a benchmark that just finished)
+    busy_now = cpu_busy_fraction(2.0)
+    busy = bool(busy_now > BUSY_FRACTION) if busy_now is not None else bool(load and load[0] > BUSY_LOAD_PER_CORE * cores)
     if busy:
-        print(f"warning: load average {load[0]:.1f} on {cores} usable cores at the start: other processes compete "
+        print(f"warning: the CPUs were {100 * (busy_now or 0):.0f} % busy before the start (load average "
+              f"{load[0] if load else float('nan'):.1f} on {cores} usable cores): other processes compete "
               f"for the CPU and these timings are unreliable (run alone)", file=sys.stderr)
     repeats = args.repeats or (3 if args.quick else 10)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else None)
@@ -641,7 +647,7 @@ def main(argv=None):
 
     result = {
         "machine": machine,
-        "config": {"threads": threads, "load_average_start": load, "busy": busy, "quick": args.quick,
+        "config": {"threads": threads, "load_average_start": load, "cpu_busy_before_start": busy_now, "busy": busy, "quick": args.quick,
                    "repeats": repeats, "batch": B, "steps": T, "input_channels": N, "input_density": density,
                    "input_spikes_per_batch": inf["events"], "fan_out": inf["fan_out"],
                    "class_counts": np.bincount(val_fs.labels[idx]).tolist(), "seed": args.seed, "inputs": source,

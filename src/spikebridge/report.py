@@ -67,6 +67,25 @@ def versions() -> dict:
             "numpy": np.__version__, "spikebridge": __version__, "platform": platform.platform()}
 
 
+def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs' time spent busy (not idle or waiting for I/O) over the next
+    ``seconds``, from two readings of ``/proc/stat``; None where that file does not exist.
+
+    Unlike the load average (a 1-minute moving average that still counts a benchmark that has
+    just finished), this says whether other processes are using the cores now."""
+    def snapshot():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = snapshot()
+        time.sleep(seconds)  # a measurement window, not synchronisation
+        total1, idle1 = snapshot()
+    except OSError:
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
 def machine_info() -> dict:
     """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
     import os
