@@ -266,8 +266,12 @@ class AkidaCoLaNET:
         cfg = model.config
         K, J, N = model.weights.shape
         T = window_steps(input_bits)
-        if second_moment is None and calibration is not None:
+        sigma_note = "identity (no calibration features: the weight error)"
+        if second_moment is not None:
+            sigma_note = "E[x x^T] of the input rates x = counts / T (given)"
+        elif calibration is not None:
             second_moment = input_second_moment(model, calibration, input_bits)
+            sigma_note = f"E[x x^T] of the input rates x = counts / T of {len(calibration)} calibration examples"
         qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment)
         active = model.active.reshape(-1)
         member = torch.arange(K).repeat_interleave(J)
@@ -302,9 +306,7 @@ class AkidaCoLaNET:
                                    f"q = clip(round(w / c), -Q, Q), Q = {(1 << (weight_bits - 1)) - 1}, c = rho * "
                                    f"max|w| / Q for the rho in 1/{CLIP_GRID}..1 of least error"),
                      "scale": "scale = (c^T Sigma w) / (c^T Sigma c), c = alpha q - beta: least e^T Sigma e, e = w - w_hat",
-                     "sigma": ("identity (no calibration features: the weight error)" if second_moment is None else
-                               f"E[x x^T] of the input rates x = counts / T of {len(calibration)} calibration examples"
-                               if calibration is not None else "E[x x^T] of the input rates (given)"),
+                     "sigma": sigma_note,
                      "akida_scaling": "predict() = (P - threshold) / act_step with act_step = factor * T theta / "
                                       "(alpha scale), threshold 0; unrecruited: threshold 2**30, act_step 1/16",
                      "predict_factor": factor},
