@@ -240,7 +240,9 @@ def test_export_command_writes_both_formats(digits_model, tmp_path, capsys):
     for fmt, out in (("nir", tmp_path / "x.nir"), ("int8", tmp_path / "x.int8.safetensors")):
         args = _parser().parse_args(["export", "--model", str(path), "--format", fmt, "--out", str(out)])
         assert args.func(args) == 0 and out.is_file() and ex.sidecar_path(out).is_file()
-    assert "bytes" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "bytes" in printed
+    assert "hardware fit" in printed and all(chip in printed for chip in ("Loihi 2", "TrueNorth"))
     args = _parser().parse_args(["export", "--model", str(path)])  # default: nir beside the model
     assert args.func(args) == 0 and (tmp_path / "run" / "model.nir").is_file()
 

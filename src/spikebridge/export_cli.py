@@ -132,4 +132,8 @@ def cmd_export(args) -> int:
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
               f"{s['decay_dv']}/4096)")
         print(f"sidecar:    {sidecar_path(out)}")
+    from .export.hardware import fit_report
+
+    print("hardware fit (documented limits; spikebridge.export.hardware):")
+    print("\n".join("  " + line for line in fit_report(model)))
     return 0
