@@ -75,12 +75,19 @@ def test_quantiser_uses_akidas_integer_ranges_and_errors_shrink_with_bits(pixel_
     for bits, (lo, hi) in {4: (-7, 7), 2: (-1, 1), 1: (0, 1)}.items():
         q = quantise_weights(w, bits)
         assert q.q.dtype == torch.int8 and int(q.q.min()) >= lo and int(q.q.max()) <= hi
-        assert q.scale[-1] == 0 and bool((q.dequantised()[-1] == 0).all())
-        assert bool((q.scale[:-1] > 0).all())
+        assert q.q.shape == (1, *w.shape) and q.scale.shape == (1, len(w))
+        assert q.scale[0, -1] == 0 and bool((q.dequantised()[-1] == 0).all())
+        assert bool((q.scale[0, :-1] > 0).all())
         errors[bits] = float(((q.dequantised() - w.double()) ** 2).sum() / (w.double() ** 2).sum())
     assert errors[4] < 0.05 and errors[4] < errors[2] < 1.0 and errors[1] < 1.0
     with pytest.raises(SpikebridgeError, match="weight bits 3 is not an Akida bit width"):
         quantise_weights(w, 3)
+    for bits in (4, 2, 1):  # residual slices: each one shrinks the error
+        errs = [float(((quantise_weights(w, bits, slices=n).dequantised() - w.double()) ** 2).sum()) for n in (1, 2, 3)]
+        assert errs[0] > errs[1] > errs[2], (bits, errs)
+    for bad in (0, 5, 1.5):
+        with pytest.raises(SpikebridgeError, match="weight slices .* must be an integer from 1 to 4"):
+            quantise_weights(w, 4, slices=bad)
 
 
 def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_model):
@@ -124,6 +131,8 @@ def _parser():
     (["--format", "nir", "--input-bits", "4"], "--input-bits does not apply to --format nir; leave it out"),
     (["--format", "int8", "--weight-bits", "4"], "--weight-bits does not apply to --format int8; leave it out"),
     (["--format", "nir", "--calibration", "feats"], "--calibration does not apply to --format nir; leave it out"),
+    (["--format", "akida", "--weight-slices", "5"], "--weight-slices 5 must be from 1 to 4"),
+    (["--format", "int8", "--weight-slices", "2"], "--weight-slices does not apply to --format int8; leave it out"),
 ])
 def test_export_command_refuses_bad_akida_options_before_reading_the_model(tmp_path, argv, message):
     args = _parser().parse_args(["export", "--model", str(tmp_path / "absent.safetensors"), *argv])
@@ -166,7 +175,7 @@ def test_akida_decision_is_our_readout_on_the_same_counts(akida, pixel_model, in
     assert x.dtype == np.uint8 and int(x.max()) <= window_steps(input_bits)
     P = ak.potentials(x)
     q = quantise_weights(model.effective_weights()[0], weight_bits)
-    assert np.array_equal(P, x.reshape(len(x), -1).astype(np.int64) @ q.q.T.numpy().astype(np.int64))  # exact integers
+    assert np.array_equal(P, x.reshape(len(x), -1).astype(np.int64) @ q.q[0].T.numpy().astype(np.int64))  # exact integers
     ours = ak.scores(P, x)
     rates = count_rates(model, xv, input_bits)
     assert torch.equal(rates, torch.from_numpy(x.reshape(len(x), -1)).float() / window_steps(input_bits))
@@ -214,6 +223,32 @@ def test_fbz_round_trip_gives_identical_predictions(akida, pixel_model, tmp_path
     assert np.array_equal(back.potentials(x), ak.potentials(x))
     assert torch.equal(back.predict(xv), before)
     assert _agreement(before, yv) > 0.8  # a working classifier, not just a consistent one
+
+
+@pytest.mark.parametrize("weight_bits", [4, 2, 1])
+def test_residual_slices_are_summed_by_the_readout(akida, pixel_model, weight_bits):
+    """Two Akida neurons per CoLaNET neuron (the second quantises the first one's error): the
+    decision is our readout with the two-slice weights and is closer to the float decision."""
+    model, xv, _ = pixel_model
+    ak = AkidaCoLaNET.from_colanet(model, 4, weight_bits, slices=2)
+    U = model.active.numel()
+    assert ak.side.slices == 2 and list(ak.model.get_layer(1).output_dims) == [1, 1, 2 * U]
+    x = ak.counts(xv)
+    P = ak.potentials(x)
+    ours = ak.scores(P, x)
+    rates = count_rates(model, xv, 4)
+    reference = quantised_colanet(model, weight_bits, slices=2).column_scores_continuous(rates)
+    assert torch.allclose(ours, reference.double(), rtol=1e-4, atol=1e-6)
+    float_scores = model.column_scores_continuous(rates)
+    one = quantised_colanet(model, weight_bits).column_scores_continuous(rates)
+    assert float((ours - float_scores).abs().mean()) < float((one - float_scores).abs().mean())
+    if weight_bits != 1:  # Akida's predict, summed over a neuron's two units, is u_j = a_j / theta
+        u = np.asarray(ak.model.predict(x)).reshape(len(x), 2, U).sum(1)
+        theta = float(model.threshold[0])
+        drive = rates.double() @ quantised_colanet(model, weight_bits, slices=2).effective_weights()[0].double().T
+        assert np.allclose(u, (drive / theta).numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(SpikebridgeError, match="predict_classes is not CoLaNET's decision"):
+        ak.predict_classes(x)
 
 
 def test_ensemble_members_are_summed_like_ours(akida, pixel_ensemble):
@@ -300,13 +335,14 @@ def test_export_command_writes_an_akida_model(akida, pixel_model, tmp_path):
     path = tmp_path / "run" / "model.safetensors"
     save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata(), "classes": [str(c) for c in range(10)]})
     done = subprocess.run([sys.executable, "-m", "spikebridge", "export", "--model", str(path), "--format", "akida",
-                           "--weight-bits", "2", "--input-bits", "2"], capture_output=True, text=True, timeout=300)
+                           "--weight-bits", "2", "--input-bits", "2", "--weight-slices", "2"],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "run" / "model.fbz"  # default: beside the model
     assert "Akida model:" in done.stdout and out.is_file() and sidecar_path(out).is_file()
     back = AkidaCoLaNET.load(out)
-    assert back.side.weight_bits == 2 and back.side.input_bits == 2 and back.steps == 3
-    assert torch.equal(back.predict(xv), AkidaCoLaNET.from_colanet(model, 2, 2).predict(xv))
+    assert back.side.weight_bits == 2 and back.side.input_bits == 2 and back.steps == 3 and back.side.slices == 2
+    assert torch.equal(back.predict(xv), AkidaCoLaNET.from_colanet(model, 2, 2, slices=2).predict(xv))
     bad = subprocess.run([sys.executable, "-m", "spikebridge", "export", "--model", str(path), "--format", "akida",
                           "--weight-bits", "3"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [

@@ -27,7 +27,8 @@ formats:
         (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with
         --weight-bits integer weights (W - gamma, one scale per neuron, fitted to the input rates
         of --calibration features when given) and no activation; the class
-        is read from the output potentials as CoLaNET's continuous readout. OUT.json holds the
+        is read from the output potentials as CoLaNET's continuous readout; --weight-slices 2 adds a
+        second Akida neuron per neuron for the first one's quantisation error. OUT.json holds the
         coder, T, scales, thresholds, class of each neuron and the decision rule. Needs
         pip install 'spikebridge[akida]'.
 """
@@ -57,6 +58,9 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
                    help="akida only: input bit width (default 4); the counts cover T = 2**bits - 1 steps (15, 3, 1)")
     p.add_argument("--weight-bits", type=int, default=None, metavar=bits,
                    help="akida only: weight bit width (default 4)")
+    p.add_argument("--weight-slices", type=int, default=None, metavar="L",
+                   help="akida only: Akida neurons per CoLaNET neuron, each quantising the previous ones' error "
+                        "(default 1; 2 gives about twice the weight precision with twice the neurons)")
     p.add_argument("--calibration", type=Path, default=None, metavar="FEATURES",
                    help="akida only: a cached feature folder (e.g. the training split's, under the feature cache) "
                         "whose input rates the weight quantiser fits (default: the plain weight error)")
@@ -65,13 +69,15 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
 
 
 APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--input-bits": ("akida",),
-              "--weight-bits": ("akida",), "--calibration": ("akida",)}
+              "--weight-bits": ("akida",), "--weight-slices": ("akida",),
+              "--calibration": ("akida",)}
 
 
 def check_export_options(args) -> None:
     """Refuse options the chosen format or target cannot honour (before the model is read)."""
     given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset,
-             "--input-bits": args.input_bits, "--weight-bits": args.weight_bits, "--calibration": args.calibration}
+             "--input-bits": args.input_bits, "--weight-bits": args.weight_bits,
+             "--weight-slices": args.weight_slices, "--calibration": args.calibration}
     wrong = [o for o, v in given.items() if v is not None and args.format not in APPLIES_TO[o]]
     if wrong:
         raise SpikebridgeError(f"{wrong[0]} does not apply to --format {args.format}; leave it out")
@@ -87,6 +93,9 @@ def check_export_options(args) -> None:
         args.weight_bits = 4 if args.weight_bits is None else args.weight_bits
         check_akida_bits(args.input_bits, "--input-bits")
         check_akida_bits(args.weight_bits, "--weight-bits")
+        args.weight_slices = 1 if args.weight_slices is None else args.weight_slices
+        if not 1 <= args.weight_slices <= 4:
+            raise SpikebridgeError(f"--weight-slices {args.weight_slices} must be from 1 to 4")
         if importlib.util.find_spec("akida") is None:
             raise SpikebridgeError("--format akida needs BrainChip's 'akida' package: pip install 'spikebridge[akida]'")
 
@@ -120,10 +129,10 @@ def cmd_export(args) -> int:
                                        f"reads {model.n_inputs}")
         out = args.out or Path(args.model).with_suffix(".fbz")
         s = export_akida(model, out, input_bits=args.input_bits, weight_bits=args.weight_bits,
-                         classes=meta.get("classes"), calibration=calibration)
+                         classes=meta.get("classes"), calibration=calibration, slices=args.weight_slices)
         print(f"Akida model: {s['path']} ({s['bytes']} bytes; InputData {s['channels']} channels of "
               f"{s['input_bits']}-bit spike counts over T = {s['steps']} steps -> FullyConnected {s['neurons']} "
-              f"neurons ({s['recruited']} recruited), {s['weight_bits']}-bit weights)")
+              f"neurons ({s['recruited']} recruited) x {s['slices']} slice(s), {s['weight_bits']}-bit weights)")
         print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     else:
         out = args.out or Path(args.model).with_name(Path(args.model).stem + ".int8.safetensors")

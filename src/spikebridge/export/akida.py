@@ -28,7 +28,11 @@ Weights (:func:`quantise_weights`, symmetric, one scale ``s_j`` per neuron)
       ``c = rho max|w_j| / Q`` whose ``rho`` in ``1/64 .. 1`` gives the least error;
     * 1 bit: Akida's 1-bit weights are ``{0, 1}``; ``q_j = [w_j > 0]`` stands for the sign,
       ``alpha = 2, beta = 1`` (``w_hat = s_j (2 q - 1) = s_j sign(w)``; ``Sigma = I`` gives
-      ``s_j = mean_i |w_j,i|``).
+      ``s_j = mean_i |w_j,i|``);
+    * ``slices = L > 1``: each CoLaNET neuron becomes ``L`` Akida neurons (unit ``l U + j``), slice
+      ``l`` quantising what slices ``< l`` left, ``w_j - sum_{m<l} w_hat_mj``; the readout sums
+      their drives, so the weights keep ``bits``-bit synapses with about ``L`` times the bits of
+      precision (``L`` times the neurons and synapses).
 
     CoLaNET's weights are heavy-tailed (most near 0, some at the bounds): the weight error alone
     zeroes most small weights at 2 bits, which on Imagenette shifts enough drives to cost 1.7
@@ -36,17 +40,17 @@ Weights (:func:`quantise_weights`, symmetric, one scale ``s_j`` per neuron)
     digits; the measured ``Sigma`` was as good as or better than both at every bit width on
     both (see ``benchmarks/akida_deploy.py``).
 Decision (:meth:`AkidaCoLaNET.scores`, from Akida's output potentials)
-    ``a_j = s_j (alpha P_j - beta S) / T`` with ``S = sum_i x_i`` (so ``a_j = w_hat_j . x / T``,
+    ``a_j = sum_l s_lj (alpha P_lj - beta S) / T`` with ``S = sum_i x_i`` (so ``a_j = w_hat_j . x / T``,
     the drive of CoLaNET's continuous mode at the rates ``x / T``), ``u_j = a_j / theta_k``, and
     the column decision of :meth:`spikebridge.colanet.CoLaNET.column_scores_continuous`:
     ``score_c = sum_k [max(0, u_kc) + 1e-6 theta_k u_kc]`` with ``u_kc`` the best recruited
     neuron of column ``c`` in member ``k``.
 
 Akida's own output scaling: ``Model.predict`` returns ``(P_j - threshold_j) / act_step_j``
-(float; measured on akida 2.19.3). The export sets ``act_step_j = T theta_k / (alpha s_j)`` and
-``threshold_j = 0``, so for 2- and 4-bit weights ``predict`` gives ``u_j`` itself and, with one
-member, Akida's ``predict_classes(x, num_classes=C)`` (neuron ``j`` -> class ``j // M``) is the
-decision; unrecruited neurons get ``threshold 2**30`` and ``act_step 1/16`` (``predict`` = -2**34).
+(float; measured on akida 2.19.3). The export sets ``act_step = T theta_k / (alpha s_lj)`` and
+``threshold = 0``, so for 2- and 4-bit weights ``predict`` gives ``u_j`` (summed over slices) and,
+with one member and one slice, Akida's ``predict_classes(x, num_classes=C)`` (neuron ``j`` -> class
+``j // M``) is the decision; unrecruited neurons get ``threshold 2**30`` and ``act_step 1/16`` (``predict`` = -2**34).
 Akida refuses ``act_step < 1/16``: if a model's smallest ``act_step`` would be below, all of them
 are multiplied by one factor ``f`` (``predict = u / f``, same argmax; ``f`` in the sidecar).
 With 1-bit weights the ``- s_j S`` term depends on the input, so only the host readout above
@@ -76,9 +80,10 @@ from .formats import AKIDA_FORMAT, AKIDA_VERSION, check_akida_bits, sidecar_path
 MIN_ACT_STEP = 1.0 / 16  # Akida refuses smaller act_step values
 UNUSED_THRESHOLD = 1 << 30  # threshold of unrecruited neurons: predict() = -2**30 / act_step
 CLIP_GRID = 64  # clipping ratios rho = 1/64 .. 1 searched per neuron by the 2- and 4-bit quantiser
+MAX_SLICES = 4  # residual weight slices (Akida neurons per CoLaNET neuron)
 
-DECISION_RULE = ("a_j = scale_j * (alpha * P_j - beta * S) / T, P_j = Akida FullyConnected output potential of "
-                 "neuron j, S = sum of the input counts, alpha/beta = 2/1 for 1-bit weights (q in {0,1} codes the "
+DECISION_RULE = ("a_j = sum over slices l of scale_lj * (alpha * P_lj - beta * S) / T, P_lj = Akida FullyConnected "
+                 "output potential of unit l * U + j, S = sum of the input counts, alpha/beta = 2/1 for 1-bit weights (q in {0,1} codes the "
                  "sign) and 1/0 otherwise; u_j = a_j / theta[member_j]; score_c = sum over members k of "
                  "max(0, u_kc) + 1e-6 * theta_k * u_kc, u_kc = max of u_j over the recruited neurons of column c "
                  "in member k; prediction = argmax_c score_c (CoLaNET's continuous readout on the counts)")
@@ -100,10 +105,11 @@ def window_steps(input_bits: int) -> int:
 # --------------------------------------------------------------------------- weight quantisation
 @dataclass
 class QuantisedWeights:
-    """Akida's integer weights ``q [U, N]`` (int8) and per-neuron scales: ``w_hat = s (alpha q - beta)``."""
+    """Akida's integer weights ``q [L, U, N]`` (int8; ``L`` residual slices) and per-neuron scales
+    ``[L, U]``: ``w_hat = sum_l s_l (alpha q_l - beta)``."""
 
-    q: torch.Tensor  # [U, N] int8: -Q..Q (2, 4 bits) or 0/1 (1 bit)
-    scale: torch.Tensor  # [U] float64
+    q: torch.Tensor  # [L, U, N] int8: -Q..Q (2, 4 bits) or 0/1 (1 bit)
+    scale: torch.Tensor  # [L, U] float64
     bits: int
 
     @property
@@ -115,18 +121,12 @@ class QuantisedWeights:
         return 1 if self.bits == 1 else 0
 
     def dequantised(self) -> torch.Tensor:
-        """``w_hat = s (alpha q - beta)`` ``[U, N]`` float64 (zero rows stay zero: ``s = 0``)."""
-        return self.scale.view(-1, 1) * (self.alpha * self.q.double() - self.beta)
+        """``w_hat = sum_l s_l (alpha q_l - beta)`` ``[U, N]`` float64 (zero rows stay zero: ``s = 0``)."""
+        return (self.scale.unsqueeze(-1) * (self.alpha * self.q.double() - self.beta)).sum(0)
 
 
-def quantise_weights(w: torch.Tensor, bits: int, second_moment: torch.Tensor | None = None) -> QuantisedWeights:
-    """Per-neuron symmetric quantisation of ``w [U, N]`` to Akida's ``bits``-bit weights minimising
-    ``e^T Sigma e`` (``second_moment`` ``Sigma [N, N]``; ``None``: the identity), the rule in the
-    module docstring; rows of zeros (unrecruited neurons) get ``q = 0``, ``s = 0``."""
-    bits = check_akida_bits(bits, "weight bits")
-    w = w.double()
-    sigma = None if second_moment is None else second_moment.double()
-    times = (lambda m: m) if sigma is None else (lambda m: m @ sigma)  # noqa: E731  m -> m Sigma
+def _quantise_once(w: torch.Tensor, bits: int, times) -> tuple[torch.Tensor, torch.Tensor]:
+    """One slice: ``(q [U, N] int8, scale [U])`` of least ``e^T Sigma e`` (``times(m) = m Sigma``)."""
 
     def fit(code: torch.Tensor):
         """Best scale of ``code`` (>= 0) and its error ``e^T Sigma e`` (up to the constant ``w^T Sigma w``)."""
@@ -138,20 +138,42 @@ def quantise_weights(w: torch.Tensor, bits: int, second_moment: torch.Tensor | N
     if bits == 1:
         q = (w > 0).to(torch.int8)
         scale, _ = fit(2.0 * q.double() - 1.0)
-        return QuantisedWeights(q, torch.where(w.abs().amax(1) > 0, scale, torch.zeros(())), 1)
-    Q = (1 << (bits - 1)) - 1
-    top = w.abs().amax(1, keepdim=True)  # [U, 1]
-    best_err = torch.full((len(w),), math.inf, dtype=torch.float64)
-    best_q = torch.zeros_like(w, dtype=torch.int8)
-    best_s = torch.zeros(len(w), dtype=torch.float64)
-    for k in range(1, CLIP_GRID + 1):
-        q = torch.clamp(torch.round(w / (top * (k / CLIP_GRID) / Q).clamp_min(1e-300)), -Q, Q)
-        scale, err = fit(q)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best_s = torch.where(better, scale, best_s)
-        best_q[better] = q[better].to(torch.int8)
-    return QuantisedWeights(best_q, best_s, bits)
+        scale = torch.where(w.abs().amax(1) > 0, scale, torch.zeros(()))
+    else:
+        Q = (1 << (bits - 1)) - 1
+        top = w.abs().amax(1, keepdim=True)  # [U, 1]
+        best_err = torch.full((len(w),), math.inf, dtype=torch.float64)
+        q = torch.zeros_like(w, dtype=torch.int8)
+        scale = torch.zeros(len(w), dtype=torch.float64)
+        for k in range(1, CLIP_GRID + 1):
+            code = torch.clamp(torch.round(w / (top * (k / CLIP_GRID) / Q).clamp_min(1e-300)), -Q, Q)
+            s, err = fit(code)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            scale = torch.where(better, s, scale)
+            q[better] = code[better].to(torch.int8)
+    return q.masked_fill((scale == 0).view(-1, 1), 0), scale  # a neuron without a scale has no weights
+
+
+def quantise_weights(w: torch.Tensor, bits: int, second_moment: torch.Tensor | None = None,
+                     slices: int = 1) -> QuantisedWeights:
+    """Per-neuron symmetric quantisation of ``w [U, N]`` to Akida's ``bits``-bit weights minimising
+    ``e^T Sigma e`` (``second_moment`` ``Sigma [N, N]``; ``None``: the identity), the rule in the
+    module docstring; each further slice quantises what the previous ones left (``w - w_hat``).
+    Rows of zeros (unrecruited neurons) get ``q = 0``, ``s = 0``."""
+    bits = check_akida_bits(bits, "weight bits")
+    if isinstance(slices, bool) or not isinstance(slices, int) or not 1 <= slices <= MAX_SLICES:
+        raise SpikebridgeError(f"weight slices {slices!r} must be an integer from 1 to {MAX_SLICES}")
+    w = w.double()
+    sigma = None if second_moment is None else second_moment.double()
+    times = (lambda m: m) if sigma is None else (lambda m: m @ sigma)  # noqa: E731  m -> m Sigma
+    qs, scales, rest = [], [], w
+    for _ in range(slices):
+        q, scale = _quantise_once(rest, bits, times)
+        qs.append(q)
+        scales.append(scale)
+        rest = rest - QuantisedWeights(q[None], scale[None], bits).dequantised()
+    return QuantisedWeights(torch.stack(qs), torch.stack(scales), bits)
 
 
 def input_second_moment(model: CoLaNET, features, input_bits: int) -> torch.Tensor:
@@ -167,12 +189,13 @@ def input_second_moment(model: CoLaNET, features, input_bits: int) -> torch.Tens
     return sigma / len(features)
 
 
-def quantised_colanet(model: CoLaNET, weight_bits: int, second_moment: torch.Tensor | None = None) -> CoLaNET:
+def quantised_colanet(model: CoLaNET, weight_bits: int, second_moment: torch.Tensor | None = None,
+                      slices: int = 1) -> CoLaNET:
     """A copy of ``model`` whose effective weights ``W - gamma`` are the dequantised Akida weights
     ``w_hat`` (our quantised reference: ``column_scores_continuous`` on it is the decision Akida
     computes, in floating point)."""
     K, J, N = model.weights.shape
-    qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment)
+    qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment, slices)
     out = copy.copy(model)  # shares every tensor but the weights, which are replaced (not modified)
     out.weights = (qw.dequantised().view(K, J, N) + model.gamma.double().view(-1, 1, 1)).to(model.weights.dtype)
     return out
@@ -204,9 +227,10 @@ class AkidaSidecar:
     microcolumns: int
     thresholds: list  # theta_k per member
     gamma: list
-    neurons: list  # per Akida neuron (FullyConnected unit): {"member", "row", "column", "active", "scale"}
+    neurons: list  # per CoLaNET neuron j: {"member", "row", "column", "active", "scales"} (one scale per slice)
     coder: dict
     colanet_config: dict
+    slices: int = 1  # Akida neurons per CoLaNET neuron: slice l of neuron j is FullyConnected unit l * U + j
     weights: dict = field(default_factory=dict)  # the quantiser, in words
     readout: dict = field(default_factory=dict)
     classes: list | None = None
@@ -253,10 +277,11 @@ class AkidaCoLaNET:
     # -- construction
     @classmethod
     def from_colanet(cls, model: CoLaNET, input_bits: int = 4, weight_bits: int = 4, classes=None,
-                     calibration=None, second_moment: torch.Tensor | None = None) -> "AkidaCoLaNET":
+                     calibration=None, second_moment: torch.Tensor | None = None, slices: int = 1) -> "AkidaCoLaNET":
         """Map ``model`` onto Akida. ``calibration``: features ``[B, D]`` (the training set) whose
         input second moment the weight quantiser uses (or pass it as ``second_moment``, from
-        :func:`input_second_moment`); neither: the plain weight error."""
+        :func:`input_second_moment`); neither: the plain weight error. ``slices``: Akida neurons
+        per CoLaNET neuron (residual slices of its weights, summed by the readout)."""
         akida = _akida()
         if not isinstance(model, CoLaNET):
             raise SpikebridgeError(f"Akida export supports CoLaNET models only, not {type(model).__name__}")
@@ -272,45 +297,50 @@ class AkidaCoLaNET:
         elif calibration is not None:
             second_moment = input_second_moment(model, calibration, input_bits)
             sigma_note = f"E[x x^T] of the input rates x = counts / T of {len(calibration)} calibration examples"
-        qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment)
+        qw = quantise_weights(model.effective_weights().reshape(K * J, N), weight_bits, second_moment, slices)
+        L, U = qw.scale.shape
         active = model.active.reshape(-1)
         member = torch.arange(K).repeat_interleave(J)
         theta = model.threshold.double()
-        scale = torch.where(active, qw.scale, torch.zeros(()))
+        scale = torch.where(active, qw.scale, torch.zeros(()))  # [L, U]
         used = active & (scale > 0)
         act_step = T * theta[member] / (qw.alpha * scale.clamp_min(1e-300))
         factor = max(1.0, MIN_ACT_STEP / float(act_step[used].min())) if bool(used.any()) else 1.0
         act_step = torch.where(used, act_step * factor, torch.full_like(act_step, MIN_ACT_STEP))
+        threshold = torch.where(active, 0, UNUSED_THRESHOLD).expand(L, U)
         net = akida.Model()
         net.add(akida.InputData(input_shape=(1, 1, N), input_bits=input_bits, name="spike_counts"))
-        net.add(akida.FullyConnected(units=K * J, weights_bits=weight_bits, activation=False, name="colanet"))
+        net.add(akida.FullyConnected(units=L * U, weights_bits=weight_bits, activation=False, name="colanet"))
         layer = net.get_layer("colanet")
-        layer.set_variable("weights", np.ascontiguousarray(qw.q.T.numpy().reshape(1, 1, N, K * J)))
-        layer.set_variable("threshold", np.where(used.numpy(), 0, UNUSED_THRESHOLD).astype(np.int32))
-        layer.set_variable("act_step", act_step.numpy().astype(np.float32))
+        layer.set_variable("weights", np.ascontiguousarray(qw.q.reshape(L * U, N).T.numpy().reshape(1, 1, N, L * U)))
+        layer.set_variable("threshold", threshold.reshape(-1).numpy().astype(np.int32))
+        layer.set_variable("act_step", act_step.reshape(-1).numpy().astype(np.float32))
         norm = model.normaliser
         side = AkidaSidecar(
             akida_version=akida.__version__, input_bits=input_bits, weight_bits=weight_bits, steps=T,
             n_inputs=model.n_inputs, n_classes=model.n_classes, members=K, microcolumns=cfg.microcolumns,
             thresholds=[float(t) for t in theta], gamma=[float(g) for g in model.gamma],
             neurons=[{"member": int(k), "row": int(j % J), "column": int(model.column[j % J]), "active": bool(a),
-                      "scale": float(s)} for j, (k, a, s) in enumerate(zip(member, active, scale))],
+                      "scales": [float(v) for v in s]} for j, (k, a, s) in enumerate(zip(member, active, scale.T))],
+            slices=L,
             coder={"name": "regular", "steps": T, "count": "x[c] = floor(0.5 + T * rate[c] + 1e-6) (spikes of the "
                    "regular coder over T steps)", "normalise": "rate[c] = clip((feature[source[c]] - center[c]) * gain[c], 0, 1)",
                    "kind": norm.kind, "parameter": norm.parameter, "source": [int(i) for i in norm.source],
                    "center": [float(v) for v in norm.center], "gain": [float(v) for v in norm.gain]},
             colanet_config=asdict(cfg),
             weights={"bits": weight_bits, "alpha": qw.alpha, "beta": qw.beta,
-                     "value": "w_hat[j, i] = scale_j * (alpha * q[j, i] - beta) ~ W[j, i] - gamma",
+                     "value": "w_hat[j, i] = sum over slices l of scale_lj * (alpha * q[l*U + j, i] - beta) ~ W[j, i] - gamma",
                      "quantiser": ("q = [w > 0] (sign code)" if weight_bits == 1 else
                                    f"q = clip(round(w / c), -Q, Q), Q = {(1 << (weight_bits - 1)) - 1}, c = rho * "
                                    f"max|w| / Q for the rho in 1/{CLIP_GRID}..1 of least error"),
-                     "scale": "scale = (c^T Sigma w) / (c^T Sigma c), c = alpha q - beta: least e^T Sigma e, e = w - w_hat",
+                     "scale": "scale = (c^T Sigma w) / (c^T Sigma c), c = alpha q - beta: least e^T Sigma e, e = w - w_hat; "
+                              "slice l > 1 quantises the rest w - (w_hat of slices < l)",
                      "sigma": sigma_note,
                      "akida_scaling": "predict() = (P - threshold) / act_step with act_step = factor * T theta / "
-                                      "(alpha scale), threshold 0; unrecruited: threshold 2**30, act_step 1/16",
+                                      "(alpha scale), threshold 0 (2/4 bits: the sum of a neuron's slices of predict() "
+                                      "is u_j / factor); unrecruited: threshold 2**30, act_step 1/16",
                      "predict_factor": factor},
-            readout={"rule": DECISION_RULE, "akida_predict_classes": weight_bits != 1 and K == 1},
+            readout={"rule": DECISION_RULE, "akida_predict_classes": weight_bits != 1 and K == 1 and L == 1},
             classes=list(classes) if classes is not None else None)
         return cls(net, side, norm)
 
@@ -334,12 +364,12 @@ class AkidaCoLaNET:
         side = self.side
         alpha, beta = (2, 1) if side.weight_bits == 1 else (1, 0)
         K, C, M = side.members, side.n_classes, side.microcolumns
-        scale = torch.tensor([n["scale"] for n in side.neurons], dtype=torch.float64)
+        scale = torch.tensor([n["scales"] for n in side.neurons], dtype=torch.float64).T  # [L, U]
         active = torch.tensor([n["active"] for n in side.neurons])
         theta = torch.tensor(side.thresholds, dtype=torch.float64)
-        P = torch.from_numpy(np.asarray(potentials, np.int64)).double()
+        P = torch.from_numpy(np.asarray(potentials, np.int64)).double().view(len(potentials), *scale.shape)
         S = torch.from_numpy(np.asarray(counts).reshape(len(counts), -1).sum(1, dtype=np.int64)).double()
-        a = scale * (alpha * P - beta * S.view(-1, 1)) / side.steps  # [B, U]: drive at the rates x / T
+        a = (scale * (alpha * P - beta * S.view(-1, 1, 1))).sum(1) / side.steps  # [B, U]: drive at the rates x / T
         a = a.masked_fill(~active, NEG).view(-1, K, C, M)
         best = a.max(-1).values  # [B, K, C]
         return (best.clamp_min(0) / theta.view(1, K, 1) + 1e-6 * best).sum(1)
@@ -356,8 +386,8 @@ class AkidaCoLaNET:
         """Akida's own ``predict_classes`` (argmax of ``predict``, neuron ``j`` -> class ``j // (U / C)``);
         our decision for one member and 2- or 4-bit weights (see the module docstring)."""
         if not self.side.readout.get("akida_predict_classes"):
-            raise SpikebridgeError("Akida's predict_classes is not CoLaNET's decision for 1-bit weights or "
-                                   "ensembles; use AkidaCoLaNET.predict")
+            raise SpikebridgeError("Akida's predict_classes is not CoLaNET's decision for 1-bit weights, "
+                                   "ensembles or weight slices; use AkidaCoLaNET.predict")
         return np.asarray(self.model.predict_classes(np.ascontiguousarray(counts, np.uint8),
                                                      num_classes=self.side.n_classes))
 
@@ -390,7 +420,7 @@ class AkidaCoLaNET:
         self.side.write(sidecar_path(path))
         return {"path": str(path), "sidecar": str(sidecar_path(path)), "bytes": path.stat().st_size,
                 "sidecar_bytes": sidecar_path(path).stat().st_size, "neurons": len(self.side.neurons),
-                "recruited": sum(n["active"] for n in self.side.neurons), "inputs": self.side.n_inputs,
+                "recruited": sum(n["active"] for n in self.side.neurons), "slices": self.side.slices, "inputs": self.side.n_inputs,
                 "channels": len(self.side.coder["source"]),
                 "input_bits": self.side.input_bits, "weight_bits": self.side.weight_bits, "steps": self.steps}
 
@@ -411,7 +441,7 @@ class AkidaCoLaNET:
         except Exception as exc:
             raise SpikebridgeError(f"cannot read {path} as an Akida model: {exc}".splitlines()[0]) from exc
         layers = [net.get_layer(i) for i in range(len(net.layers))]
-        units = len(side.neurons)
+        units = len(side.neurons) * side.slices
         kinds = [layer.parameters.layer_type for layer in layers]
         if (kinds != [akida.LayerType.InputData, akida.LayerType.FullyConnected] or layers[0].input_bits != side.input_bits
                 or list(layers[1].output_dims) != [1, 1, units] or layers[1].parameters.weights_bits != side.weight_bits):
@@ -424,10 +454,10 @@ class AkidaCoLaNET:
 
 
 def export_akida(model: CoLaNET, path, *, input_bits: int = 4, weight_bits: int = 4, classes=None,
-                 calibration=None) -> dict:
+                 calibration=None, slices: int = 1) -> dict:
     """Write ``path`` (Akida ``.fbz``) and ``path.json``; returns :meth:`AkidaCoLaNET.save`'s summary
     (``calibration``: features whose input rates the weight quantiser fits, see :meth:`AkidaCoLaNET.from_colanet`)."""
-    return AkidaCoLaNET.from_colanet(model, input_bits, weight_bits, classes, calibration).save(path)
+    return AkidaCoLaNET.from_colanet(model, input_bits, weight_bits, classes, calibration, slices=slices).save(path)
 
 
 def load_akida(path) -> AkidaCoLaNET:
