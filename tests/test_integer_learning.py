@@ -4,7 +4,6 @@ integers and matched bit for bit, the int8 inference model, persistence, accurac
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -99,9 +98,10 @@ def _plain_step(side: dict, W: list, active: list, s: int, counts: list, labels:
             if row == j:
                 D = [d + step * x for d, x in zip(D, c)]
         for i in range(N):
-            s, z = _draw(rng, s)
-            dw = (D[i] >> shift) + ((z >> (32 - shift)) < (D[i] & ((1 << shift) - 1)))
-            W[j][i] = min(hi, max(lo, W[j][i] + dw))
+            if D[i] != 0:
+                s, z = _draw(rng, s)
+                dw = (D[i] >> shift) + ((z >> (32 - shift)) < (D[i] & ((1 << shift) - 1)))
+                W[j][i] = min(hi, max(lo, W[j][i] + dw))
     return W, active, s, errors
 
 
