@@ -223,6 +223,51 @@ def hardware_fit(_: str = "") -> str:
     return "\n".join(out)
 
 
+
+def akida(_: str = "") -> str:
+    res = (_load("deploy.json") or {}).get("akida")
+    if res is None:
+        return "(no akida key in deploy.json yet: run python benchmarks/akida_deploy.py)"
+    import statistics
+
+    idle = not res.get("busy", True)  # times of a run that shared the cores are not quoted
+    out = [f"Measured by `python benchmarks/akida_deploy.py` (akida {res['akida_version']}, its software backend; "
+           f"{_machine(res['machine'])}). CoLaNET trained with the library defaults (seed 0); Akida's weights "
+           "quantised per neuron, fitted to the train split's input rates (last column: to the weights alone). "
+           "Agreement = same class as our continuous readout on the same spike counts with float weights / with our "
+           "own quantised weights; x 2 = two Akida neurons per CoLaNET neuron, the second for the first's "
+           "quantisation error.", "",
+           "| data set | input bits (T) / weight bits x slices | Akida top-1 | our spiking top-1 (T = 32) | points | "
+           "agreement, float weights | agreement, our quantised weights | agreement, float weights, uncalibrated |",
+           "|" + " --- |" * 8]
+    for name, d in res["deploy"].items():
+        for key, r in d["bits"].items():
+            out.append(f"| {name} | {r['input_bits']} ({r['steps']}) / {r['weight_bits']} x {r['slices']} | "
+                       f"{100 * r['top1']:.2f} | {100 * d['spiking_top1']:.2f} | {r['points_vs_spiking']:+.2f} | "
+                       f"{100 * r['agreement_float']:.2f} | {100 * r['agreement_quantised']:.2f} | "
+                       f"{100 * r['uncalibrated_agreement_float']:.2f} |")
+    hw = {name: d["hardware"] for name, d in res["deploy"].items()}
+    out += ["", "The .fbz files reload with `akida.Model(path)` with identical predictions ("
+            + ", ".join(f"{n}: {d['fbz']['identical_after_reload']}" for n, d in res["deploy"].items())
+            + "); mapped onto a virtual AKD1000: "
+            + ", ".join(f"{n}: {h['neural_processors']} {'/'.join(h['np_types'])} NP" if h["mapped"] else f"{n}: refused"
+                        for n, h in hw.items()) + ".", "",
+            "| data set | CoLaNET (spiking, T = 32) | Akida edge learning (AkidaUnsupervised) | its top-5 | knobs tuned on 20 % of train "
+            "| learning time, CoLaNET / Akida |", "|" + " --- |" * 6]
+    for name, e in res["edge"].items():
+        a, c = e["akida"], e["colanet"]
+        k = a["config"]
+        knobs = (f"x = [rate >= {k['level']}], {k['neurons_per_class']} neurons/class, num_weights {a['num_weights']}, "
+                 f"competition {k['learning_competition']}, {k.get('passes', 1)} pass(es)")
+        time = f"{c['train_seconds']:.0f} s / {a['seconds']:.1f} s" if idle else "-"
+        top1 = _cell({"mean": a["top1"], "std": statistics.pstdev(a["runs"]["top1"]), "runs": a["runs"]["top1"]})
+        out.append(f"| {name} | {100 * c['top1']:.2f} | {top1} ({len(a['runs']['top1'])} runs) | {100 * a['top5']:.2f} | "
+                   f"{knobs} | {time} |")
+    met = lambda v: "met" if v else ("n/a" if v is None else "not met")  # noqa: E731
+    out += ["", "Targets: " + "; ".join(f"{k}: {met(v)}" for k, v in res["targets"].items()) + "."
+            + ("" if idle else " Learning times omitted: measured while other jobs shared the cores.")]
+    return "\n".join(out)
+
 def encoder_choice(_: str = "") -> str:
     enc = _load("encoders.json")
     rows = [(n, _load(f)) for n, f in (("efficientnet_lite0", "accuracy_imagenet64.json"),
@@ -332,6 +377,7 @@ RENDERERS = {
     "speed": speed,
     "online": online,
     "deploy": deploy,
+    "akida": akida,
     "nir_consumers": nir_consumers,
     "hardware_fit": hardware_fit,
     "encoder_choice": encoder_choice,

@@ -7,6 +7,8 @@
 * :mod:`~spikebridge.export.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
   :func:`quantise`);
 * :mod:`~spikebridge.export.hardware` -- documented chip limits, core counts and :func:`fit_report`;
+* :mod:`~spikebridge.export.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :func:`export_akida`,
+  :func:`load_akida`; needs the ``akida`` extra);
 * :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI).
 
 Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free. The
@@ -16,12 +18,13 @@ snnTorch/Norse agreement harness lives in ``benchmarks/peers.py``.
 from importlib import import_module
 
 _WHERE = {
-    "formats": ["CONVENTIONS", "INT8_FORMAT", "SIDECAR_FORMAT", "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS",
-                "sidecar_path"],
+    "formats": ["AKIDA_BITS", "AKIDA_FORMAT", "CONVENTIONS", "FORMATS", "INT8_FORMAT", "SIDECAR_FORMAT",
+                "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
     "network": ["Network", "READOUT_RULE", "network_of", "readout_scores"],
     "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
     "fixed_point": ["DECAY_BITS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
     "hardware": ["CHIPS", "fit_all", "fit_report"],
+    "akida": ["AkidaCoLaNET", "AkidaSidecar", "export_akida", "load_akida"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
