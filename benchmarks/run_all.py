@@ -70,6 +70,9 @@ JOBS = [
     Job("encoders", "encoders.py", "encoders.json", [], ["--limit", "100"]),
     Job("online", "online.py", "online.json"),
     Job("deploy", "deploy.py", "deploy.json"),
+    Job("nir_consumers", "nir_consumers.py", "deploy.json"),
+    Job("akida", "akida_deploy.py", "deploy.json"),
+    Job("integer_learning", "integer_learning.py", "deploy.json"),
     Job("energy", "energy.py", "energy.json"),
     Job("demo", "demo_time.py", "demo.json", [], [], timing=True),
 ]
