@@ -373,10 +373,33 @@ def extract(_: str = "") -> str:
     return "\n".join(out)
 
 
+def integer_learning(_: str = "") -> str:
+    res = (_load("deploy.json") or {}).get("integer_learning")
+    if res is None or "machine" not in res:
+        return "(no integer_learning entry in deploy.json yet: run python benchmarks/integer_learning.py)"
+    label = {"8": "8-bit [-127, 127]", "altai": "AltAI [-255, 255]"}
+    bits = res["bits"]
+    quick = " (--quick: shortened training)" if res.get("quick") else ""
+    out = [f"{len(res['seeds'])} seed(s){quick}, spiking top-1 (%) at T = {res['steps']} on the full val split, "
+           f"mini-batch {res['train_batch']}, integer model run as its exported `Int8CoLaNET`; {_machine(res['machine'])}", "",
+           "| data set | float training | float, then int8 quantised | "
+           + " | ".join(f"integer training, {label.get(b, f'{b}-bit')}" for b in bits) + " |",
+           "|" + " --- |" * (len(bits) + 3)]
+    for name, d in res["datasets"].items():
+        cells = [f"{100 * d['float']['top1']:.2f}", f"{100 * d['float']['int8_ptq_top1']:.2f}"]
+        for b in bits:
+            e = d["integer"].get(b)
+            cells.append(f"{100 * e['top1']:.2f} ({e['points_vs_float']:+.2f})" if e else "-")
+        out.append(f"| {name} ({d['classes']} classes) | " + " | ".join(cells) + " |")
+    met = "; ".join(f"{k}: {'met' if v else 'not met'}" for k, v in res["targets"].items())
+    return "\n".join(out + ["", f"In brackets: points vs float training. Targets: {met}."])
+
+
 RENDERERS = {
     "speed": speed,
     "online": online,
     "deploy": deploy,
+    "integer_learning": integer_learning,
     "akida": akida,
     "nir_consumers": nir_consumers,
     "hardware_fit": hardware_fit,

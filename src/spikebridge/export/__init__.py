@@ -9,6 +9,8 @@
 * :mod:`~spikebridge.export.hardware` -- documented chip limits, core counts and :func:`fit_report`;
 * :mod:`~spikebridge.export.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :func:`export_akida`,
   :func:`load_akida`; needs the ``akida`` extra);
+* :mod:`~spikebridge.export.integer_learning` -- CoLaNET trained in integer arithmetic
+  (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
 * :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI).
 
 Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free. The
@@ -23,6 +25,7 @@ _WHERE = {
     "network": ["Network", "READOUT_RULE", "network_of", "readout_scores"],
     "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
     "fixed_point": ["DECAY_BITS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
+    "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],
     "hardware": ["CHIPS", "fit_all", "fit_report"],
     "akida": ["AkidaCoLaNET", "AkidaSidecar", "export_akida", "load_akida"],
 }
