@@ -191,6 +191,17 @@ def _reference_int_loop(q: ex.Int8CoLaNET, spikes: np.ndarray):
     return counts, first, v
 
 
+def test_one_decay_formula():
+    """dv = round(4096 (1 - beta)) clamped to [0, 4096]; v <- trunc(v (4096 - dv) / 4096) toward zero."""
+    from spikebridge.export.fixed_point import decay, decay_dv, decay_factor
+
+    assert [decay_dv(b) for b in (1.0, 0.95, 0.0, -0.5, 1.5)] == [0, 205, 4096, 4096, 0]
+    assert decay_factor(decay_dv(0.95)) == (4096 - 205) / 4096
+    v = torch.tensor([-(2**23), -4097, -1, 0, 1, 4097, 2**23 - 1], dtype=torch.int64)
+    expected = [abs(x * 3891) // 4096 * (1 if x >= 0 else -1) for x in v.tolist()]
+    assert decay(v, 205).tolist() == expected
+
+
 def test_int8_simulation_is_exact(pixel_ensemble, digits_model):
     for model, x in ((pixel_ensemble[0], pixel_ensemble[1][:3]), (digits_model[0], digits_model[1].features[:3])):
         q = ex.quantise(model)

@@ -241,6 +241,16 @@ def test_the_learning_loop_uses_integers_only(pixel_digits):
 
 
 # --------------------------------------------------------------------------- inference, accuracy, files
+def test_the_int8_model_decays_as_int8colanet_quantise(trained):
+    """The integer learner and Int8CoLaNET.quantise share one decay constant (fixed_point.decay_dv)."""
+    from spikebridge.export import fixed_point
+
+    model = trained.to_int8()
+    assert model.decay_dv == fixed_point.decay_dv(trained.config.beta)
+    assert trained.rule_sidecar().inference["dynamics"].startswith("v <- trunc(v*(4096-dv)/4096) + ")
+    assert model.metadata()["dynamics"].startswith("v <- trunc(v*(4096-dv)/4096) + ")
+
+
 def test_trained_integer_model_is_an_int8_colanet_near_float_accuracy(pixel_digits, tmp_path):
     xt, xv, yt, yv = pixel_digits
     flt = train(create_learner("colanet", xt.shape[1], 10, seed=0, microcolumns=3), xt, yt, epochs=10,

@@ -4,8 +4,8 @@ r"""Int8 fixed-point CoLaNET (Loihi-style integer arithmetic).
   power-of-two exponent ``e`` for the layer (round to nearest);
 * threshold ``theta_q = round(theta / 2**e)`` and lateral weight ``g_q = round(g theta / 2**e)``:
   unsigned integers below ``2**23`` in the same units (24-bit registers);
-* decay: 12-bit ``dv = round(4096 (1 - beta))``, ``v <- trunc(v (4096 - dv) / 4096)``
-  (rounding toward zero, as Loihi's compartment update);
+* decay: 12-bit ``dv`` (:func:`decay_dv`), ``v <- decay(v)`` (:func:`decay`, rounding toward
+  zero, as Loihi's compartment update);
 * per step ``v <- decay(v) + sum_i w_q[j,i] x_i[t] - g_q (spikes of the other neurons at t-1)``,
   saturated to 24-bit signed ``[-2**23, 2**23 - 1]``; spike when ``v >= theta_q``;
   ``v -= theta_q`` (``reset="zero"``: ``v = 0``, Loihi 1's fixed CUBA reset).
@@ -44,6 +44,23 @@ from .network import Network, network_of, readout_scores
 DECAY_BITS = 12
 MEMBRANE_BITS = 24
 WEIGHT_BITS = 8
+DECAY_EQUATION = "trunc(v*(4096-dv)/4096)"  # written into the sidecars' "dynamics"
+
+
+def decay_dv(beta: float) -> int:
+    """The 12-bit decay constant of a leak factor ``beta``: ``dv = round(4096 (1 - beta))``, clamped
+    to ``[0, 4096]``. Int8CoLaNET and the integer learner (:mod:`.integer_learning`) both use it."""
+    return int(min(1 << DECAY_BITS, max(0, round((1 << DECAY_BITS) * (1.0 - beta)))))
+
+
+def decay(v: torch.Tensor, dv: int) -> torch.Tensor:
+    """One decay step of the int64 state: ``v <- trunc(v (4096 - dv) / 4096)`` (toward zero)."""
+    return torch.div(v * ((1 << DECAY_BITS) - dv), 1 << DECAY_BITS, rounding_mode="trunc")
+
+
+def decay_factor(dv: int) -> float:
+    """The float leak factor of ``dv``: ``beta_q = (4096 - dv) / 4096``."""
+    return ((1 << DECAY_BITS) - dv) / (1 << DECAY_BITS)
 
 
 @dataclass
@@ -62,7 +79,7 @@ class Int8CoLaNET:
     exponent: int  # weight LSB = 2**exponent
     threshold: torch.Tensor  # [K] int32
     lateral: torch.Tensor  # [K] int32
-    decay_dv: int  # 12-bit: v <- trunc(v * (4096 - dv) / 4096)
+    decay_dv: int  # 12-bit (decay_dv, decay)
     member: torch.Tensor  # [J'] int64
     row: torch.Tensor  # [J'] int64
     column: torch.Tensor  # [J'] int64
@@ -87,16 +104,16 @@ class Int8CoLaNET:
                 break
             e += 1
         wq = torch.round(net.weights.double() / 2.0**e).clamp(-127, 127).to(torch.int8)
-        dv = int(min(1 << DECAY_BITS, max(0, round((1 << DECAY_BITS) * (1.0 - net.beta)))))
         cfg = model.config
-        return cls(wq, e, theta.clamp_min(1).to(torch.int32), lateral.to(torch.int32), dv, net.member, net.row,
-                   net.column, model.n_classes, model.normaliser, cfg.steps, cfg.coder, cfg.dt, reset)
+        return cls(wq, e, theta.clamp_min(1).to(torch.int32), lateral.to(torch.int32), decay_dv(net.beta),
+                   net.member, net.row, net.column, model.n_classes, model.normaliser, cfg.steps, cfg.coder, cfg.dt,
+                   reset)
 
     # -- network view for the readout
     def network(self) -> Network:
         w = self.weights.to(torch.float32) * 2.0**self.exponent
         return Network(w, self.threshold.to(torch.float32), self.lateral.to(torch.float32), self.member, self.row,
-                       self.column, (4096 - self.decay_dv) / 4096, self.n_classes)
+                       self.column, decay_factor(self.decay_dv), self.n_classes)
 
     def feedforward(self, input_spikes: torch.Tensor, method: str = "auto") -> torch.Tensor:
         """Exact integer synaptic sums ``[T, B, J']`` (int64) of binary input spikes (``method``:
@@ -115,14 +132,13 @@ class Int8CoLaNET:
         lateral = self.lateral.to(torch.int64)[self.member]
         K = len(self.threshold)
         onehot = torch.nn.functional.one_hot(self.member, K).to(torch.int64)  # [J', K]
-        keep = (1 << DECAY_BITS) - self.decay_dv
         v = torch.zeros(B, J, dtype=torch.int64)
         prev = torch.zeros(B, J, dtype=torch.int64)
         counts = torch.zeros(B, J, dtype=torch.int64)
         first = torch.full((B, J), T + 1, dtype=torch.int64)
         for t in range(T):
             others = (prev @ onehot) @ onehot.T - prev  # spikes of the other neurons of the same member
-            v = torch.div(v * keep, 1 << DECAY_BITS, rounding_mode="trunc") + cur[t] - lateral * others
+            v = decay(v, self.decay_dv) + cur[t] - lateral * others
             v = v.clamp(self.V_MIN, self.V_MAX)
             s = v >= theta
             v = v - theta * s if self.reset == "subtract" else v.masked_fill(s, 0)
@@ -170,7 +186,7 @@ class Int8CoLaNET:
                 "steps": self.steps, "coder": self.coder, "dt_s": self.dt, "reset": self.reset,
                 "bit_widths": {"weight": WEIGHT_BITS, "membrane": MEMBRANE_BITS, "threshold": MEMBRANE_BITS,
                                "lateral": MEMBRANE_BITS, "decay": DECAY_BITS, "synaptic_sum": 32},
-                "dynamics": "v <- trunc(v*(4096-dv)/4096) + sum_i w_q[j,i] x_i[t] - lateral_q * (other spikes at t-1); "
+                "dynamics": f"v <- {DECAY_EQUATION} + sum_i w_q[j,i] x_i[t] - lateral_q * (other spikes at t-1); "
                             "v <- clamp(v, -2**23, 2**23-1); s = v >= threshold_q; "
                             + ("v -= threshold_q * s" if self.reset == "subtract" else "v = 0 where s"),
                 "weight_value": "w_q * 2**exponent (float units of the CoLaNET current)",

@@ -96,7 +96,7 @@ from ..colanet import CALIBRATION_WINDOW, CoLaNETConfig, adaptive_config, adapti
 from ..errors import SpikebridgeError, require_finite
 from ..io import load_tensors, save_tensors, write_json_atomic
 from ..neurons import single_threaded
-from .fixed_point import DECAY_BITS, MEMBRANE_BITS, Int8CoLaNET
+from .fixed_point import DECAY_BITS, DECAY_EQUATION, MEMBRANE_BITS, Int8CoLaNET, decay_dv
 from .formats import sidecar_path
 
 RULE_FORMAT = "spikebridge-integer-rule"
@@ -439,10 +439,9 @@ class IntegerCoLaNET:
             raise SpikebridgeError("the integer model has no recruited neurons or no rate normaliser (train it first)")
         cfg = self.config
         row = self.active.nonzero().view(-1)
-        dv = int(min(1 << DECAY_BITS, max(0, round((1 << DECAY_BITS) * (1.0 - cfg.beta)))))  # as Int8CoLaNET.quantise
         return Int8CoLaNET(self.folded_weights()[row].contiguous(), self.shift, self.threshold.clone(),
-                           self.lateral.clone(), dv, torch.zeros(len(row), dtype=torch.int64), row, self.column[row],
-                           self.n_classes, self.normaliser, cfg.steps, cfg.coder, cfg.dt, reset)
+                           self.lateral.clone(), decay_dv(cfg.beta), torch.zeros(len(row), dtype=torch.int64), row,
+                           self.column[row], self.n_classes, self.normaliser, cfg.steps, cfg.coder, cfg.dt, reset)
 
     @torch.no_grad()
     def scores(self, features, steps: int | None = None, batch_size: int = 1024):
@@ -543,7 +542,7 @@ class IntegerCoLaNET:
                          "gamma_q": int(self.gamma), "threshold8": int(self.threshold[0]), "lateral8": int(self.lateral[0])},
             inference={"model": "spikebridge.export.Int8CoLaNET (format spikebridge-int8) of the recruited neurons",
                        "weights": "W8 (int8), weight LSB = 2^fold_shift learned LSBs",
-                       "dynamics": "v <- trunc(v*(4096-dv)/4096) + sum_i W8[j,i] x_i[t] - lateral8 * (other spikes at "
+                       "dynamics": f"v <- {DECAY_EQUATION} + sum_i W8[j,i] x_i[t] - lateral8 * (other spikes at "
                                    "t-1); v <- clamp(v, -2**23, 2**23-1); s = v >= theta8; v -= theta8 * s",
                        "host": "features -> rates (float normaliser) -> spikes (rate coder) happen on the host; "
                                "the chip sees spikes and counts them"},
