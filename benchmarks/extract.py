@@ -17,8 +17,9 @@ evenly spaced; a multiple of ``--batch``) and on the CPU:
 * **forward** -- the encoder alone on preloaded ``uint8`` pixel batches, normalisation to
   float included (it runs in the main process, as in extraction; its eager cost is also
   reported alone): the old network (BatchNorms not folded), the folded network in fp32 and
-  bf16 autocast and, in full mode (or with ``--compile``), both through ``torch.compile``
-  (inductor, frozen weights, normalisation fused in; compile time reported separately).
+  bf16 autocast, in full mode (or with ``--compile``) both through ``torch.compile``
+  (inductor, frozen weights, normalisation fused in; compile time reported separately), and
+  the library's OpenVINO engine (``backend="openvino"``, fp32, normalisation included).
 * **end to end** -- :func:`spikebridge.features.extract_features` into a fresh temporary cache,
   as every workflow runs it (loader workers, normalisation, forward, shard writes), for each
   forward variant; full mode adds a sweep over the worker count.
@@ -57,12 +58,14 @@ from PIL import Image
 from spikebridge.data import ImageDataset, draft_scale, open_dataset
 from spikebridge.encoders import (
     AUTO_COMPILE_MIN_IMAGES,
+    AUTO_OPENVINO_MIN_IMAGES,
     Encoder,
     cpu_has_native_bf16,
     create_encoder,
     cxx_compiler,
     fold_batchnorm,
     load_pretrained,
+    openvino_installed,
     resolve_precision,
     state_checksum,
 )
@@ -299,6 +302,8 @@ def main(argv=None) -> int:
     if with_compile:
         variants["fp32 compiled"] = dataclasses.replace(base, compile=True)
         variants["bf16 compiled"] = dataclasses.replace(base, precision="bf16", compile=True)
+    if openvino_installed():  # the library's engine for fp32 CPU jobs (Encoder.prepare, backend="auto")
+        variants["fp32 openvino"] = dataclasses.replace(base, backend="openvino")
     macs = encoder_macs(unfolded)
     gemm = {"fp32": gemm_rate(torch.float32, args.gemm, reps), "bf16": gemm_rate(torch.bfloat16, args.gemm, reps)}
     bound = {k: g["gmac_s"] * 1e9 / macs for k, g in gemm.items()}
@@ -307,15 +312,21 @@ def main(argv=None) -> int:
 
     workers = default_workers("cpu")
     big_job = create_encoder.__kwdefaults__
-    default_label = f"{resolve_precision(big_job['precision'], torch.device('cpu'))} " + (
-        "compiled" if big_job["compile"] is True or (big_job["compile"] == "auto" and cxx_compiler()) else "eager")
+    default_precision = resolve_precision(big_job["precision"], torch.device("cpu"))
+    if big_job["backend"] == "auto" and default_precision == "fp32" and openvino_installed():
+        default_label = "fp32 openvino"
+    else:
+        default_label = f"{default_precision} " + (
+            "compiled" if big_job["compile"] is True or (big_job["compile"] == "auto" and cxx_compiler()) else "eager")
     result = {"benchmark": "extract", "mode": "quick" if args.quick else "full", "encoder": args.encoder,
               "threads": args.threads, "batch": args.batch, "machine": machine_info(),
               "native_bf16": cpu_has_native_bf16(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "library_defaults": {"workers": workers, **{k: big_job[k] for k in ("precision", "compile", "fold_bn", "jpeg_draft")},
-                                   "auto_compile_min_images": AUTO_COMPILE_MIN_IMAGES},
-              "library_default_variant": {"variant": default_label, "for": f"extractions of >= {AUTO_COMPILE_MIN_IMAGES} images "
-                                          "(smaller ones run the eager variant of the same precision)"},
+              "library_defaults": {"workers": workers, **{k: big_job[k] for k in ("precision", "compile", "backend", "fold_bn", "jpeg_draft")},
+                                   "auto_compile_min_images": AUTO_COMPILE_MIN_IMAGES,
+                                   "auto_openvino_min_images": AUTO_OPENVINO_MIN_IMAGES},
+              "library_default_variant": {"variant": default_label, "for": "extractions of >= "
+                                          f"{AUTO_OPENVINO_MIN_IMAGES if default_label.endswith('openvino') else AUTO_COMPILE_MIN_IMAGES} "
+                                          "images (smaller ones run the eager variant of the same precision)"},
               "targets": {"end_to_end_over_forward_max": TARGET_RATIO, "forward_share_min": 1 / TARGET_RATIO,
                           "forward_fraction_of_fp32_roofline_min": TARGET_ROOFLINE},
               "roofline": {"macs_per_image": macs, "gemm": gemm, "bound_img_s": bound,
@@ -374,6 +385,10 @@ def main(argv=None) -> int:
     acc = {"images": len(sample), "reference_fp32": reference_top1(reference, clf.data_config, sample, 50)}
     acc["library_fp32"] = top1(clf, sample, clf, 50, workers)
     acc["library_bf16"] = top1(dataclasses.replace(clf, precision="bf16"), sample, clf, 50, workers)
+    if openvino_installed():
+        ov_clf = dataclasses.replace(clf, backend="openvino")
+        ov_clf.prepare(len(sample), 50)
+        acc["library_openvino_fp32"] = top1(ov_clf, sample, clf, 50, workers)
     acc["bf16_minus_fp32_points"] = 100 * (acc["library_bf16"] - acc["library_fp32"])
     acc["library_minus_reference_points"] = 100 * (acc["library_fp32"] - acc["reference_fp32"])
     sample_sizes = stored_sizes(sample)

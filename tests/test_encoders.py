@@ -479,9 +479,9 @@ def test_compile_option_validation_and_auto_policy(lite0, monkeypatch):
 
     with pytest.raises(SpikebridgeError, match="compile"):
         create_encoder(device="cpu", compile="yes")
-    eager = dataclasses.replace(lite0, compile=False)
+    eager = dataclasses.replace(lite0, compile=False, backend="torch")
     assert eager.prepare(10**6, 32) is False
-    auto = dataclasses.replace(lite0, compile="auto")
+    auto = dataclasses.replace(lite0, compile="auto", backend="torch")
     assert auto.prepare(encoders.AUTO_COMPILE_MIN_IMAGES - 1, 32) is False
     monkeypatch.setattr(encoders, "cxx_compiler", lambda: None)
     assert auto.prepare(encoders.AUTO_COMPILE_MIN_IMAGES, 32) is False  # no compiler: eager, as documented
@@ -489,6 +489,54 @@ def test_compile_option_validation_and_auto_policy(lite0, monkeypatch):
         dataclasses.replace(lite0, compile=True).prepare(1, 32)
     with pytest.raises(SpikebridgeError, match="batch_size"):
         eager.prepare(10, 0)
+
+
+def test_backend_validation_and_auto_policy(lite0, monkeypatch):
+    import dataclasses
+
+    from spikebridge import encoders
+
+    with pytest.raises(SpikebridgeError, match="backend must be one of"):
+        create_encoder(device="cpu", backend="tensorrt")
+    with pytest.raises(SpikebridgeError, match="fp32 only"):
+        dataclasses.replace(lite0, precision="bf16", backend="openvino")
+    with pytest.raises(SpikebridgeError, match="conflicts with backend='openvino'"):
+        dataclasses.replace(lite0, precision="fp32", compile=True, backend="openvino")
+    auto = dataclasses.replace(lite0, precision="fp32", backend="auto")
+    monkeypatch.setattr(encoders, "openvino_installed", lambda: True)
+    assert auto.prepare(encoders.AUTO_OPENVINO_MIN_IMAGES, 32) is True and auto.engine == "openvino"
+    assert auto.prepare(encoders.AUTO_OPENVINO_MIN_IMAGES - 1, 32) is False and auto.engine == "torch eager"
+    bf16 = dataclasses.replace(lite0, precision="bf16", backend="auto", compile=False)
+    assert bf16.prepare(10**6, 32) is False and bf16.engine == "torch eager"  # OpenVINO runs fp32 jobs only
+    forced = dataclasses.replace(lite0, precision="fp32", backend="auto", compile=True)
+    monkeypatch.setattr(encoders, "cxx_compiler", lambda: "/usr/bin/g++")
+    assert forced.prepare(10**6, 32) is True and forced.engine == "torch compiled"  # compile=True asks for PyTorch
+    monkeypatch.setattr(encoders, "openvino_installed", lambda: False)
+    assert dataclasses.replace(auto).prepare(10**6, 32) in (True, False)
+    with pytest.raises(SpikebridgeError, match="pip install openvino"):
+        dataclasses.replace(lite0, precision="fp32", backend="openvino")
+
+
+def test_openvino_features_equal_pytorch_on_real_images(fp32):
+    """The OpenVINO engine at f32 gives PyTorch's features to float rounding (which is why the
+    engine is not in the feature cache key), for uint8 pixels and for normalised floats."""
+    import dataclasses
+
+    from spikebridge.encoders import openvino_installed
+
+    if not openvino_installed():
+        pytest.skip("openvino is not installed (a core dependency on x86-64 and ARM64)")
+    eager = dataclasses.replace(fp32, backend="torch", compile=False)
+    ov = dataclasses.replace(fp32, backend="openvino")
+    assert ov.prepare(1, 8) is True and ov.engine == "openvino"
+    pre = fp32.preprocess()
+    pixels = torch.stack([pre.pixels(img) for _, img in _real_images()])
+    want = eager(pixels)
+    got = ov(pixels)
+    assert got.dtype == torch.float32 and got.shape == want.shape == (len(pixels), 1280)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ov(pre.normalize(pixels)), want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ov(pixels[:3]), want[:3], rtol=1e-4, atol=1e-4)  # another batch size: dynamic batch
 
 
 @pytest.mark.slow  # torch.compile of Lite0 takes tens of seconds on 2 cores

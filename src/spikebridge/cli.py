@@ -36,6 +36,9 @@ def _add_data_options(p: argparse.ArgumentParser, evaluate: bool = False) -> Non
                         "the CPU has native bf16); part of the feature cache key")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the encoder: auto (large CPU extractions, when a C++ compiler is found), on, off")
+    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+                   help="engine running the encoder: auto (OpenVINO for fp32 CPU extractions of >= 1024 images when "
+                        "installed, else PyTorch), torch, openvino (fp32, CPU)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:i]'")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable image instead of skipping it (also refuses cached features "
@@ -388,7 +391,8 @@ def _create_encoder(args, name: str, cut: int | None, precision: str | None = No
 
     compile_ = {"auto": "auto", "on": True, "off": False}[getattr(args, "compile", "auto")]
     return create_encoder(name, weights=args.weights, cut=cut, device=local_device(args.device),
-                          precision=getattr(args, "precision", None) or precision or "fp32", compile=compile_)
+                          precision=getattr(args, "precision", None) or precision or "fp32", compile=compile_,
+                          backend=getattr(args, "backend", "auto"))
 
 
 def cmd_tune(args) -> int:

@@ -11,8 +11,9 @@ Layout of one cache entry (``<cache_dir>/<key[:20]>/``)::
 
 The key is the SHA-256 of (encoder name, weight checksum, feature point, preprocessing
 including JPEG draft decoding, precision fp32/bf16, data set manifest of paths + sizes +
-mtimes), so a changed input never reuses a stale entry. (BatchNorm folding and
-``torch.compile`` change features only by float rounding, ~1e-6, and are not in the key.)
+mtimes), so a changed input never reuses a stale entry. (BatchNorm folding, ``torch.compile``
+and the OpenVINO fp32 backend change features only by float rounding, ~1e-6, and are not in
+the key; the manifest records the engine that ran.)
 
 Pipeline: ``workers`` loader processes (default :func:`default_workers`: on the CPU one per
 8 cores, at least one, each with one torch thread) decode, resize and crop images to
@@ -316,9 +317,9 @@ def extract_features(
         raise SpikebridgeError(f"workers must be >= 0, not {workers}")
     pending = [i for i in mine if not shard_is_complete(entry, i, expect[i])]
     n_pending = sum(expect[i]["stop"] - expect[i]["start"] for i in pending)
-    compiling = bool(n_pending) and encoder.prepare(n_pending, batch_size)  # a large job compiles (Encoder.compile)
+    builds = bool(n_pending) and encoder.prepare(n_pending, batch_size)  # picks the engine (Encoder.prepare)
     desc = f"extract {dataset.name}/{dataset.split}"
-    bar = tqdm(total=n_pending, unit="img", desc=desc + (" (first batch compiles the encoder)" if compiling else ""),
+    bar = tqdm(total=n_pending, unit="img", desc=desc + (f" ({encoder.engine}: the first batch builds its graph)" if builds else ""),
                disable=not progress)
     computed: list[int] = []
     budget = stop_after_shards
@@ -347,6 +348,7 @@ def extract_features(
                 "key": key,
                 "encoder": encoder.identity(),
                 "weight_source": encoder.weight_source,
+                "engine": encoder.engine,  # what ran the last batches (not in the key: see the module docstring)
                 "dataset": dataset.manifest(),
                 "labels_of_rows": dataset.labels.tolist(),
                 "n_shards": n_shards,
