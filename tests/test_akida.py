@@ -191,6 +191,26 @@ def test_akida_decision_is_our_readout_on_the_same_counts(akida, pixel_model, in
             ak.predict_classes(x)
 
 
+def test_akida_decision_is_the_readout_function(akida, pixel_ensemble, monkeypatch):
+    """AkidaCoLaNET.scores decodes the drives and leaves the column decision to
+    spikebridge.readout.continuous_column_scores (one home, shared with CoLaNET)."""
+    from spikebridge.export import akida as akida_export
+    from spikebridge.readout import continuous_column_scores
+
+    model, xv, _ = pixel_ensemble
+    ak = AkidaCoLaNET.from_colanet(model, 4, 4)
+    x = ak.counts(xv[:20])
+    calls = []
+
+    def spy(drive, threshold, n_classes):
+        calls.append(drive.shape)
+        return continuous_column_scores(drive, threshold, n_classes)
+
+    monkeypatch.setattr(akida_export, "continuous_column_scores", spy)
+    ak.scores(ak.potentials(x), x)
+    assert calls == [(2, 20, model.weights.shape[1])]
+
+
 def test_unrecruited_neurons_and_tiny_thresholds(akida, pixel_model):
     """An unrecruited neuron gets zero weights and no say, also in Akida's own predict_classes;
     a threshold so small that act_step would fall below Akida's 1/16 rescales all act_steps."""

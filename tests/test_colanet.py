@@ -23,6 +23,23 @@ def test_spiking_and_continuous_agree_on_demo_data(digits_features):
     assert accuracy >= 0.85, accuracy
 
 
+def test_continuous_readout_has_one_home(pixel_digits):
+    """score_c = sum_k [max(0, u_kc) + 1e-6 theta_k u_kc], u_kc the best neuron of column c in
+    member k (readout.continuous_column_scores), also behind CoLaNET.column_scores_continuous."""
+    from spikebridge.readout import NEG, continuous_column_scores
+
+    drive = torch.tensor([[[3.0, -1.0, NEG, -2.0]], [[-4.0, 0.5, 1.0, NEG]]])  # [K=2, B=1, J=4], C=2, M=2
+    theta = torch.tensor([2.0, 0.5])
+    expected = [max(0, 3 / 2) + 1e-6 * 3 + max(0, 0.5 / 0.5) + 1e-6 * 0.5,
+                max(0, -2 / 2) + 1e-6 * -2 + max(0, 1 / 0.5) + 1e-6 * 1]
+    assert torch.allclose(continuous_column_scores(drive, theta, 2), torch.tensor([expected]))
+    xt, xv, yt, _ = pixel_digits
+    model = _trained(xt[:200], yt[:200], epochs=1, microcolumns=2, ensemble=2).model
+    rates = model.rates(xv[:20])
+    assert torch.equal(model.column_scores_continuous(rates),
+                       continuous_column_scores(model.drive(rates), model.threshold, model.n_classes))
+
+
 def test_weights_bounded_and_microcolumns_recruited_within_limit(pixel_digits):
     xt, _, yt, _ = pixel_digits
     model = _trained(xt, yt, epochs=2, microcolumns=3, w_max=0.8, w_min=-0.5).model

@@ -76,7 +76,7 @@ from .currents import synaptic_currents
 from .errors import SpikebridgeError, require_finite
 from .learner import register_rule
 from .neurons import PopulationParameters, lif_population, single_threaded
-from .readout import NEG, column_scores
+from .readout import NEG, column_scores, continuous_column_scores
 
 if TYPE_CHECKING:
     from .distributed import PlasticitySync
@@ -203,10 +203,9 @@ class CoLaNET:
 
     # ------------------------------------------------------------------ decisions
     def column_scores_continuous(self, rates: torch.Tensor) -> torch.Tensor:
-        """Expected spike counts per column and member, summed over members: ``[B, C]``."""
-        a = self.drive(rates)  # [K, B, J]
-        best = a.view(*a.shape[:2], self.n_classes, -1).max(-1).values  # [K, B, C]
-        return (best.clamp_min(0) / self.threshold.view(-1, 1, 1) + 1e-6 * best).sum(0)
+        """Expected spike counts per column and member, summed over members: ``[B, C]``
+        (:func:`spikebridge.readout.continuous_column_scores`)."""
+        return continuous_column_scores(self.drive(rates), self.threshold, self.n_classes)
 
     @torch.no_grad()
     def predict_continuous(self, features) -> torch.Tensor:

@@ -13,6 +13,9 @@ so the prediction ``argmax_c score_c`` is lexicographic: most column spikes, the
 earliest first spike, then the highest final membrane potential; ``0.5 + atan(.)/pi`` maps
 ``u`` into (0, 1) without saturating, so columns that did not fire (the runners-up of
 top-5) stay ranked by how close they came, also in an ensemble.
+
+The continuous readout (:func:`continuous_column_scores`, no spikes: CoLaNET's continuous mode
+and the Akida export) ranks columns by the expected drive instead.
 """
 
 from __future__ import annotations
@@ -53,3 +56,16 @@ def column_scores(counts: torch.Tensor, first: torch.Tensor, v: torch.Tensor | N
     best = empty.scatter_reduce(1, groups, u, "amax")  # [B, K*C]: best v/theta per member and column
     u = best.view(B, K, C).permute(1, 0, 2).contiguous().double().mean(0)
     return score + (0.5 + torch.atan(u) / math.pi) * 0.999
+
+
+def continuous_column_scores(drive: torch.Tensor, threshold: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Continuous column scores ``[B, C]`` from the drive per step ``[K, B, J]`` (``K`` members,
+    neuron ``j`` in column ``j // (J / C)``, unrecruited neurons at ``NEG``) and ``threshold [K]``::
+
+        score_c = sum_k [max(0, u_kc) + 1e-6 theta_k u_kc],   u_kc = max_{j in column c of member k} drive_j / theta_k
+
+    i.e. expected spike counts per step summed over members; the ``1e-6`` term ranks columns
+    that would stay silent by how close they came. Computed in ``drive``'s dtype."""
+    K, B = drive.shape[:2]
+    best = drive.reshape(K, B, n_classes, -1).max(-1).values  # [K, B, C]: theta_k u_kc
+    return (best.clamp_min(0) / threshold.view(-1, 1, 1) + 1e-6 * best).sum(0)

@@ -41,9 +41,8 @@ Weights (:func:`quantise_weights`, symmetric, one scale ``s_j`` per neuron)
 Decision (:meth:`AkidaCoLaNET.scores`, from Akida's output potentials)
     ``a_j = sum_l s_lj (alpha P_lj - beta S) / T`` with ``S = sum_i x_i`` (so ``a_j = w_hat_j . x / T``,
     the drive of CoLaNET's continuous mode at the rates ``x / T``), ``u_j = a_j / theta_k``, and
-    the column decision of :meth:`spikebridge.colanet.CoLaNET.column_scores_continuous`:
-    ``score_c = sum_k [max(0, u_kc) + 1e-6 theta_k u_kc]`` with ``u_kc`` the best recruited
-    neuron of column ``c`` in member ``k``.
+    the column decision of :meth:`spikebridge.colanet.CoLaNET.column_scores_continuous`,
+    :func:`spikebridge.readout.continuous_column_scores` on the drives ``a``.
 
 Akida's own output scaling: ``Model.predict`` returns ``(P_j - threshold_j) / act_step_j``
 (float; measured on akida 2.19.3). The export sets ``act_step = T theta_k / (alpha s_lj)`` and
@@ -73,7 +72,7 @@ from ..coding import RateNormaliser, encode
 from ..colanet import CoLaNET
 from ..errors import SpikebridgeError, require_finite
 from ..io import write_json_atomic
-from ..readout import NEG
+from ..readout import NEG, continuous_column_scores
 from .formats import AKIDA_FORMAT, AKIDA_VERSION, check_akida_bits, sidecar_path
 
 MIN_ACT_STEP = 1.0 / 16  # Akida refuses smaller act_step values
@@ -362,16 +361,15 @@ class AkidaCoLaNET:
         """Column scores ``[B, C]`` (float64) from Akida's potentials: :data:`DECISION_RULE`."""
         side = self.side
         alpha, beta = (2, 1) if side.weight_bits == 1 else (1, 0)
-        K, C, M = side.members, side.n_classes, side.microcolumns
+        K, C = side.members, side.n_classes
         scale = torch.tensor([n["scales"] for n in side.neurons], dtype=torch.float64).T  # [L, U]
         active = torch.tensor([n["active"] for n in side.neurons])
         theta = torch.tensor(side.thresholds, dtype=torch.float64)
         P = torch.from_numpy(np.asarray(potentials, np.int64)).double().view(len(potentials), *scale.shape)
         S = torch.from_numpy(np.asarray(counts).reshape(len(counts), -1).sum(1, dtype=np.int64)).double()
         a = (scale * (alpha * P - beta * S.view(-1, 1, 1))).sum(1) / side.steps  # [B, U]: drive at the rates x / T
-        a = a.masked_fill(~active, NEG).view(-1, K, C, M)
-        best = a.max(-1).values  # [B, K, C]
-        return (best.clamp_min(0) / theta.view(1, K, 1) + 1e-6 * best).sum(1)
+        a = a.masked_fill(~active, NEG).view(len(a), K, -1).transpose(0, 1)  # [K, B, J]
+        return continuous_column_scores(a, theta, C)
 
     def predict(self, features, batch_size: int = 2048) -> torch.Tensor:
         """Class predictions ``[B]`` (int64): counts -> Akida ``forward`` -> :meth:`scores`."""
