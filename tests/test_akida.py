@@ -302,7 +302,7 @@ def test_load_refuses_missing_or_mismatched_sidecars(akida, pixel_model, tmp_pat
     sidecar_path(tmp_path / "four.fbz").write_text('{"format": "spikebridge-nir"}')
     with pytest.raises(SpikebridgeError, match="not a spikebridge Akida sidecar"):
         AkidaCoLaNET.load(tmp_path / "four.fbz")
-    with pytest.raises(SpikebridgeError, match="lacks a field"):
+    with pytest.raises(SpikebridgeError, match="lacks fields: akida_version, input_bits"):
         AkidaSidecar.from_dict({"format": "spikebridge-akida", "version": 1})
     with pytest.raises(SpikebridgeError, match="input bits 3 is not an Akida bit width"):
         AkidaCoLaNET.from_colanet(model, 3, 4)

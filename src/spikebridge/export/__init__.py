@@ -11,6 +11,8 @@
   :func:`load_akida`; needs the ``akida`` extra);
 * :mod:`~spikebridge.export.integer_learning` -- CoLaNET trained in integer arithmetic
   (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
+* :mod:`~spikebridge.export.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
+  of the NIR, Akida and integer-rule sidecars;
 * :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI).
 
 Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free. The
@@ -28,6 +30,7 @@ _WHERE = {
     "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],
     "hardware": ["CHIPS", "fit_all", "fit_report"],
     "akida": ["AkidaCoLaNET", "AkidaSidecar", "export_akida", "load_akida"],
+    "sidecar": ["VersionedSidecar"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 

@@ -60,9 +60,8 @@ normaliser, ``T``, scales, thresholds, class of every neuron and the decision ru
 from __future__ import annotations
 
 import copy
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +70,9 @@ import torch
 from ..coding import RateNormaliser, encode
 from ..colanet import CoLaNET
 from ..errors import SpikebridgeError, require_finite
-from ..io import write_json_atomic
 from ..readout import NEG, continuous_column_scores
 from .formats import AKIDA_FORMAT, AKIDA_VERSION, check_akida_bits, sidecar_path
+from .sidecar import VersionedSidecar
 
 MIN_ACT_STEP = 1.0 / 16  # Akida refuses smaller act_step values
 UNUSED_THRESHOLD = 1 << 30  # threshold of unrecruited neurons: predict() = -2**30 / act_step
@@ -212,8 +211,11 @@ def spike_counts(rates: torch.Tensor, steps: int, chunk: int = 512) -> torch.Ten
 
 # --------------------------------------------------------------------------- the sidecar
 @dataclass
-class AkidaSidecar:
-    """What the ``.fbz`` has no field for, written beside it as ``<file>.json``."""
+class AkidaSidecar(VersionedSidecar):
+    """What the ``.fbz`` has no field for, written beside it as ``<file>.json``; read and checked
+    as every :class:`~.sidecar.VersionedSidecar`."""
+
+    KIND = "Akida sidecar"
 
     akida_version: str
     input_bits: int
@@ -234,33 +236,6 @@ class AkidaSidecar:
     classes: list | None = None
     format: str = AKIDA_FORMAT
     version: int = AKIDA_VERSION
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, source="sidecar") -> "AkidaSidecar":
-        if data.get("format") != AKIDA_FORMAT:
-            raise SpikebridgeError(f"{source} is not a spikebridge Akida sidecar")
-        if int(data.get("version", 1)) > AKIDA_VERSION:
-            raise SpikebridgeError(f"{source} is Akida sidecar version {data['version']}; this spikebridge reads "
-                                   f"versions up to {AKIDA_VERSION} (upgrade spikebridge)")
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise SpikebridgeError(f"{source} lacks a field: {exc}") from exc
-
-    def write(self, path) -> None:
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def read(cls, path) -> "AkidaSidecar":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise SpikebridgeError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
-        return cls.from_dict(data, path)
 
 
 # --------------------------------------------------------------------------- the Akida model

@@ -84,7 +84,6 @@ Imagenette, 2.7 % on imagenet64, where ``gamma_q < 0``; rounding with ``e = 1`` 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -94,10 +93,11 @@ import torch
 from ..coding import RateNormaliser, channel_count, encode
 from ..colanet import CALIBRATION_WINDOW, CoLaNETConfig, adaptive_config, adaptive_epochs, schedule_rate
 from ..errors import SpikebridgeError, require_finite
-from ..io import load_tensors, save_tensors, write_json_atomic
+from ..io import load_tensors, save_tensors
 from ..neurons import single_threaded
 from .fixed_point import DECAY_BITS, DECAY_EQUATION, MEMBRANE_BITS, Int8CoLaNET, decay_dv
 from .formats import sidecar_path
+from .sidecar import VersionedSidecar
 
 RULE_FORMAT = "spikebridge-integer-rule"
 RULE_VERSION = 1
@@ -171,11 +171,13 @@ def stochastic_round(numerator: torch.Tensor, draws: torch.Tensor, shift: int = 
 
 # --------------------------------------------------------------------------- the sidecar
 @dataclass
-class IntegerRuleSidecar:
+class IntegerRuleSidecar(VersionedSidecar):
     """The integer learning rule, completely (see the module docstring): bit widths, constants,
     the generator, rounding and the order of operations, plus the state the rule needs beyond
-    the tensors of the model file (generator state, schedule). ``format``/``version`` identify
-    the schema; :meth:`from_dict` refuses other formats and newer versions."""
+    the tensors of the model file (generator state, schedule); read and checked as every
+    :class:`~.sidecar.VersionedSidecar`."""
+
+    KIND = "integer-rule sidecar"
 
     weight_bits: int | str
     sizes: dict
@@ -190,32 +192,6 @@ class IntegerRuleSidecar:
     colanet_config: dict
     format: str = RULE_FORMAT
     version: int = RULE_VERSION
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, source="sidecar") -> "IntegerRuleSidecar":
-        if data.get("format") != RULE_FORMAT:
-            raise SpikebridgeError(f"{source} is not a spikebridge integer-rule sidecar")
-        if int(data.get("version", 1)) > RULE_VERSION:
-            raise SpikebridgeError(f"{source} is integer-rule version {data['version']}; this spikebridge reads "
-                                   f"versions up to {RULE_VERSION} (upgrade spikebridge)")
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise SpikebridgeError(f"{source} lacks a field: {exc}") from exc
-
-    def write(self, path) -> None:
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def read(cls, path) -> "IntegerRuleSidecar":
-        path = Path(path)
-        if not path.is_file():
-            raise SpikebridgeError(f"integer-rule sidecar not found: {path}")
-        return cls.from_dict(json.loads(path.read_text()), path)
 
 
 # --------------------------------------------------------------------------- the learner

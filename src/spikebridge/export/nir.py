@@ -80,9 +80,8 @@ Peer targets
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +90,10 @@ import torch
 from ..coding import RateNormaliser
 from ..colanet import CoLaNET, CoLaNETConfig
 from ..errors import SpikebridgeError
-from ..io import write_json_atomic
 from ..readout import READOUT_RULE
 from .formats import CONVENTIONS, SIDECAR_FORMAT, SIDECAR_VERSION, SNNTORCH_DT, TARGETS, sidecar_path
 from .network import Network, network_of
+from .sidecar import VersionedSidecar
 
 
 def _nir():
@@ -146,10 +145,11 @@ def nir_to_lif(tau: float, r: float, v_threshold: float, dt: float, convention: 
 
 # --------------------------------------------------------------------------- the sidecar
 @dataclass
-class NIRSidecar:
+class NIRSidecar(VersionedSidecar):
     """What NIR has no field for, written beside the graph as ``<file>.json`` (see the module
-    docstring). ``format``/``version`` identify the schema; :meth:`from_dict` refuses other
-    formats and newer versions and fills fields that older sidecars lack with their defaults."""
+    docstring); read and checked as every :class:`~.sidecar.VersionedSidecar`."""
+
+    KIND = "NIR sidecar"
 
     time_step_s: float
     convention: str
@@ -174,29 +174,6 @@ class NIRSidecar:
     plasticity: dict = field(default_factory=dict)
     format: str = SIDECAR_FORMAT
     version: int = SIDECAR_VERSION
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, source="sidecar") -> "NIRSidecar":
-        if data.get("format") != SIDECAR_FORMAT:
-            raise SpikebridgeError(f"{source} is not a spikebridge NIR sidecar")
-        if int(data.get("version", 1)) > SIDECAR_VERSION:
-            raise SpikebridgeError(f"{source} is sidecar version {data['version']}; this spikebridge reads "
-                                   f"versions up to {SIDECAR_VERSION} (upgrade spikebridge)")
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise SpikebridgeError(f"{source} lacks a field: {exc}") from exc
-
-    def write(self, path) -> None:
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def read(cls, path) -> "NIRSidecar":
-        return cls.from_dict(json.loads(Path(path).read_text()), path)
 
 
 # --------------------------------------------------------------------------- NIR export
@@ -377,10 +354,9 @@ def import_nir(path) -> CoLaNET:
                                "a bare NIR graph has no class readout")
     try:
         graph = nir.read(str(path))
-        data = json.loads(side_file.read_text())
     except Exception as exc:
         raise SpikebridgeError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
-    side = NIRSidecar.from_dict(data, side_file)
+    side = NIRSidecar.read(side_file)
     nodes, edges = _flatten(graph)
     kinds = {n: type(v).__name__ for n, v in nodes.items()}
     src = [n for n, k in kinds.items() if k == "Input"]
