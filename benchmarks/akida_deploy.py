@@ -57,6 +57,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

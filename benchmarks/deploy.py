@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -31,6 +32,10 @@ from peers import peer_predictions
 from spikebridge import export as ex
 from spikebridge.learner import create_learner
 from spikebridge.train import train
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,6 +39,10 @@ from spikebridge.features import DEFAULT_CACHE, extract_features, load_features
 from spikebridge.baselines import logistic_baseline
 from spikebridge.learner import create_learner
 from spikebridge.train import train
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"

@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -49,6 +49,11 @@ from pathlib import Path
 
 import numpy as np
 
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
+
 ROOT = Path(__file__).resolve().parent.parent
 SINABS_ENV = "SPIKEBRIDGE_SINABS_PYTHON"
 SINABS_PYTHON = Path("/work/venvs/sinabs/bin/python")

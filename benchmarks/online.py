@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from spikebridge.colanet import CoLaNET, CoLaNETConfig
 from spikebridge.learner import create_learner
 from spikebridge.colanet import adaptive_epochs
 from spikebridge.train import DEFAULT_TRAIN_BATCH, train
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys_path_bench = ROOT / "benchmarks"

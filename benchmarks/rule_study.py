@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from dataclasses import asdict
@@ -30,6 +31,10 @@ from spikebridge.encoders import create_encoder
 from spikebridge.features import DEFAULT_CACHE, extract_features
 from spikebridge.report import machine_info
 from spikebridge.train import make_learner, train
+from spikebridge.currents import PRECISION_ENV
+
+# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"digits": ("digits", None), "imagenette": (str(ROOT.parent / "shared/datasets/imagenette"), None),

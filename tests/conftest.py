@@ -4,6 +4,10 @@
 before any test module imports :mod:`spikebridge.features` (whose ``DEFAULT_CACHE`` is read
 at import time) and before any CLI subprocess inherits the environment, so no test can
 write into ``~/.cache/spikebridge``.
+
+``SPIKEBRIDGE_SIMULATION_PRECISION`` is pinned to ``fp32`` likewise, so the suite checks the
+arithmetic every CPU reproduces bit for bit (on a CPU with native bf16 the library's inference
+default is bf16); ``tests/test_simulate.py`` checks that default with the variable unset.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def pytest_configure(config):
     global _private_cache
     _private_cache = tempfile.mkdtemp(prefix="spikebridge-test-cache-")
     os.environ["SPIKEBRIDGE_CACHE"] = _private_cache
+    os.environ["SPIKEBRIDGE_SIMULATION_PRECISION"] = "fp32"
 
 
 def pytest_unconfigure(config):

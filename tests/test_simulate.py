@@ -175,7 +175,45 @@ def test_auto_is_the_default_everywhere():
     for f in (CoLaNET.simulate, CoLaNET.scores_spiking, CoLaNET.spiking_activity, Int8CoLaNET.feedforward,
               Int8CoLaNET.simulate, Int8CoLaNET.predict, spike_currents, synaptic_currents):
         assert inspect.signature(f).parameters["method"].default == "auto", f
-    assert inspect.signature(CoLaNET.simulate).parameters["bf16"].default is False
+    assert inspect.signature(CoLaNET.simulate).parameters["bf16"].default is None  # the inference default
+    assert inspect.signature(CoLaNET.spiking_activity).parameters["bf16"].default is False  # plasticity: fp32
+
+
+def test_inference_precision_default(monkeypatch):
+    """bf16=None: $SPIKEBRIDGE_SIMULATION_PRECISION, else (auto) bf16 on CPUs with native bf16."""
+    from spikebridge import currents
+    from spikebridge.errors import SpikebridgeError
+
+    monkeypatch.delenv(currents.PRECISION_ENV, raising=False)
+    for native in (True, False):
+        monkeypatch.setattr(currents, "cpu_has_native_bf16", lambda native=native: native)
+        assert currents.default_bf16() is native and currents.default_bf16(False) is False
+        assert currents.default_bf16(True) is True
+    monkeypatch.setenv(currents.PRECISION_ENV, "bf16")
+    assert currents.default_bf16() is True
+    monkeypatch.setenv(currents.PRECISION_ENV, "fp32")
+    monkeypatch.setattr(currents, "cpu_has_native_bf16", lambda: True)
+    assert currents.default_bf16() is False
+    monkeypatch.setenv(currents.PRECISION_ENV, "half")
+    with pytest.raises(SpikebridgeError, match="SPIKEBRIDGE_SIMULATION_PRECISION='half'"):
+        currents.default_bf16()
+
+
+def test_simulate_default_is_this_machines_precision(pixel_digits, monkeypatch):
+    """With the variable unset, ``simulate()`` is bit for bit the run at this CPU's precision
+    (bf16 with native bf16), and its decisions agree with fp32 on >= 99 % of examples."""
+    from spikebridge import currents
+
+    monkeypatch.delenv(currents.PRECISION_ENV, raising=False)
+    model, xva = _trained(pixel_digits, 3)
+    spikes = model.spikes_for(xva, 32, seed=1)
+    native = currents.cpu_has_native_bf16()
+    default, at_native = model.simulate(spikes, method="dense"), model.simulate(spikes, method="dense", bf16=native)
+    assert torch.equal(default.counts, at_native.counts) and torch.equal(default.v_final, at_native.v_final)
+    fp32 = model.simulate(spikes, method="dense", bf16=False)
+    assert (model.column_decision(default) == model.column_decision(fp32)).float().mean() >= 0.99
+    monkeypatch.setenv(currents.PRECISION_ENV, "fp32")
+    assert torch.equal(model.simulate(spikes, method="dense").counts, fp32.counts)
 
 
 def test_lite0_features_dense_and_event_identical_and_agree(digits_features):

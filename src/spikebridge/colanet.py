@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from .coding import RateNormaliser, channel_count, encode
-from .currents import synaptic_currents
+from .currents import default_bf16, synaptic_currents
 from .errors import SpikebridgeError, require_finite
 from .learner import register_rule
 from .neurons import PopulationParameters, lif_population, single_threaded
@@ -214,19 +214,21 @@ class CoLaNET:
 
     @torch.no_grad()
     def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str = "auto",
-                 bf16: bool = False) -> SpikeRecord:
+                 bf16: bool | None = None) -> SpikeRecord:
         """Run the spiking network on ``input_spikes [T, B, N]`` (the same input to every
         member) or ``[T, K, B, N]`` (one input per member).
 
         Currents ``(W - gamma) x[t]`` (:func:`spikebridge.currents.synaptic_currents`:
         ``method`` ``"auto"`` (the faster path on this machine at the input's spike density),
         ``"dense"`` GEMM or ``"event"``-driven, which rounds differently; ``bf16`` rounds the
-        weights to bfloat16), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
+        weights to bfloat16, ``None``: :func:`spikebridge.currents.default_bf16`, bf16 on CPUs
+        with native bf16), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
         with lateral inhibition; unrecruited neurons are silent."""
         cfg = self.config
         K, J, N = self.weights.shape
         T = input_spikes.shape[0]
-        currents, in_spikes = synaptic_currents(input_spikes, self.effective_weights(), method, bf16=bf16)
+        currents, in_spikes = synaptic_currents(input_spikes, self.effective_weights(), method,
+                                                bf16=default_bf16(bf16))
         params = PopulationParameters(cfg.beta, self.threshold, cfg.lateral_inhibition, silent=~self.active)
         rec = lif_population(currents, params, record_raster)
         raster = rec.spikes[:, 0, 0] if record_raster else None
@@ -252,7 +254,7 @@ class CoLaNET:
 
     @torch.no_grad()
     def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
-                       method: str = "auto", bf16: bool = False):
+                       method: str = "auto", bf16: bool | None = None):
         """Spiking-simulation column scores ``[B, C]`` and ``stats``: mean input / output spikes
         per example and ``class_spikes [B, C]``, each column's spikes summed over members
         (``method``, ``bf16``: those of :meth:`simulate`)."""

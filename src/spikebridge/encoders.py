@@ -68,6 +68,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
+from .currents import cpu_has_native_bf16  # noqa: F401  (one home; imported from here too)
 from .errors import SpikebridgeError
 
 DEFAULT_ENCODER = "efficientnet_lite0"
@@ -408,17 +409,6 @@ PRECISIONS = ("fp32", "bf16", "auto")
 #: natively (benchmarks/extract.py measures both, with ImageNet-sample top-1), but it changes
 #: the features every result in benchmarks/results was computed from
 DEFAULT_PRECISION = "fp32"
-
-
-def cpu_has_native_bf16() -> bool:
-    """The CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` among the /proc/cpuinfo
-    flags that ``lscpu`` shows); False where that file does not exist (not Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

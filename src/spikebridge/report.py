@@ -90,13 +90,15 @@ def machine_info() -> dict:
     """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
     import os
 
-    from .currents import cpu_model
+    from .currents import cpu_model, default_bf16
 
     cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpus_usable": usable, "torch_threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu, **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu,
+            "simulation_precision": "bf16" if default_bf16() else "fp32",  # CoLaNET inference where bf16 is not given
+            **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def write_run(run_dir: str | Path, record: dict, raster: dict | tuple | None = None) -> None:
