@@ -28,8 +28,8 @@ Graphs beside the exported one, where an importer cannot take it (built here wit
   decay ``b`` = 2^-24) with every weight divided by ``b`` (``b I / b = I``).
 
 Sinabs 3.1.3 pins ``nir<=1.0.4`` and runs in its own virtual environment
-(``/work/venvs/sinabs``, or ``--sinabs-python`` / ``$SPIKEBRIDGE_SINABS_PYTHON``): this script
-calls itself there (``--worker``) with the graph files and the input spikes (bit-packed ``.npy``)
+(``/work/venvs/sinabs``, or ``--sinabs-python`` / ``$SPIKEBRIDGE_SINABS_PYTHON``; ``.ci/sinabs-env``
+builds one): this script calls itself there (``--worker``) with the graph files and the input spikes (bit-packed ``.npy``)
 and reads the output spikes back (``.npz``, no pickle).
 
 Also records ``hardware_fit`` (:func:`spikebridge.export.hardware.fit_all`) for the trained model.
@@ -49,10 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spikebridge.currents import PRECISION_ENV
-
-# published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
-os.environ.setdefault(PRECISION_ENV, "fp32")
+try:
+    from spikebridge.currents import PRECISION_ENV
+except ImportError:  # the Sinabs worker: this file run in the Sinabs environment, which has no spikebridge
+    pass
+else:  # published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
+    os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 SINABS_ENV = "SPIKEBRIDGE_SINABS_PYTHON"
