@@ -344,7 +344,12 @@ def simulation(_: str = "") -> str:
             f"{100 * p['input_density']:.1f} %, auto picks {p['auto_path']}), one batch of {p['examples']} at T = 32: "
             f"dense {ms('dense', 'float32')} fp32 / {ms('dense', 'bfloat16')} bf16, event {ms('event', 'float32')} / "
             f"{ms('event', 'bfloat16')}; bf16 decisions agree with fp32 on {100 * v['dense']['decisions']:.2f} % of the "
-            f"{v['examples']:,} val examples (spike counts {100 * v['dense']['counts']:.3f} %).")
+            f"{v['examples']:,} val examples (spike counts {100 * v['dense']['counts']:.3f} %)"
+            + "".join(f"; on {name} ({a['model']['neurons']} neurons) {100 * a['dense']['decisions']:.2f} % of "
+                      f"{a['examples']:,} (top-1 {100 * a['top1_auto_path']['float32']:.2f} % fp32, "
+                      f"{100 * a['top1_auto_path']['bfloat16']:.2f} % bf16)"
+                      for name, a in res.get("precision_val_by_dataset", {}).items() if name != Path(m["dataset"]).name)
+            + f". Inference default on this machine: {res['machine'].get('simulation_precision', 'fp32')}.")
 
 
 def extract(_: str = "") -> str:

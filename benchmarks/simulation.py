@@ -19,7 +19,8 @@ stamped with :func:`spikebridge.report.machine_info`:
   :func:`spikebridge.currents.compare_precision` (seconds of currents and of
   ``CoLaNET.simulate`` per path and precision, agreement, ``bf16_recommended``), and on all
   of val (quick: 256) :func:`spikebridge.currents.precision_agreement` and the top-1 of the
-  ``auto`` path in fp32 and bf16.
+  ``auto`` path in fp32 and bf16; the same on each ``--agreement-datasets`` (default the
+  64-class set) in ``precision_val_by_dataset``.
 
 Time it alone on the machine: the timings of a machine shared with other jobs are not the
 machine's. bf16 stays off by default unless it is faster on the ``auto`` path and at least
@@ -108,6 +109,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 repeat, one shape, 2,000 training and 256 val examples")
     p.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "imagenette"))
+    p.add_argument("--agreement-datasets", nargs="*",
+                   default=[str(ROOT.parent / "shared" / "datasets" / "imagenet64")],
+                   help="further data sets on which a CoLaNET is trained and bf16 decisions are compared with fp32 "
+                        "over all of val (default: the 64-class set; none in --quick)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="feature cache (default: $SPIKEBRIDGE_CACHE)")
     p.add_argument("--repeats", type=int, default=None, help="timing repeats (default: 5; quick: 1)")
     p.add_argument("--steps", type=int, default=32)
@@ -145,6 +150,14 @@ def main(argv=None) -> int:
     spikes = model.spikes_for(va.features[:batch], args.steps)
     record["precision"] = compare_precision(model, spikes, repeats)
     record["precision_val"] = val_agreement(model, va.features[:n_val], va.labels[:n_val], args.steps)
+    # the bf16 inference default (spikebridge.currents.default_bf16) must hold beyond one data set
+    record["precision_val_by_dataset"] = {Path(args.dataset).name: {"model": info, **record["precision_val"]}}
+    for other in ([] if args.quick else args.agreement_datasets):
+        m, v, i = trained_model(other, args.cache_dir, None, None, args.seed)
+        record["precision_val_by_dataset"][Path(other).name] = {"model": i, **val_agreement(m, v.features, v.labels, args.steps)}
+        a = record["precision_val_by_dataset"][Path(other).name]
+        print(f"{Path(other).name}: bf16 vs fp32 decisions agree {a['dense']['decisions']:.4f} (dense), top-1 "
+              f"{a['top1_auto_path']}")
     record["seconds"] = time.perf_counter() - t_start
     write_json_atomic(out_path, record)
     prec, agree = record["precision"], record["precision_val"]
