@@ -295,8 +295,8 @@ def main(argv=None) -> int:
     reps = 3 if args.quick else 5
 
     # ------------------------------------------------------------------ encoders and roofline
-    base = create_encoder(args.encoder, device="cpu", precision="fp32", compile=False)
-    unfolded = create_encoder(args.encoder, device="cpu", precision="fp32", compile=False, fold_bn=False)
+    base = create_encoder(args.encoder, device="cpu", precision="fp32", compile=False, backend="torch")
+    unfolded = create_encoder(args.encoder, device="cpu", precision="fp32", compile=False, fold_bn=False, backend="torch")
     variants = {"fp32 eager unfolded (old)": unfolded, "fp32 eager": base,
                 "bf16 eager": dataclasses.replace(base, precision="bf16")}
     if with_compile:

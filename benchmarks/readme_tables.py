@@ -363,18 +363,32 @@ def extract(_: str = "") -> str:
            f"roofline is {roof['bound_img_s']['fp32']:.0f} img/s in fp32 ({roof['bound_img_s']['bf16']:.0f} in bf16).", "",
            "| data set | variant | forward img/s | % of fp32 roofline | end to end img/s | end to end / forward |",
            "| --- | --- | --- | --- | --- | --- |"]
+    default = res.get("library_default_variant", {}).get("variant")
     for name, ds in res["datasets"].items():
         for variant, f in ds["forward"].items():
             e = ds["end_to_end"].get(variant)
-            out.append(f"| {name} | {variant} | {f['img_s']:.1f} | {100 * f['fraction_of_fp32_roofline']:.0f} | "
+            label = f"**{variant} (library default)**" if variant == default else variant
+            out.append(f"| {name} | {label} | {f['img_s']:.1f} | {100 * f['fraction_of_fp32_roofline']:.0f} | "
                        + (f"{e['img_s']:.1f} | {e['end_to_end_over_forward']:.2f} |" if e else "- | - |"))
     t = res["top1"]
     out += ["", f"Decoding alone (library setting, {res['library_defaults']['workers']} worker): "
             + ", ".join(f"{n} {ds['decode']['library_workers']['img_s']:.0f} img/s" for n, ds in res["datasets"].items())
             + f". ImageNet-sample top-1 ({t['images']:,} images): reference {100 * t['reference_fp32']:.1f} %, library "
             f"fp32 {100 * t['library_fp32']:.1f} %, bf16 {100 * t['library_bf16']:.1f} %"
-            + "".join(f"; {n} {b['img_s']:.1f} img/s, {100 * b['top1']:.1f} %" for n, b in res.get("backends", {}).items()
-                      if "img_s" in b) + "."]
+            + (f", OpenVINO engine fp32 {100 * t['library_openvino_fp32']:.1f} %" if "library_openvino_fp32" in t else "")
+            + "".join(f"; {n} (ONNX file) {b['img_s']:.1f} img/s, {100 * b['top1']:.1f} %"
+                      for n, b in res.get("backends", {}).items() if "img_s" in b) + "."]
+    if default:
+        goal = res["targets"]
+        rows = [(n, ds["forward"][default], ds["end_to_end"][default]) for n, ds in res["datasets"].items()
+                if default in ds["forward"] and default in ds["end_to_end"]]
+        out += ["", f"Targets for the library default ({default}): " + "; ".join(
+            f"{n}: end to end / forward {e['end_to_end_over_forward']:.2f} (target <= {goal['end_to_end_over_forward_max']}: "
+            f"{'met' if e['end_to_end_over_forward'] <= goal['end_to_end_over_forward_max'] else 'not met'}), forward "
+            f"{100 * f['fraction_of_fp32_roofline']:.0f} % of the fp32 roofline (target >= "
+            f"{100 * goal['forward_fraction_of_fp32_roofline_min']:.0f} %: "
+            f"{'met' if f['fraction_of_fp32_roofline'] >= goal['forward_fraction_of_fp32_roofline_min'] else 'not met'})"
+            for n, f, e in rows) + "."]
     return "\n".join(out)
 
 

@@ -193,3 +193,18 @@ def test_compare_precision_reports_speed_and_agreement(pixel_digits, private_cro
         assert set(out["simulate_s"][path]) == set(out["currents_s"][path]) == {"float32", "bfloat16"}
         agreement = out["agreement"][path]
         assert 0.9 <= agreement["decisions"] <= 1.0 and 0.9 <= agreement["counts"] <= 1.0
+
+
+def test_auto_estimates_the_density_from_a_sample_of_rows():
+    """``auto`` counts the spikes of DENSITY_SAMPLE_ROWS evenly spaced rows, not all of them: exact
+    for small inputs, within 1e-2 on large ones, and the chosen path follows the crossover."""
+    from spikebridge import currents as cu
+
+    g = torch.Generator().manual_seed(0)
+    small = (torch.rand(4, 8, 100, generator=g) < 0.3).to(torch.uint8)
+    assert cu.estimated_density(small) == cu.spike_density(small)
+    big = (torch.rand(32, 256, 1280, generator=g) < torch.linspace(0.02, 0.2, 256).view(1, 256, 1)).to(torch.uint8)
+    assert abs(cu.estimated_density(big) - cu.spike_density(big)) < 1e-2
+    density = cu.spike_density(big)
+    assert cu.resolve_method(big, "auto", 50, crossover=density + 0.02) == "event"
+    assert cu.resolve_method(big, "auto", 50, crossover=density - 0.02) == "dense"

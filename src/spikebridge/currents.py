@@ -106,6 +106,20 @@ def spike_density(spikes: torch.Tensor) -> float:
     return float(torch.count_nonzero(spikes)) / max(1, spikes.numel())
 
 
+#: ``auto`` counts the spikes of at most this many rows (time step x example) to choose a path:
+#: counting every spike of a large input costs ~15 % of a simulation, a sample of 512 rows x
+#: 2560 inputs estimates a density to ~1e-3 (which only matters within that of the crossover,
+#: where both paths take the same time)
+DENSITY_SAMPLE_ROWS = 512
+
+
+def estimated_density(spikes: torch.Tensor) -> float:
+    """Spike density of ``spikes [..., N]`` from evenly spaced rows (all rows when few)."""
+    rows = spikes.reshape(-1, spikes.shape[-1]) if spikes.dim() > 1 else spikes.reshape(1, -1)
+    step = max(1, len(rows) // DENSITY_SAMPLE_ROWS)
+    return spike_density(rows[::step])
+
+
 # ------------------------------------------------------------------ the crossover density
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
@@ -319,7 +333,7 @@ def resolve_method(spikes: torch.Tensor, method: str, neurons: int, density: flo
         raise ValueError(f"method must be 'auto', 'dense' or 'event', not {method!r}")
     if method == "auto":
         limit = event_crossover(neurons, crossover, bf16)
-        density = spike_density(spikes) if density is None else density
+        density = estimated_density(spikes) if density is None else density
         return "event" if density < limit else "dense"
     return method
 
