@@ -259,6 +259,8 @@ def test_default_workers(monkeypatch):
     from spikebridge import features
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert features.default_workers("cpu") == 0  # 2 cores: decode between batches, in this process
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
     assert features.default_workers("cpu") == 1
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)))
     assert features.default_workers("cpu") == 4 and features.default_workers("cuda") == 8

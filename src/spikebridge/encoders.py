@@ -51,6 +51,7 @@ Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -435,6 +436,15 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+@functools.lru_cache(maxsize=1)
+def _openvino_core():
+    """One ``openvino.Core`` for the process: it must outlive every model it compiled (a Core
+    destroyed first unloads the CPU plugin under them, and their later destruction crashes)."""
+    import openvino as ov
+
+    return ov.Core()
+
+
 def _valid_compile(value) -> bool:
     return isinstance(value, bool) or (isinstance(value, str) and value == "auto")
 
@@ -554,12 +564,12 @@ class Encoder:
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
                 graph = ov.convert_model(module, example_input=x[:1].contiguous(), input=[(-1, *x.shape[1:])])
-            compiled = ov.Core().compile_model(graph, "CPU", {
+            compiled = _openvino_core().compile_model(graph, "CPU", {
                 "INFERENCE_PRECISION_HINT": "f32",  # never bf16 behind the user's back
                 "INFERENCE_NUM_THREADS": torch.get_num_threads(),
                 "PERFORMANCE_HINT": "LATENCY"})  # one stream: the batch is the parallel work
-            model = self._openvino[key] = compiled.create_infer_request()
-        return model
+            model = self._openvino[key] = (compiled, compiled.create_infer_request())
+        return model[1]
 
     def _graph(self, kind: str) -> Callable:
         graph = self._compiled.get(kind)

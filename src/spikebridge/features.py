@@ -16,8 +16,8 @@ and the OpenVINO fp32 backend change features only by float rounding, ~1e-6, and
 the key; the manifest records the engine that ran.)
 
 Pipeline: ``workers`` loader processes (default :func:`default_workers`: on the CPU one per
-8 cores, at least one, each with one torch thread) decode, resize and crop images to
-``uint8`` pixels; the main process keeps every core for normalisation and the forward pass
+8 cores, at least one, none with 2 cores or fewer; each with one torch thread) decode, resize and
+crop images to ``uint8`` pixels; the main process keeps every core for normalisation and the forward pass
 (:meth:`Encoder.__call__`). Every file is written to a temporary name and renamed into place. A shard counts
 as done only when its JSON sidecar exists, the shard's checksum matches it, and the rows it
 records (range and hash of their manifest entries) are the rows expected at its position;
@@ -241,13 +241,17 @@ def default_workers(device: torch.device | str = "cpu") -> int:
 
     On the CPU the forward pass keeps every core (torch's intra-op threads) and decoding
     (JPEG decode, resize, crop: ~1-1.5 ms of one core per image at 224 px) is a small share of
-    it (Lite0: ~8-20 core-ms per image), so one worker per 8 cores (at least one) overlaps
-    decoding with the forward without taking cores from it; more workers only preempt the
-    forward's threads. On a GPU the CPU does nothing but decode: up to 8 workers.
+    it (Lite0: ~8-20 core-ms per image), so one worker per 8 cores overlaps decoding with the
+    forward without taking cores from it; more workers only preempt the forward's threads.
+    With 2 cores or fewer, none: a worker process then preempts the forward and adds the
+    copy through shared memory, and decoding in the main process between batches measured
+    faster end to end (``benchmarks/extract.py`` worker sweep on 2 cores: 186 vs 169 img/s on
+    Imagenette, 207 vs 189 on the 64-class set). On a GPU the CPU does nothing but decode: up
+    to 8 workers.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if torch.device(device).type == "cpu":
-        return max(1, cores // 8)
+        return 0 if cores <= 2 else max(1, cores // 8)
     return max(1, min(8, cores))
 
 
