@@ -371,7 +371,8 @@ def extract(_: str = "") -> str:
             out.append(f"| {name} | {label} | {f['img_s']:.1f} | {100 * f['fraction_of_fp32_roofline']:.0f} | "
                        + (f"{e['img_s']:.1f} | {e['end_to_end_over_forward']:.2f} |" if e else "- | - |"))
     t = res["top1"]
-    out += ["", f"Decoding alone (library setting, {res['library_defaults']['workers']} worker): "
+    workers = res["library_defaults"]["workers"]
+    out += ["", f"Decoding alone (library setting, {workers} worker{'' if workers == 1 else 's'}): "
             + ", ".join(f"{n} {ds['decode']['library_workers']['img_s']:.0f} img/s" for n, ds in res["datasets"].items())
             + f". ImageNet-sample top-1 ({t['images']:,} images): reference {100 * t['reference_fp32']:.1f} %, library "
             f"fp32 {100 * t['library_fp32']:.1f} %, bf16 {100 * t['library_bf16']:.1f} %"
