@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -537,6 +538,34 @@ def test_openvino_features_equal_pytorch_on_real_images(fp32):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(ov(pre.normalize(pixels)), want, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(ov(pixels[:3]), want[:3], rtol=1e-4, atol=1e-4)  # another batch size: dynamic batch
+
+
+OPENVINO_TELEMETRY_SCRIPT = r"""
+import os, torch
+from spikebridge.encoders import create_encoder
+enc = create_encoder(device="cpu", precision="fp32", backend="openvino")
+enc.prepare(1, 2)
+print(tuple(enc(torch.zeros(2, 224, 224, 3, dtype=torch.uint8)).shape), os.environ.get("CI"))
+"""
+
+
+def test_openvino_engine_sends_no_telemetry(tmp_path):
+    """openvino-telemetry, by default, writes a client id under ~/intel and sends usage events
+    from convert_model; the engine declines it (and leaves $CI as it was)."""
+    import subprocess
+    import sys
+
+    from spikebridge.encoders import openvino_installed
+
+    if not openvino_installed():
+        pytest.skip("openvino is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env["HOME"] = str(tmp_path)
+    run = subprocess.run([sys.executable, "-c", OPENVINO_TELEMETRY_SCRIPT], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "(2, 1280) None"
+    assert not (tmp_path / "intel").exists(), sorted(p.name for p in tmp_path.rglob("*"))
 
 
 @pytest.mark.slow  # torch.compile of Lite0 takes tens of seconds on 2 cores

@@ -51,12 +51,14 @@ Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
 import importlib.util
 import os
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -436,13 +438,38 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+@contextlib.contextmanager
+def _openvino_telemetry_declined():
+    """Run OpenVINO code with its usage telemetry declined.
+
+    ``openvino-telemetry`` (initialised when ``openvino`` is imported and again by every
+    ``openvino.convert_model`` call) by default, with no consent file, writes a client id under
+    ``~/intel`` and sends usage events to Google Analytics. It declines in CI jobs
+    (``CI=true``): that is the switch held here, then restored. spikebridge never sends
+    telemetry (``tests/test_encoders.py`` checks that nothing is written under ``~/intel``)."""
+    saved = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = saved
+
+
+def _import_openvino():
+    if "openvino" not in sys.modules:
+        with _openvino_telemetry_declined():
+            import openvino  # noqa: F401
+    return sys.modules["openvino"]
+
+
 @functools.lru_cache(maxsize=1)
 def _openvino_core():
     """One ``openvino.Core`` for the process: it must outlive every model it compiled (a Core
     destroyed first unloads the CPU plugin under them, and their later destruction crashes)."""
-    import openvino as ov
-
-    return ov.Core()
+    return _import_openvino().Core()
 
 
 def _valid_compile(value) -> bool:
@@ -555,15 +582,15 @@ class Encoder:
         key = (kind, *x.shape[1:])
         model = self._openvino.get(key)
         if model is None:
-            import openvino as ov
-
+            ov = _import_openvino()
             module = _Normalized(self.net, self.preprocess()) if kind == "pixels" else self.net
             with warnings.catch_warnings():
                 # OpenVINO's converter traces with torch.jit.trace (deprecated in torch 2.14: its call, not the
                 # user's), and the trace records the input check and mean/std as constants, as intended
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
-                graph = ov.convert_model(module, example_input=x[:1].contiguous(), input=[(-1, *x.shape[1:])])
+                with _openvino_telemetry_declined():
+                    graph = ov.convert_model(module, example_input=x[:1].contiguous(), input=[(-1, *x.shape[1:])])
             compiled = _openvino_core().compile_model(graph, "CPU", {
                 "INFERENCE_PRECISION_HINT": "f32",  # never bf16 behind the user's back
                 "INFERENCE_NUM_THREADS": torch.get_num_threads(),
