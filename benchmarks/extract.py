@@ -141,15 +141,7 @@ def decode(ds: ImageDataset, encoder: Encoder, batch: int, workers: int) -> tupl
 def forward(encoder: Encoder, inputs: list[torch.Tensor], batch: int, n_images: int) -> dict:
     """The encoder alone on preloaded batches; the first call (compilation) is timed apart."""
     compiled = encoder.prepare(n_images, batch)
-    t0 = time.perf_counter()
-    encoder(inputs[0])
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for x in inputs:
-        encoder(x)
-    seconds = time.perf_counter() - t0
-    n = sum(len(x) for x in inputs)
-    return {"compiled": compiled, "first_call_s": warm, "seconds": seconds, "img_s": rate(n, seconds)}
+    return {"compiled": compiled, **backend_forward(encoder, inputs)}
 
 
 def end_to_end(ds: ImageDataset, encoder: Encoder, batch: int, workers: int) -> dict:
@@ -234,7 +226,8 @@ def openvino_runner(path: Path, threads: int, precision: str):
     return lambda x: compiled(x)[0]
 
 
-def backend_forward(run, inputs: list[np.ndarray]) -> dict:
+def backend_forward(run, inputs: list) -> dict:
+    """``run`` on every batch of ``inputs`` after one untimed-apart first call (compilation)."""
     t0 = time.perf_counter()
     run(inputs[0])
     warm = time.perf_counter() - t0

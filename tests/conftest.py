@@ -133,3 +133,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if EXTRACTION_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module whose small tensor ops run fastest on one (and far faster
+    than two threads competing with other processes for two cores); restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,12 +28,7 @@ def akida():
     return pytest.importorskip("akida", reason="needs BrainChip's akida package: pip install 'spikebridge[akida]'")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def _train(x, y, **cfg):

@@ -23,14 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from peers import peer_predictions  # noqa: E402  (the agreement harness is a benchmark tool)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These small tensor ops run fastest on one thread (and far faster than two threads
-    competing with other processes for two cores); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def _train(x, y, **cfg):

@@ -17,12 +17,7 @@ from spikebridge.export.integer_learning import (
     IntegerCoLaNET, IntegerRuleSidecar, integer_learner, rng_draws, stochastic_round, weight_limit)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def _learner(pixel_digits, bits=8, epochs=2, **cfg):

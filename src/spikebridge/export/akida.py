@@ -78,7 +78,7 @@ from ..colanet import CoLaNET
 from ..errors import SpikebridgeError, require_finite
 from ..readout import NEG, continuous_column_scores
 from .formats import AKIDA_FORMAT, AKIDA_VERSION, check_akida_bits, sidecar_path
-from .sidecar import VersionedSidecar
+from .sidecar import VersionedSidecar, model_and_sidecar
 
 MIN_ACT_STEP = 1.0 / 16  # Akida refuses smaller act_step values
 UNUSED_THRESHOLD = 1 << 30  # threshold of unrecruited neurons: predict() = -2**30 / act_step
@@ -446,13 +446,8 @@ class AkidaCoLaNET:
     def load(cls, path) -> "AkidaCoLaNET":
         """Read ``path`` with ``akida.Model(path)`` and its sidecar; checks that they describe one network."""
         akida = _akida()
-        path = Path(path)
-        if not path.is_file():
-            raise SpikebridgeError(f"Akida model not found: {path}")
-        side_file = sidecar_path(path)
-        if not side_file.is_file():
-            raise SpikebridgeError(f"{side_file} (coder, scales and class columns of the model) is missing; "
-                                   "a bare .fbz has no CoLaNET readout")
+        path, side_file = model_and_sidecar(path, "Akida model", "coder, scales and class columns of the model",
+                                            "a bare .fbz has no CoLaNET readout")
         side = AkidaSidecar.read(side_file)
         try:
             net = akida.Model(str(path))

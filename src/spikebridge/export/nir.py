@@ -93,7 +93,7 @@ from ..errors import SpikebridgeError
 from ..readout import READOUT_RULE
 from .formats import CONVENTIONS, SIDECAR_FORMAT, SIDECAR_VERSION, SNNTORCH_DT, TARGETS, sidecar_path
 from .network import Network, network_of
-from .sidecar import VersionedSidecar
+from .sidecar import VersionedSidecar, model_and_sidecar
 
 
 def _nir():
@@ -345,13 +345,8 @@ def _neuron_parameters(node, dt: float, convention: str):
 def import_nir(path) -> CoLaNET:
     """Read ``path`` (+ ``path.json``) back into a :class:`CoLaNET` (inference; gamma folded)."""
     nir = _nir()
-    path = Path(path)
-    if not path.is_file():
-        raise SpikebridgeError(f"NIR file not found: {path}")
-    side_file = sidecar_path(path)
-    if not side_file.is_file():
-        raise SpikebridgeError(f"{side_file} (columns, coder and normaliser of the graph) is missing; "
-                               "a bare NIR graph has no class readout")
+    path, side_file = model_and_sidecar(path, "NIR file", "columns, coder and normaliser of the graph",
+                                        "a bare NIR graph has no class readout")
     try:
         graph = nir.read(str(path))
     except Exception as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from ..errors import SpikebridgeError
+from .formats import sidecar_path
 
 S = TypeVar("S", bound="VersionedSidecar")
 
@@ -78,3 +79,16 @@ class VersionedSidecar:
         except (OSError, ValueError) as exc:
             raise SpikebridgeError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
         return cls.from_dict(data, path)
+
+
+def model_and_sidecar(path, model_kind: str, sidecar_holds: str, bare: str) -> tuple[Path, Path]:
+    """``(path, its sidecar path)`` of an exported model, both checked to exist; a missing one is a
+    one-line error naming the file (``sidecar_holds``: what the sidecar carries; ``bare``: what a
+    model without it lacks)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpikebridgeError(f"{model_kind} not found: {path}")
+    side_file = sidecar_path(path)
+    if not side_file.is_file():
+        raise SpikebridgeError(f"{side_file} ({sidecar_holds}) is missing; {bare}")
+    return path, side_file
