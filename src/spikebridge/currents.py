@@ -33,8 +33,8 @@ rounded to 8 significant bits, so decisions can differ from fp32 ones;
 
 Inference precision (:func:`default_bf16`, used where ``bf16=None``: ``CoLaNET.simulate``,
 ``scores_spiking``, ``evaluate``): bf16 on a CPU with native bf16 (``avx512_bf16`` or
-``amx_bf16``), where the dense path runs ~1.8x faster with decisions identical on Imagenette
-val and 99.95 % identical on the 64-class val set (``benchmarks/results/simulation*.json``);
+``amx_bf16``), where the dense path runs faster and decisions agree with fp32 (speed and
+agreement on Imagenette and the 64-class val sets: ``benchmarks/results/simulation.json``);
 fp32 elsewhere (emulated bf16 is slower). The environment variable
 ``SPIKEBRIDGE_SIMULATION_PRECISION`` (``auto``, ``fp32``, ``bf16``) overrides it; the
 published accuracy tables pin ``fp32``, the arithmetic every CPU reproduces bit for bit.
