@@ -128,3 +128,167 @@ def nearest_class_mean(train_x, train_y, val_x, val_y) -> dict:
     mu = np.stack([train_x[train_y == c].mean(0) for c in classes])
     scores = torch.as_tensor(val_x @ mu.T - 0.5 * (mu**2).sum(1))
     return {**_scores(scores, val_y), "train_seconds": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------ online (streaming) references
+class _OnlineReference:
+    """Labels in, labels out: class ids are given rows in the order they first appear."""
+
+    def __init__(self):
+        self.classes_: list = []
+        self._index: dict = {}
+        self._dim = 0
+
+    def add_classes(self, classes) -> "_OnlineReference":
+        """Rows for new labels before their examples come (a class-incremental task's classes)."""
+        self._rows(classes)
+        return self
+
+    def _rows(self, y) -> np.ndarray:
+        for c in np.asarray(y).tolist():
+            if c not in self._index:
+                self._index[c] = len(self.classes_)
+                self.classes_.append(c)
+                self._grow()
+        return np.array([self._index[c] for c in np.asarray(y).tolist()], dtype=np.int64)
+
+    def _grow(self):
+        self.means = np.vstack([self.means.reshape(-1, self._dim), np.zeros((1, self._dim))])
+        self.counts = np.append(self.counts, 0.0)
+
+    def predict(self, x) -> np.ndarray:
+        return np.asarray(self.classes_)[self.scores(np.asarray(x, dtype=np.float64)).argmax(1)]
+
+
+class StreamingNCM(_OnlineReference):
+    """Nearest class mean with running means: ``mu_c += (x - mu_c) / n_c``; Euclidean decision."""
+
+    def __init__(self):
+        super().__init__()
+        self.means, self.counts = np.zeros((0, 0)), np.zeros(0)
+
+    def partial_fit(self, x, y, classes=None) -> "StreamingNCM":
+        x = np.asarray(x, dtype=np.float64)
+        self._dim = x.shape[1]
+        self._rows([] if classes is None else classes)
+        for row, xi in zip(self._rows(y), x):
+            self.counts[row] += 1
+            self.means[row] += (xi - self.means[row]) / self.counts[row]
+        return self
+
+    def scores(self, x) -> np.ndarray:
+        return x @ self.means.T - 0.5 * (self.means**2).sum(1)
+
+    def state_bytes(self) -> int:
+        return 4 * (self.means.size + self.counts.size)  # as float32 / int32 on a device
+
+
+class StreamingLDA(_OnlineReference):
+    """Streaming linear discriminant analysis (Hayes & Kanan, CVPR-W 2020): running class means
+    and one running shared covariance, updated example by example::
+
+        Sigma <- (t Sigma + t/(t+1) (x - mu_y)(x - mu_y)^T) / (t + 1),  then  mu_y += (x - mu_y) / n_y
+        scores = x^T L mu_c - mu_c^T L mu_c / 2,   L = ((1 - eps) Sigma + eps I)^-1   (eps = shrinkage)
+
+    ``t`` counts all examples seen. Kept as the scatter ``S = t Sigma``: ``S += t/(t+1) d d^T``
+    per example, where ``d`` depends on the class means only, so the rank-1 terms are buffered
+    and added as one matrix product every ``BUFFER`` examples (the same sum); the precision
+    matrix is recomputed when scores are asked for after an update."""
+
+    BUFFER = 256
+
+    def __init__(self, shrinkage: float = 1e-4):
+        super().__init__()
+        self.shrinkage = shrinkage
+        self.means, self.counts = np.zeros((0, 0)), np.zeros(0)
+        self.scatter = None
+        self._pending: list = []  # sqrt(t/(t+1)) d of the examples not yet added to the scatter
+        self.t = 0
+        self._precision = None
+
+    def partial_fit(self, x, y, classes=None) -> "StreamingLDA":
+        x = np.asarray(x, dtype=np.float64)
+        self._dim = x.shape[1]
+        self._rows([] if classes is None else classes)
+        if self.scatter is None:
+            self.scatter = np.zeros((self._dim, self._dim))
+        for row, xi in zip(self._rows(y), x):
+            delta = xi - self.means[row]
+            self._pending.append(np.sqrt(self.t / (self.t + 1)) * delta)
+            self.counts[row] += 1
+            self.means[row] += delta / self.counts[row]
+            self.t += 1
+            if len(self._pending) >= self.BUFFER:
+                self._flush()
+        self._precision = None
+        return self
+
+    def _flush(self) -> None:
+        if self._pending:
+            d = np.stack(self._pending)
+            self.scatter += d.T @ d
+            self._pending = []
+
+    @property
+    def covariance(self) -> np.ndarray:
+        self._flush()
+        return self.scatter / max(1, self.t)
+
+    def scores(self, x) -> np.ndarray:
+        if self._precision is None:
+            d = self._dim
+            self._precision = np.linalg.inv((1 - self.shrinkage) * self.covariance + self.shrinkage * np.eye(d))
+        w = self.means @ self._precision
+        return x @ w.T - 0.5 * (w * self.means).sum(1)
+
+    def state_bytes(self) -> int:
+        return 4 * (self.scatter.size + self.means.size + self.counts.size)
+
+
+class OnlineSoftmax(_OnlineReference):
+    """The backprop reference: a softmax layer trained by SGD on each example once (cross-entropy,
+    learning rate ``lr``), inputs standardised by running statistics; a new class adds an output."""
+
+    def __init__(self, lr: float = 0.01):
+        super().__init__()
+        self.lr = lr
+        self.weight = None
+        self.bias = np.zeros(0)
+        self.n, self.mean, self.m2 = 0, None, None
+
+    def _grow(self):
+        row = np.zeros((1, self._dim))
+        self.weight = row if self.weight is None else np.vstack([self.weight, row])
+        self.bias = np.append(self.bias, 0.0)
+
+    def _standardise(self, x):
+        sd = np.sqrt(self.m2 / max(1, self.n - 1)) if self.n > 1 else np.ones_like(self.mean)
+        return (x - self.mean) / np.maximum(sd, 1e-6)
+
+    def partial_fit(self, x, y, classes=None) -> "OnlineSoftmax":
+        x = np.asarray(x, dtype=np.float64)
+        self._dim = x.shape[1]
+        self._rows([] if classes is None else classes)
+        if self.mean is None:
+            self.mean, self.m2 = np.zeros(self._dim), np.zeros(self._dim)
+        rows = self._rows(y)
+        for xi in x:  # running statistics (Welford)
+            self.n += 1
+            d = xi - self.mean
+            self.mean += d / self.n
+            self.m2 += d * (xi - self.mean)
+        z = self._standardise(x)
+        for zi, row in zip(z, rows):
+            logits = self.weight @ zi + self.bias
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            p[row] -= 1.0  # d(cross-entropy)/d(logits)
+            self.weight -= self.lr * np.outer(p, zi)
+            self.bias -= self.lr * p
+        return self
+
+    def scores(self, x) -> np.ndarray:
+        return self._standardise(x) @ self.weight.T + self.bias
+
+    def state_bytes(self) -> int:
+        return 4 * (self.weight.size + self.bias.size + 2 * self.mean.size)

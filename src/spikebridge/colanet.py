@@ -57,7 +57,7 @@ the single-process result.
 Class-incremental learning: :meth:`CoLaNET.add_classes` appends empty columns and freezes the
 existing ones (no potentiation, depression or recruitment in a frozen column);
 :meth:`CoLaNET.partial_fit` then interleaves replayed prototypes of the frozen columns
-(:meth:`CoLaNET.replay_prototypes`) with the new examples, so that new columns are
+(drawn from running class statistics, :class:`spikebridge.streaming.StreamStatistics`) with the new examples, so that new columns are
 depressed where they would answer to an old class.
 """
 
@@ -77,6 +77,7 @@ from .errors import SpikebridgeError, require_finite
 from .learner import register_rule
 from .neurons import PopulationParameters, lif_population, single_threaded
 from .readout import NEG, column_scores, continuous_column_scores
+from .streaming import StreamStatistics
 
 if TYPE_CHECKING:
     from .distributed import PlasticitySync
@@ -86,6 +87,7 @@ EXAMPLES_PER_MICROCOLUMN = 200  # adaptive_config: one prototype per this many t
 PRESENTATIONS = 60_000  # adaptive_epochs: examples presented in a run (within [10, 30] epochs)
 REFERENCE_EPOCHS = 10  # eta_plus / eta_minus are the starting rates of a run of this many epochs
 CALIBRATION_WINDOW = 4096  # theta is calibrated on (at most) this many of the most recent training examples
+DRIVE_MEDIAN_STEP = 0.02  # partial_fit: the running median of the winner's drive moves by 2 % per example
 
 
 def adaptive_config(config: "CoLaNETConfig", n_examples: int, n_classes: int) -> "CoLaNETConfig":
@@ -141,8 +143,11 @@ class CoLaNETConfig:
     percentile: float = 99.85  # percentile normalisation: the feature value coded as rate 1
     ensemble: int = 1  # K independently seeded members
     seed: int = 0
-    replay: int = 2  # class-incremental: replayed prototypes of frozen columns per new example
-    replay_keep: float = 0.2  # fraction of a replayed prototype's synapses kept (the rest dropped)
+    replay: int = 2  # class-incremental: replayed examples of frozen classes per new example
+    replay_noise: float = 1.0  # replayed features: class mean + replay_noise * class sd * N(0, 1)
+    stream_boost: float = 5.0  # partial_fit: a column's learning-rate factor for its first examples
+    stream_halflife: float = 50.0  # partial_fit: ... halved after this many examples of its class (per column)
+    stream_centred: bool = True  # partial_fit: covariance form of the rule (presynaptic term r - mean rate)
 
     @property
     def beta(self) -> float:
@@ -179,6 +184,8 @@ class CoLaNET:
         self.normaliser: RateNormaliser | None = None
         self.column = torch.arange(J) // self.config.microcolumns
         self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to plasticity (add_classes)
+        self.stream = StreamStatistics(self.n_inputs, self.n_classes)  # partial_fit's running statistics
+        self.drive_median = torch.zeros(K)  # running median of the winner's drive (partial_fit's theta)
         self.generator = torch.Generator().manual_seed(self.config.seed)
 
     # ------------------------------------------------------------------ rates and drive
@@ -286,7 +293,9 @@ class CoLaNET:
     # ------------------------------------------------------------------ plasticity
     @torch.no_grad()
     def learn(self, rates: torch.Tensor, labels: torch.Tensor, activity: torch.Tensor | None = None,
-              mask: torch.Tensor | None = None, sync: "PlasticitySync | None" = None, rate: float = 1.0) -> int:
+              mask: torch.Tensor | None = None, sync: "PlasticitySync | None" = None, rate: float = 1.0,
+              column_rate: torch.Tensor | None = None, slots: torch.Tensor | None = None,
+              centre: torch.Tensor | None = None) -> int:
         """Apply one mini-batch of plasticity.
 
         ``rates [K, B, N]`` (or ``[B, N]``, shared by all members) are the presynaptic traces,
@@ -296,6 +305,11 @@ class CoLaNET:
         training, :mod:`spikebridge.distributed`) the arguments are this rank's slice of the
         global batch and the updates of all ranks are summed before they are applied.
         Returns the number of (member, example) pairs that triggered plasticity (all ranks).
+        ``column_rate [C]`` multiplies the rate of every update by that of the column it
+        changes, and ``slots [C]`` caps the microcolumns each column may recruit (both from
+        :meth:`partial_fit`'s per-column counts). ``centre [N]`` turns the updates and the
+        recruited prototypes into the covariance form of the rule: the presynaptic term is
+        ``r - centre`` (the channel's mean rate) instead of ``r``.
 
         Updates are summed in float64 over the rows they touch, then added to the float32
         weights and clipped, so the result does not depend on how a batch is split or summed.
@@ -316,18 +330,33 @@ class CoLaNET:
             misclassified = ~has_target | (has_wrong & (v_minus > v_plus))
             if mask is not None:
                 error, misclassified = error & mask, misclassified & mask
-            recruited = self._recruit(r, y, misclassified, sync)
+            u = r if centre is None else r - centre  # the presynaptic term of the updates
+            import os
+            mode = os.environ.get("SB_CENTRE", "all")
+            recruited = self._recruit(u if mode == "all" else r, y, misclassified, sync, slots)
+            if mode == "depress":
+                u_plus = r
+            else:
+                u_plus = u
             potentiate = error & ~recruited & has_target & ~self.frozen[self.column[j_plus]]
             depress = error & has_wrong & ~self.frozen[self.column[j_minus]]
             offsets = (torch.arange(K) * J).view(K, 1)
             rows = torch.cat([(j_plus + offsets)[potentiate], (j_minus + offsets)[depress]])
-            values = torch.cat([rate * cfg.eta_plus * cfg.w_max * r[potentiate], -rate * cfg.eta_minus * cfg.w_max * r[depress]])
-            self._apply_rows(rows, values.double(), sync)
+            if column_rate is None:
+                values = torch.cat([rate * cfg.eta_plus * cfg.w_max * u[potentiate],
+                                    -rate * cfg.eta_minus * cfg.w_max * u[depress]]).double()
+            else:  # each update scaled by the factor of the column it changes (float64, [K, B])
+                s_plus = rate * cfg.eta_plus * cfg.w_max * column_rate.double()[self.column[j_plus]]
+                s_minus = rate * cfg.eta_minus * cfg.w_max * column_rate.double()[self.column[j_minus]]
+                values = torch.cat([s_plus[potentiate].unsqueeze(-1) * u_plus[potentiate].double(),
+                                    -s_minus[depress].unsqueeze(-1) * u[depress].double()])
+            self._apply_rows(rows, values, sync)
             self._update_gamma()
         n_events = torch.tensor([int(error.sum())])
         return int(sync.all_reduce_sum(n_events)) if sync is not None else int(n_events)
 
-    def _recruit(self, r: torch.Tensor, y: torch.Tensor, misclassified: torch.Tensor, sync) -> torch.Tensor:
+    def _recruit(self, r: torch.Tensor, y: torch.Tensor, misclassified: torch.Tensor, sync,
+                 slots: torch.Tensor | None = None) -> torch.Tensor:
         """Fill free microcolumns of the target columns of misclassified examples, in global
         batch order: ``W[j_new] = w_max * r``. Returns which local (member, example) recruited."""
         cfg = self.config
@@ -341,7 +370,8 @@ class CoLaNET:
         plan = []
         for k, b in (wanted >= 0).nonzero().tolist():
             c = int(wanted[k, b])
-            free = (~self.active[k, c * cfg.microcolumns : (c + 1) * cfg.microcolumns]).nonzero()
+            allowed = cfg.microcolumns if slots is None else int(slots[c])
+            free = (~self.active[k, c * cfg.microcolumns : c * cfg.microcolumns + allowed]).nonzero()
             if len(free):
                 j = c * cfg.microcolumns + int(free[0])
                 self.active[k, j] = True
@@ -380,65 +410,81 @@ class CoLaNET:
 
     @torch.no_grad()
     def partial_fit(self, features, labels, batch_size: int = 1, bagging: float = 0.8) -> "CoLaNET":
-        """Online, single-pass learning: each example of this call is learned once, as it comes.
+        r"""Online, single-pass learning: each example of this call is learned once, as it comes.
 
-        The rate normaliser is fitted on the first call's features unless it was set before
-        (``fit_normaliser`` on a warm-up sample). ``theta`` is recalibrated after every call on
-        a running window of the ``CALIBRATION_WINDOW`` most recent examples of the stream (not
-        only this call's, so it does not jump when calls are small; the window lives in memory
-        and a loaded model starts a new one). With an ensemble, each member learns each
-        example with probability ``bagging`` (online bagging), so the members differ although
-        the stream is shared.
+        Everything the stream needs is running state, none of it an example
+        (:class:`spikebridge.streaming.StreamStatistics`, whose docstring holds the equations):
+        the ON/OFF coder's running statistics until :meth:`freeze_coder` (called by
+        :meth:`add_classes`: the end of the base session; a normaliser fitted before the first
+        call is kept as it is); a per-column learning-rate factor that decays with the examples
+        of that column's class (potentiation of ``j+`` uses its column's factor, depression of
+        ``j-`` its own column's), so a single pass anneals per class whatever the stream's length
+        or class order; microcolumns that a column may recruit as its class's examples arrive;
+        per-class feature statistics, from which replay draws examples of frozen classes; and
+        ``theta = first_spike_step * m``, ``m`` a running median of the winner's drive
+        (``m <- m * exp(DRIVE_MEDIAN_STEP * sign(a_max - m))``).
+
+        With an ensemble, each member learns each example with probability ``bagging`` (online
+        bagging), so the members differ although the stream is shared.
         """
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
         require_finite(features, "train")
-        if int(labels.max()) >= self.n_classes:
+        if len(labels) and int(labels.max()) >= self.n_classes:
             raise ValueError(f"label {int(labels.max())} >= n_classes {self.n_classes}; add_classes first")
-        if self.normaliser is None:
-            self.fit_normaliser(features)
+        with single_threaded():  # small tensors: threads cost more than they save
+            return self._partial_fit(features, labels, batch_size, bagging)
+
+    def _partial_fit(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, bagging: float) -> "CoLaNET":
+        cfg, K, stream = self.config, self.config.ensemble, self.stream
+        if self.normaliser is None or stream.coder_learning:
+            if cfg.normalisation == "onoff":
+                self.normaliser = stream.update_coder(features, cfg.saturation)
+            elif self.normaliser is None:  # the percentile coder has no running form: fitted on the first call
+                self.fit_normaliser(features)
         rates = self.rates(features)
-        K = self.config.ensemble
         for b in range(0, len(rates), batch_size):
             r, y = rates[b : b + batch_size], labels[b : b + batch_size]
+            stream.observe(features[b : b + batch_size], y)
             mask = None if K == 1 else torch.rand(K, len(y), generator=self.generator) < bagging
-            replay = self.replay_prototypes(self.config.replay * len(y), float(r.sum(-1).mean()))
-            if replay is not None:  # interleave replayed prototypes of frozen columns
-                r = torch.cat([r.unsqueeze(0).expand(K, -1, -1), replay[0]], 1)
-                y = torch.cat([y.unsqueeze(0).expand(K, -1), replay[1]], 1)
+            rr, yy = r, y
+            replay = stream.replay(cfg.replay * len(y), self.frozen, cfg.replay_noise, self.generator, K)
+            if replay is not None:  # interleave replayed examples of frozen classes
+                replayed = self.rates(replay[0].reshape(-1, self.n_inputs)).view(K, -1, self.n_channels)
+                rr = torch.cat([r.unsqueeze(0).expand(K, -1, -1), replayed], 1)
+                yy = torch.cat([y.unsqueeze(0).expand(K, -1), replay[1]], 1)
                 if mask is not None:
                     mask = torch.cat([mask, torch.ones_like(replay[1], dtype=torch.bool)], 1)
-            self.learn(r, y, mask=mask)
-        window = getattr(self, "_recent_rates", None)
-        window = rates if window is None or window.shape[1] != rates.shape[1] else torch.cat([window, rates])
-        self._recent_rates = window[-CALIBRATION_WINDOW:]
-        self.calibrate(self._recent_rates)
+            mean_rate = stream.observe_rates(r).clone()
+            centre = mean_rate if cfg.stream_centred and bool(self.frozen.any()) else None
+            self.learn(rr, yy, mask=mask, column_rate=stream.column_rate(cfg.stream_boost, cfg.stream_halflife),
+                       slots=stream.slots(EXAMPLES_PER_MICROCOLUMN, cfg.microcolumns), centre=centre)
+            self._track_drive(r)
+        self.threshold = (cfg.first_spike_step * self.drive_median).clamp_min(1e-6)
+        self._update_gamma()
         return self
 
-    @torch.no_grad()
-    def replay_prototypes(self, n: int, mass: float) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``n`` replayed patterns per member from the prototypes of frozen columns, or ``None``.
+    def state_bytes(self) -> int:
+        """Bytes a device holds to go on learning online (float32/int32 values): the recruited
+        neurons' weights, per-class counts, feature means and variances, the coder (a centre and a gain per
+        channel, running statistics while they learn), ``gamma``, ``theta`` and the drive median."""
+        K, N = self.config.ensemble, self.n_channels
+        return 4 * (int(self.active.sum()) * N + self.stream.state_values() + 2 * N + 3 * K)
 
-        Class-incremental learning sees only the new classes' examples; nothing would stop a
-        new column from also claiming old classes' inputs. Replay gives the old columns a
-        voice without storing any old example: a recruited microcolumn's weights ``W_j`` are
-        a prototype of its class, so ``W_j / w_max`` rescaled to the input mass ``mass`` (the
-        summed rate of the current examples), with each synapse kept with probability
-        ``replay_keep`` (and scaled by ``1 / replay_keep``; clipped to ``[0, 1]``) so that
-        replays cover the spread around the prototype, is presented with its column as the
-        label. Frozen columns do not learn from it; a new column that comes within the margin
-        of an old one on its replay is depressed. Returns ``(rates [K, n, N], labels [K, n])``.
-        """
-        cfg = self.config
-        pool = (self.active & self.frozen[self.column]).float()  # [K, J]
-        if n <= 0 or cfg.replay_keep <= 0 or not bool((pool.sum(1) > 0).all()):
-            return None
-        K, J, N = self.weights.shape
-        pick = torch.multinomial(pool, n, replacement=True, generator=self.generator)  # [K, n]
-        protos = torch.gather(self.weights, 1, pick.unsqueeze(-1).expand(K, n, N)) / cfg.w_max
-        protos = protos * (mass / protos.sum(-1, keepdim=True).clamp_min(1e-12))
-        kept = torch.rand(protos.shape, generator=self.generator) < cfg.replay_keep
-        return (protos * kept / cfg.replay_keep).clamp_(0.0, 1.0), self.column[pick]
+    def freeze_coder(self) -> "CoLaNET":
+        """Stop updating the coder's running statistics (the rates keep their current map)."""
+        if self.normaliser is None:
+            raise SpikebridgeError("the coder has no statistics yet: learn from some examples first")
+        self.stream.freeze_coder()
+        return self
+
+    def _track_drive(self, rates: torch.Tensor) -> None:
+        """Running median of the winning neuron's drive (multiplicative sign steps), per member."""
+        a = self.drive(rates).max(-1).values  # [K, B]
+        for b in range(a.shape[1]):
+            value, m = a[:, b], self.drive_median
+            step = torch.exp(DRIVE_MEDIAN_STEP * torch.sign(value - m))
+            self.drive_median = torch.where(value <= 0, m, torch.where(m <= 0, value, m * step))
 
     @torch.no_grad()
     def add_classes(self, count: int = 1, freeze_existing: bool = True) -> "CoLaNET":
@@ -456,6 +502,7 @@ class CoLaNET:
         self.weights = torch.cat([self.weights, torch.zeros(K, extra, N)], 1)
         self.active = torch.cat([self.active, torch.zeros(K, extra, dtype=torch.bool)], 1)
         self.frozen = torch.cat([self.frozen | freeze_existing, torch.zeros(count, dtype=torch.bool)])
+        self.stream.add_classes(count)  # the base session is over: the coder's statistics stay as they are
         self.n_classes += count
         self.column = torch.arange(J + extra) // self.config.microcolumns
         return self
@@ -489,6 +536,7 @@ class CoLaNET:
         med = torch.nanmedian(a, dim=1).values
         med = torch.where(torch.isnan(med), torch.ones_like(med), med)
         self.threshold = (self.config.first_spike_step * med).clamp_min(1e-6)
+        self.drive_median = med.clone()
 
     # ------------------------------------------------------------------ persistence
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -499,6 +547,8 @@ class CoLaNET:
             "threshold": self.threshold,
             **(self.normaliser.tensors() if self.normaliser else {}),
             "frozen": self.frozen.to(torch.uint8),
+            **self.stream.tensors(),
+            "drive_median": self.drive_median,
             "rng_state": self.generator.get_state(),
         }
 
@@ -520,6 +570,9 @@ class CoLaNET:
             model.normaliser = RateNormaliser.from_tensors(tensors, meta.get("normaliser") or meta)
         if "frozen" in tensors:
             model.frozen = tensors["frozen"].bool().clone()
+        model.stream.load_tensors(tensors)
+        if "drive_median" in tensors:
+            model.drive_median = tensors["drive_median"].clone()
         if "rng_state" in tensors:
             model.generator.set_state(tensors["rng_state"])
         return model
@@ -589,6 +642,8 @@ class CoLaNETLearner:
             config = adaptive_config(self.requested, len(features), self.model.n_classes)
             self.model = CoLaNET(self.model.n_inputs, self.model.n_classes, config)
         self.model.fit_normaliser(features)
+        if labels is not None:  # what partial_fit keeps per class, so a trained model can go on learning online
+            self.model.stream.set_from_training(features, labels)
 
     def rates(self, features) -> torch.Tensor:
         return self.model.rates(features)

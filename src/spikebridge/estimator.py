@@ -122,12 +122,13 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def partial_fit(self, X, y, classes=None) -> "SpikingClassifier":
-        """Learn each example of ``X, y`` once, as it comes (online learning).
+        """Learn each example of ``X, y`` once, as it comes (online learning), ``batch_size`` at a time.
 
         The first call creates the network for ``classes`` (default: the labels of ``y``).
-        CoLaNET also learns classes that appear later (class-incremental learning: new columns
-        are appended, the existing ones frozen, see :meth:`spikebridge.colanet.CoLaNET.add_classes`);
-        the other rules need every class in the first call's ``classes``. Thresholds (and
+        Labels not seen before are added with :meth:`add_classes` (CoLaNET appends a column per
+        class and freezes the existing ones; the other rules need every class in the first
+        call's ``classes``). CoLaNET keeps running statistics instead of examples
+        (:meth:`spikebridge.colanet.CoLaNET.partial_fit`); for the other rules, thresholds (and
         Diehl & Cook's neuron labels) are recalibrated on a running window of recent examples.
         """
         import torch
@@ -141,17 +142,12 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
             self._window = None
         new = np.setdiff1d(np.unique(y), self.classes_)
         if len(new):
-            model = getattr(self.learner_, "model", None)
-            if model is None or not hasattr(model, "add_classes"):
-                raise ValueError(f"labels {new.tolist()} were not in the first partial_fit call's classes; "
-                                 f"rule {self.rule!r} cannot add classes (pass classes= on the first call)")
-            model.add_classes(len(new))
-            self.classes_ = np.concatenate([self.classes_, new])
+            self.add_classes(new)
         order = {c: i for i, c in enumerate(self.classes_.tolist())}
         codes = np.array([order[c] for c in y.tolist()], dtype=np.int64)
-        model = getattr(self.learner_, "model", None)
-        if model is not None and hasattr(model, "partial_fit"):  # CoLaNET's own online rule
-            model.partial_fit(X, codes, batch_size=1)
+        model = self._colanet()
+        if model is not None:  # CoLaNET's own online rule
+            model.partial_fit(X, codes, batch_size=self.batch_size)
             return self
         if first:
             self.learner_.prepare(X, codes)
@@ -163,6 +159,46 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         self._window = (window[0][-WINDOW:], window[1][-WINDOW:])
         self.learner_.end_epoch(*self._window)
         return self
+
+    def add_classes(self, classes) -> "SpikingClassifier":
+        """Make room for new labels ``classes`` (class-incremental learning; CoLaNET only).
+
+        Each new class gets an empty column; the existing columns are frozen, so the decisions
+        on inputs of the old classes stay as they were until examples of the new classes are
+        learned (:meth:`spikebridge.colanet.CoLaNET.add_classes`)."""
+        check_is_fitted(self, "learner_")
+        new = np.asarray(classes)
+        if new.ndim != 1 or len(new) == 0:
+            raise SpikebridgeError(f"add_classes takes a non-empty list of labels, not {classes!r}")
+        known = np.intersect1d(new, self.classes_)
+        if len(known):
+            raise SpikebridgeError(f"add_classes: labels {known.tolist()} are classes already")
+        if len(np.unique(new)) != len(new):
+            raise SpikebridgeError(f"add_classes: labels {new.tolist()} repeat a label")
+        model = self._colanet()
+        if model is None:
+            raise SpikebridgeError(f"labels {new.tolist()} were not in the first partial_fit call's classes; "
+                                   f"rule {self.rule!r} cannot add classes (pass classes= on the first call)")
+        model.add_classes(len(new))
+        self.classes_ = np.concatenate([self.classes_, new])
+        return self
+
+    def _colanet(self):
+        """The CoLaNET network of a ``colanet`` learner (it learns online itself), else None."""
+        from .colanet import CoLaNET
+
+        model = getattr(self.learner_, "model", None)
+        return model if isinstance(model, CoLaNET) else None
+
+    def state_bytes(self) -> int:
+        """Bytes of the state the network keeps between examples (what a device would hold)."""
+        check_is_fitted(self, "learner_")
+        model = self._colanet()
+        if model is not None:
+            return model.state_bytes()
+        from .continual import tensor_bytes
+
+        return tensor_bytes(self.learner_.tensors())
 
     # ------------------------------------------------------------------ inference
     def _counts(self, X):
