@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import checks
 from .coding import RateNormaliser, channel_count, encode
 from .currents import default_bf16, synaptic_currents
 from .errors import SpikebridgeError, require_finite
@@ -143,6 +144,31 @@ class CoLaNETConfig:
     seed: int = 0
     replay: int = 2  # class-incremental: replayed prototypes of frozen columns per new example
     replay_keep: float = 0.2  # fraction of a replayed prototype's synapses kept (the rest dropped)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that make a useless or broken model (one line naming the setting);
+        run on every construction, so the API, ``--config`` files and flags share it."""
+        checks.optional_integer("microcolumns", self.microcolumns, 1)
+        for name in ("eta_plus", "eta_minus", "margin", "lateral_inhibition"):
+            checks.number(name, getattr(self, name), 0.0)
+        checks.number("w_max", self.w_max, above=0.0)
+        checks.number("w_min", self.w_min)
+        if not self.w_min < self.w_max:
+            raise SpikebridgeError(f"w_min must be < w_max (got w_min {self.w_min}, w_max {self.w_max})")
+        checks.choice("normalisation", self.normalisation, ("onoff", "percentile"))
+        for name in ("saturation", "dt", "tau", "first_spike_step"):
+            checks.number(name, getattr(self, name), above=0.0)
+        checks.boolean("anneal", self.anneal)
+        checks.steps("steps", self.steps)
+        checks.choice("coder", self.coder, ("regular", "bernoulli"))
+        checks.number("percentile", self.percentile, maximum=100.0, above=0.0)
+        checks.integer("ensemble", self.ensemble, 1)
+        checks.seed("seed", self.seed)
+        checks.integer("replay", self.replay, 0)
+        checks.number("replay_keep", self.replay_keep, 0.0, 1.0)
 
     @property
     def beta(self) -> float:
