@@ -239,16 +239,17 @@ class CoLaNET:
         return self.column_scores_continuous(self.rates(features)).argmax(1)
 
     @torch.no_grad()
-    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str = "auto",
+    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str | None = None,
                  bf16: bool | None = None) -> SpikeRecord:
         """Run the spiking network on ``input_spikes [T, B, N]`` (the same input to every
         member) or ``[T, K, B, N]`` (one input per member).
 
         Currents ``(W - gamma) x[t]`` (:func:`spikebridge.currents.synaptic_currents`:
-        ``method`` ``"auto"`` (the faster path on this machine at the input's spike density),
-        ``"dense"`` GEMM or ``"event"``-driven, which rounds differently; ``bf16`` rounds the
-        weights to bfloat16, ``None``: :func:`spikebridge.currents.default_bf16`, bf16 on CPUs
-        with native bf16), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
+        ``method`` ``"dense"`` GEMM, ``"event"``-driven, which rounds differently, or ``"auto"``
+        (the faster of the two on this machine at the input's spike density); ``bf16`` rounds the
+        weights to bfloat16; ``None``: the library defaults, dense and fp32, the same decisions on
+        every machine, unless the environment opts in: :func:`spikebridge.currents.default_method`,
+        :func:`spikebridge.currents.default_bf16`), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
         with lateral inhibition; unrecruited neurons are silent."""
         cfg = self.config
         K, J, N = self.weights.shape
@@ -280,7 +281,7 @@ class CoLaNET:
 
     @torch.no_grad()
     def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
-                       method: str = "auto", bf16: bool | None = None):
+                       method: str | None = None, bf16: bool | None = None):
         """Spiking-simulation column scores ``[B, C]`` and ``stats``: mean input / output spikes
         per example and ``class_spikes [B, C]``, each column's spikes summed over members
         (``method``, ``bf16``: those of :meth:`simulate`)."""
@@ -495,7 +496,7 @@ class CoLaNET:
         self.gamma = (self.weights * self.active.unsqueeze(-1)).sum(dim=(1, 2)) / (counts * self.n_channels)
 
     @torch.no_grad()
-    def spiking_activity(self, rates: torch.Tensor, seed: int = 0, method: str = "auto",
+    def spiking_activity(self, rates: torch.Tensor, seed: int = 0, method: str | None = None,
                          bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Presynaptic traces and postsynaptic activity measured in a spiking simulation
         (``method``, ``bf16``: those of :meth:`simulate`)."""
