@@ -75,7 +75,7 @@ from . import checks
 from .coding import RateNormaliser, channel_count, encode
 from .currents import default_bf16, synaptic_currents
 from .errors import SpikebridgeError, require_finite
-from .learner import register_rule
+from .learner import check_recorded_shape, register_rule
 from .neurons import PopulationParameters, lif_population, single_threaded
 from .readout import NEG, column_scores, continuous_column_scores
 
@@ -539,6 +539,7 @@ class CoLaNET:
         if "normalisation" not in config:  # saved before ON/OFF coding and signed weights
             config.update(normalisation="percentile", w_min=0.0)
         model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**config))
+        check_recorded_shape("weights", tensors, model.weights.shape, meta)
         model.weights = tensors["weights"].clone()
         model.active = tensors["active"].bool().clone()
         model.gamma = tensors["gamma"].clone()

@@ -38,7 +38,7 @@ import torch
 from . import checks
 from .coding import RateNormaliser, encode
 from .errors import require_finite
-from .learner import register_rule
+from .learner import check_recorded_shape, register_rule
 from .neurons import PopulationParameters, lif_population
 
 
@@ -211,6 +211,7 @@ class SingleLayerLearner:
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]):
         obj = cls(meta["n_inputs"], meta["n_classes"], RuleConfig(**meta["config"]))
+        check_recorded_shape("weights", tensors, obj.weights.shape, meta)
         for k in ("weights", "threshold", "adaptive", "neuron_label", "reward_baseline"):
             setattr(obj, k, tensors[k].clone())
         obj.normaliser = RateNormaliser.from_tensors(tensors, {"kind": "percentile", "parameter": obj.config.percentile,
