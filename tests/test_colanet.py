@@ -228,3 +228,23 @@ def test_a_model_whose_recorded_sizes_disagree_with_its_weights_is_refused_on_lo
     save_tensors(path, tensors, {**meta, "n_inputs": 64, "config": {**meta["config"], "eta_plus": -1}})
     with pytest.raises(SpikebridgeError, match=rf"^{path}: eta_plus must be >= 0.0 \(got -1\)$"):
         load_learner(path)
+
+
+def test_simulation_memory_is_bounded_up_front(pixel_digits, monkeypatch):
+    """T is refused above MAX_STEPS before anything is allocated; within it, batches are split so
+    spikes and currents stay under SIMULATION_MEMORY, with the same decisions (regular coder)."""
+    from spikebridge import checks
+    from spikebridge.errors import SpikebridgeError
+
+    xt, xv, yt, _ = pixel_digits
+    model = _trained(xt[:300], yt[:300], epochs=1, batch_size=16).model
+    with pytest.raises(SpikebridgeError, match=r"^steps must be <= 4096 \(got 1000000\)$"):
+        model.scores_spiking(xv[:4], steps=1_000_000)
+    whole, _ = model.scores_spiking(xv[:40], steps=16)
+    seen = []
+    real = model.simulate
+    monkeypatch.setattr(model, "simulate", lambda spikes, **kw: seen.append(spikes.shape[1]) or real(spikes, **kw))
+    K, J, N = model.weights.shape
+    monkeypatch.setattr(checks, "SIMULATION_MEMORY", 7 * checks.simulation_bytes(16, N, K * J))
+    split, _ = model.scores_spiking(xv[:40], steps=16)
+    assert seen == [7] * 5 + [5] and torch.equal(split, whole)

@@ -16,6 +16,25 @@ from .errors import SpikebridgeError
 #: most time steps T per example: a simulation batch holds T x examples x inputs spikes, and
 #: T = 4096 at 1 ms steps is 4 s of presentation, far past where accuracy stops changing
 MAX_STEPS = 4096
+#: bytes one spiking-simulation batch may hold (input spikes, currents, neuron states): batches
+#: are split below it, so memory stays bounded up to ``MAX_STEPS``
+SIMULATION_MEMORY = 2 << 30
+
+
+def simulation_bytes(steps: int, channels: int, neurons: int) -> int:
+    """Bytes one example takes in a spiking simulation of ``steps`` steps: its input spikes (one
+    byte per step and channel, plus the float32 block the dense path converts them in) and
+    per step and neuron the float32 currents, spikes and state the LIF loop keeps (16 bytes)."""
+    return steps * (5 * channels + 16 * neurons)
+
+
+def simulation_batch(batch_size: int, steps_: int, channels: int, neurons: int) -> int:
+    """Examples to simulate at once: ``batch_size``, fewer when their spikes and currents would
+    pass :data:`SIMULATION_MEMORY`; ``steps_`` is checked first (:func:`steps`)."""
+    steps("steps", steps_)
+    return max(1, min(batch_size, SIMULATION_MEMORY // simulation_bytes(steps_, channels, neurons)))
+
+
 #: seeds are those ``torch.Generator.manual_seed`` accepts
 MAX_SEED = 2**64 - 1
 

@@ -263,9 +263,10 @@ RUN_FILES = ("checkpoint.safetensors", "model.safetensors", "run.json", "report.
 RUN_LOCK = ".train.lock"
 
 
-def _check_run_dir(args, held: str | None = None) -> None:
-    """--run-dir that already holds a run is refused unless --resume or --overwrite (the lock
-    file of a run in progress counts as a run, except ``held``: this process's own)."""
+def _check_run_dir(args) -> None:
+    """--run-dir that already holds a run is refused unless --resume or --overwrite. The lock
+    file alone is no run: a run in progress is refused by its lock (:func:`_lock_run_dir`), and
+    one left by a killed run is free."""
     if args.resume and args.overwrite:
         raise SpikebridgeError("--resume continues the run in --run-dir and --overwrite replaces it; pass one")
     if args.resume and args.run_dir is None:
@@ -275,7 +276,7 @@ def _check_run_dir(args, held: str | None = None) -> None:
         return
     if not out.is_dir():
         raise SpikebridgeError(f"--run-dir {out} is a file, not a folder")
-    if any(p.name != held for p in out.iterdir()):
+    if any(p.name != RUN_LOCK for p in out.iterdir()):
         raise SpikebridgeError(f"--run-dir {out} already holds files (a run is never replaced silently); "
                                "pass --resume to continue it, --overwrite to replace it, or choose another folder")
 
@@ -299,7 +300,7 @@ def _lock_run_dir(args, default: Path):
         raise SpikebridgeError(f"{run_dir} is in use by another 'spikebridge train' (it holds {run_dir / RUN_LOCK}); "
                                "wait for it to finish or choose another --run-dir")
     try:
-        _check_run_dir(args, held=RUN_LOCK)  # a run that finished meanwhile, or began before the lock was taken
+        _check_run_dir(args)  # again under the lock: a run may have finished in the folder meanwhile
         if args.overwrite:
             for name in RUN_FILES:
                 (run_dir / name).unlink(missing_ok=True)

@@ -288,6 +288,8 @@ class CoLaNET:
         scores, counts, in_spikes, out_spikes = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
+        K, J, N = self.weights.shape
+        batch_size = checks.simulation_batch(batch_size, steps or self.config.steps, N, K * J)
         for b in range(0, len(features), batch_size):
             rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b), method=method,
                                 bf16=bf16)

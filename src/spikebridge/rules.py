@@ -175,6 +175,7 @@ class SingleLayerLearner:
         out, counts, n_in, n_out = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
+        batch_size = checks.simulation_batch(batch_size, steps or self.config.steps, self.n_inputs, self.n_neurons())
         for b in range(0, len(features), batch_size):
             x = self._spikes(self.rates(features[b : b + batch_size]), steps, seed=b)
             rec = self._run(x)
