@@ -585,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline offline on the embedded digits data set",
                        description="Lite0 features of scikit-learn's digits -> CoLaNET trained with local "
-                                   "plasticity -> report in runs/demo (offline, a few minutes on 2 CPU cores).")
+                                   "plasticity -> report in a new runs/demo-<n> (offline, a few minutes on 2 CPU cores).")
     _add_data_options(p)
     _add_train_options(p)
     p.set_defaults(func=cmd_demo)
