@@ -428,6 +428,8 @@ def _new_numbered_dir(base: Path) -> Path:
             return candidate
         except FileExistsError:
             n += 1
+        except OSError as exc:  # a read-only working folder, 'runs' being a file, a full disk
+            raise SpikebridgeError(f"cannot create the run folder {candidate}: {exc.strerror or exc}") from exc
 
 
 def check_model_classes(model: Path, meta: dict, spec: str, classes: list[str]) -> None:
