@@ -379,7 +379,8 @@ def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str |
     per population; the count is then averaged over populations) through ``weights [K, J, N]``.
 
     Currents come in the weights' dtype (float32 with ``bf16``: see the module docstring);
-    ``method`` ``None`` is :func:`default_method` (dense unless the environment opts in); ``crossover`` forces the density at which ``"auto"`` switches paths."""
+    ``method`` ``None`` is :func:`default_method` (dense unless the environment opts in);
+    ``crossover`` forces the density at which ``"auto"`` switches paths."""
     if spikes.dim() not in (3, 4):
         raise ValueError(f"spikes must be [T, B, N] or [T, K, B, N], got shape {tuple(spikes.shape)}")
     K, J, N = weights.shape

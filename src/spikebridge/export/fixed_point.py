@@ -13,7 +13,8 @@ Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly: every par
 int8 weights is an integer below ``127 N``, which float32 holds exactly while ``127 N < 2**24``
 (float64 beyond), so the dense GEMM and the event-driven gather of
 :func:`spikebridge.currents.spike_currents` give the same integers in any summation order
-(the default is dense, as everywhere; ``method="auto"`` takes the faster); the state is simulated with int64 tensor ops. Saved as
+(the default is dense, as everywhere; ``method="auto"`` takes the faster); the state is
+simulated with int64 tensor ops. Saved as
 safetensors (int8 weights, int32 parameters, int16 maps; host-side normaliser float32) plus a
 JSON sidecar.
 
