@@ -192,7 +192,6 @@ def _check_train_flags(args) -> None:
     _at_least("--microcolumns", args.microcolumns, 1)
     _at_least("--ensemble", args.ensemble, 1)
     _at_least("--epochs", args.epochs, 1, ": a model trained for 0 epochs is untrained")
-    _at_least("--steps", args.steps, 1)
     _checked(checks.steps, "--steps", args.steps)
     _at_least("--train-batch", args.train_batch, 1)
     _checked(checks.seed, "--seed", args.seed)
@@ -205,7 +204,6 @@ def _check_options(args) -> None:
     if hasattr(args, "microcolumns"):
         _check_train_flags(args)
     if args.command == "evaluate":
-        _at_least("--steps", args.steps, 1)
         _checked(checks.steps, "--steps", args.steps)
         _evaluate_out(args)
     if args.command == "tune":
@@ -463,7 +461,7 @@ def cmd_evaluate(args) -> int:
     from .report import evaluate, summary_rows, write_run
 
     _check_data_options(args)
-    _at_least("--steps", args.steps, 1)
+    _checked(checks.steps, "--steps", args.steps)
     out = _evaluate_out(args)
     learner, meta = load_learner(args.model)
     name, cut = _encoder_of_model(args, meta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE
+from . import checks
 from .errors import SpikebridgeError
 
 def add_energy_command(subparsers) -> argparse.ArgumentParser:
@@ -36,6 +37,13 @@ def add_energy_command(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_energy(args) -> int:
+    checks.number("--pj-mac", args.pj_mac, 0.0)  # NaN or inf would print NaN / inf energies
+    checks.number("--pj-ac", args.pj_ac, 0.0)
+    if args.max_examples is not None and args.max_examples < 1:
+        raise SpikebridgeError(f"--max-examples must be >= 1 (got {args.max_examples})")
+    if args.steps is not None:
+        checks.steps("--steps", args.steps)
+
     import json
     from pathlib import Path
 
@@ -45,14 +53,6 @@ def cmd_energy(args) -> int:
     from .features import DEFAULT_CACHE, extract_features
     from .learner import load_learner
 
-    from .checks import number
-
-    number("--pj-mac", args.pj_mac, 0.0)  # NaN or inf would print NaN / inf energies
-    number("--pj-ac", args.pj_ac, 0.0)
-    if args.max_examples is not None and args.max_examples < 1:
-        raise SpikebridgeError(f"--max-examples must be >= 1 (got {args.max_examples})")
-    if args.steps is not None and args.steps < 1:
-        raise SpikebridgeError(f"--steps must be >= 1 (got {args.steps})")
     if not Path(args.model).is_file():
         raise SpikebridgeError(f"model file not found: {args.model}")
     learner, meta = load_learner(args.model)
