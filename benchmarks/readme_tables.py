@@ -285,6 +285,11 @@ def encoder_choice(_: str = "") -> str:
     return "\n".join(out)
 
 
+#: rows recorded under a label that no longer holds (bf16 and the timed crossover became opt-in)
+RENAMED_ROWS = {"spikebridge CoLaNET.simulate, library default (auto, bf16 on this CPU)":
+                "spikebridge CoLaNET.simulate, auto, bf16 (opt-in)"}
+
+
 def speed(_: str = "") -> str:
     res = _load("speed.json")
     if res is None or "analysis" not in res:
@@ -307,6 +312,7 @@ def speed(_: str = "") -> str:
     for name, r in inf["rows"].items():
         if r["group"] in ("roofline", "currents"):
             continue
+        name = RENAMED_ROWS.get(name, name)
         ratio = f"{r['ratio_to_ours']:.2f}" if "ratio_to_ours" in r else "-"
         out.append(f"| {name} | {'yes' if r.get('like_for_like') else 'no'} | {1000 * r['min_s']:.1f} | "
                    f"{r['samples_per_s']:,.0f} | {r['synops_per_s'] / 1e9:.2f} | {ratio} |")
@@ -349,7 +355,9 @@ def simulation(_: str = "") -> str:
                       f"{a['examples']:,} (top-1 {100 * a['top1_auto_path']['float32']:.2f} % fp32, "
                       f"{100 * a['top1_auto_path']['bfloat16']:.2f} % bf16)"
                       for name, a in res.get("precision_val_by_dataset", {}).items() if name != Path(m["dataset"]).name)
-            + f". Inference default on this machine: {res['machine'].get('simulation_precision', 'fp32')}.")
+            + f". `SPIKEBRIDGE_SIMULATION_PRECISION=auto` (opt-in) picks "
+              f"{res['machine'].get('simulation_precision_auto', res['machine'].get('simulation_precision', 'fp32'))} "
+              "on this machine; the library default is fp32 on every machine.")
 
 
 def extract(_: str = "") -> str:

@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     spikes = model.spikes_for(va.features[:batch], args.steps)
     record["precision"] = compare_precision(model, spikes, repeats)
     record["precision_val"] = val_agreement(model, va.features[:n_val], va.labels[:n_val], args.steps)
-    # the bf16 inference default (spikebridge.currents.default_bf16) must hold beyond one data set
+    # bf16 inference (opt-in: spikebridge.currents.default_bf16) must hold beyond one data set
     record["precision_val_by_dataset"] = {Path(args.dataset).name: {"model": info, **record["precision_val"]}}
     for other in ([] if args.quick else args.agreement_datasets):
         m, v, i = trained_model(other, args.cache_dir, None, None, args.seed)

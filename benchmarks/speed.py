@@ -59,7 +59,7 @@ import torch
 
 from spikebridge.coding import encode
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.currents import default_bf16, event_crossover, resolve_method, spike_currents, spike_density
+from spikebridge.currents import cpu_has_native_bf16, event_crossover, resolve_method, spike_currents, spike_density
 from spikebridge.learner import create_learner
 from spikebridge.neurons import PopulationParameters, lif_population
 from spikebridge.report import machine_info
@@ -269,17 +269,17 @@ def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peer
         rows[name] = meta
         fns[name] = fn
 
-    # fp32, like the peers (the arithmetic compared like for like); the library's inference default
-    # (bf16 on a CPU with native bf16: spikebridge.currents.default_bf16) is timed in its own row
+    # fp32, like the peers (the arithmetic compared like for like); bf16 (opt-in, on a CPU with native
+    # bf16: SPIKEBRIDGE_SIMULATION_PRECISION=auto) is timed in its own row
     for m in ("auto", "dense", "event"):
         add(f"spikebridge CoLaNET.simulate, {m}", lambda m=m: model.simulate(spikes, method=m, bf16=False),
             group="ours", currents=m, inhibition=True, compiled=False)
     for m in ("auto", "dense", "event"):
         add(f"spikebridge CoLaNET.simulate, {m}, no inhibition", lambda m=m: flat.simulate(spikes, method=m, bf16=False),
             group="ours, g = 0", currents=m, inhibition=False, compiled=False)
-    if default_bf16():
-        add("spikebridge CoLaNET.simulate, library default (auto, bf16 on this CPU)", lambda: model.simulate(spikes),
-            group="ours, default precision", currents="auto", inhibition=True, compiled=False)
+    if cpu_has_native_bf16():
+        add("spikebridge CoLaNET.simulate, auto, bf16 (opt-in)", lambda: model.simulate(spikes, method="auto", bf16=True),
+            group="ours, bf16 (opt-in)", currents="auto", inhibition=True, compiled=False)
 
     compile_info: dict[str, dict] = {}
     peer_rows = []
@@ -349,7 +349,7 @@ def inference_benchmark(model: CoLaNET, spikes: torch.Tensor, repeats: int, peer
     add("spikebridge currents only, event", lambda: spike_currents(spikes, w_eff, "event"), group="currents")
 
     # spike counts of every row against ours on the same currents path (outside the timing)
-    results = {k: fns[k]() for k in rows if rows[k]["group"] in ("ours", "ours, g = 0", "ours, default precision", "peer")}
+    results = {k: fns[k]() for k in rows if rows[k]["group"] in ("ours", "ours, g = 0", "ours, bf16 (opt-in)", "peer")}
     reference = {m: counts_of(results[f"spikebridge CoLaNET.simulate, {m}, no inhibition"]) for m in ("dense", "event")}
     auto_path = resolve_method(spikes, "auto", KJ)
     reference["auto"] = reference[auto_path]
@@ -374,7 +374,7 @@ def analyse_inference(inf: dict, T: int, B: int, N: int) -> dict:
     dense_flop = 2.0 * T * B * N * KJ
     for k, r in rows.items():
         r["samples_per_s"] = B / r["min_s"]
-        if r["group"] in ("ours", "ours, g = 0", "ours, default precision", "peer"):
+        if r["group"] in ("ours", "ours, g = 0", "ours, bf16 (opt-in)", "peer"):
             r["synops_per_s"] = synops / r["min_s"]
         if r["group"] == "peer":  # like-for-like: our g = 0 run on the same currents path
             ours = f"spikebridge CoLaNET.simulate, {r['currents']}, no inhibition"

@@ -5,9 +5,9 @@ before any test module imports :mod:`spikebridge.features` (whose ``DEFAULT_CACH
 at import time) and before any CLI subprocess inherits the environment, so no test can
 write into ``~/.cache/spikebridge``.
 
-``SPIKEBRIDGE_SIMULATION_PRECISION`` is pinned to ``fp32`` likewise, so the suite checks the
-arithmetic every CPU reproduces bit for bit (on a CPU with native bf16 the library's inference
-default is bf16); ``tests/test_simulate.py`` checks that default with the variable unset.
+``SPIKEBRIDGE_SIMULATION_PRECISION`` is pinned to ``fp32`` likewise (the library's default since
+issue 21, pinned so that a developer's opt-in ``bf16`` / ``auto`` does not leak into the suite);
+``tests/test_simulate.py`` checks the default with the variable unset.
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_image_folder
@@ -90,3 +92,147 @@ def test_precision_and_compile_flags_reach_the_encoder():
     enc = _create_encoder(args, "efficientnet_lite0", None, precision="bf16")  # evaluate: the model's precision
     assert enc.precision == "bf16" and enc.compile is True
     assert _create_encoder(argparse.Namespace(weights=None, device="cpu"), "efficientnet_lite0", None).precision == "fp32"
+
+
+# ------------------------------------------------------------------ issue 21
+def _one_line_error(capsys, argv, expected: str) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    return err[0]
+
+
+@pytest.fixture
+def pixel_pipeline(pixel_digits, monkeypatch, tmp_path):
+    """``train``/``evaluate`` on raw digit pixels instead of encoder features: the run-folder and
+    checkpoint logic under test does not care where features come from (seconds, not minutes)."""
+    import spikebridge.cli as cli
+    from spikebridge.data import DataSplits, ImageDataset
+    from spikebridge.features import FeatureSet
+
+    xt, xv, yt, yv = pixel_digits
+    classes = [str(c) for c in range(10)]
+
+    class PixelEncoder:
+        feature_dim, weight_source, name = 64, "none", "pixels"
+
+        def identity(self):
+            return {"encoder": "pixels", "cut": None}
+
+    def split(name, y):
+        return ImageDataset("pixels", name, classes, [(str(i), int(c)) for i, c in enumerate(y)])
+
+    splits = DataSplits(split("train", yt), split("val", yv))
+    sets = {"train": (xt, yt), "val": (xv, yv)}
+    monkeypatch.setattr(cli, "_open_inputs", lambda args: (splits, PixelEncoder()))
+    monkeypatch.setattr(cli, "_extract", lambda args, datasets, encoder: [
+        FeatureSet(sets[d.split][0], sets[d.split][1], np.arange(len(sets[d.split][1])), classes, "k", tmp_path)
+        for d in datasets])
+    monkeypatch.chdir(tmp_path)
+    return ["--dataset", "pixels", "--epochs", "1", "--steps", "8", "--no-baseline", "--no-progress"]
+
+
+def test_train_default_run_folder_is_new_for_every_run(pixel_pipeline, tmp_path):
+    assert main(["train", *pixel_pipeline]) == 0
+    first = (tmp_path / "runs" / "pixels-colanet-1" / "model.safetensors").read_bytes()
+    assert main(["train", *pixel_pipeline, "--seed", "1"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["pixels-colanet-1", "pixels-colanet-2"]  # used to be one runs/pixels-colanet, replaced
+    assert (tmp_path / "runs" / "pixels-colanet-1" / "model.safetensors").read_bytes() == first
+    for n, seed in ((1, 0), (2, 1)):
+        run = tmp_path / "runs" / f"pixels-colanet-{n}"
+        assert json.loads((run / "run.json").read_text())["seed"] == seed
+        assert not (run / ".train.lock").exists()
+
+
+def test_train_refuses_a_run_folder_that_holds_a_run_unless_overwrite(pixel_pipeline, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", *pixel_pipeline, "--run-dir", str(run)]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    _one_line_error(capsys, ["train", *pixel_pipeline, "--run-dir", str(run), "--seed", "1"],
+                    f"--run-dir {run} already holds files")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert main(["train", *pixel_pipeline, "--run-dir", str(run), "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((run / "run.json").read_text())["seed"] == 1
+    from spikebridge.io import load_tensors
+
+    assert load_tensors(run / "checkpoint.safetensors")[1]["config"]["seed"] == 1
+    _one_line_error(capsys, ["train", *pixel_pipeline, "--resume"], "--resume needs --run-dir")
+    _one_line_error(capsys, ["train", *pixel_pipeline, "--run-dir", str(run), "--resume", "--overwrite"], "pass one")
+
+
+def test_a_run_folder_in_use_by_another_train_is_refused(pixel_pipeline, tmp_path, capsys):
+    from spikebridge.features import ShardLock
+
+    run = tmp_path / "busy"
+    run.mkdir()
+    lock = ShardLock(run / ".train.lock")
+    assert lock.acquire(block=False)  # another train holds the folder (flock: a second open file conflicts)
+    try:
+        for extra in ([], ["--overwrite"]):
+            _one_line_error(capsys, ["train", *pixel_pipeline, "--run-dir", str(run), *extra],
+                            f"{run} is in use by another 'spikebridge train'")
+    finally:
+        lock.release()
+    assert sorted(p.name for p in run.iterdir()) == []
+    assert main(["train", *pixel_pipeline, "--run-dir", str(run)]) == 0  # free again (a stale lock file too)
+
+
+def test_evaluate_checks_a_checkpoint_like_a_model(pixel_pipeline, pixel_digits, tmp_path, capsys):
+    """A checkpoint of a 10-class run on a 2-class data set ran and reported an accuracy."""
+    from spikebridge import create_learner, train
+
+    run = tmp_path / "r"
+    assert main(["train", *pixel_pipeline, "--run-dir", str(run)]) == 0
+    other = make_image_folder(tmp_path / "pets", per_class=1, size=16)
+    base = ["--dataset", str(other), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    _one_line_error(capsys, ["evaluate", "--model", str(run / "checkpoint.safetensors"), *base],
+                    "trained on other classes than")
+    xt, _, yt, _ = pixel_digits  # an API checkpoint records no class names: their number is checked
+    train(create_learner("colanet", 64, 10), xt[:100], yt[:100], epochs=1, run_dir=tmp_path / "api", progress=False)
+    _one_line_error(capsys, ["evaluate", "--model", str(tmp_path / "api" / "checkpoint.safetensors"), *base],
+                    "(10 classes, names not recorded; the data set has 2")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_one_class_data_set_is_refused_before_extraction(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "one", classes=("cat",), per_class=2, size=16)
+    for command in ("train", "tune"):
+        _one_line_error(capsys, [command, "--dataset", str(data), "--cache-dir", str(tmp_path / "cache"),
+                                 "--device", "cpu", "--no-progress"], "has 1 class (cat); training a classifier needs at least 2")
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["tune", "--timeout", "0"], "--timeout must be > 0.0 (got 0.0)"),
+    (["tune", "--timeout", "-1"], "--timeout must be > 0.0 (got -1.0)"),
+    (["tune", "--timeout", "nan"], "--timeout must be a finite number (got nan)"),
+    (["tune", "--seed", "-1"], "--seed must be >= 0 (got -1)"),
+    (["tune", "--seed", str(2**32)], "--seed must be <= 4294967295"),
+    (["tune", "--folds", "100"], "--folds 100 needs 100 training examples of every class"),
+    (["train", "--seed", str(2**64)], "--seed must be <= 18446744073709551615"),
+    (["train", "--steps", "1000000"], "--steps must be <= 4096 (got 1000000)"),
+    (["evaluate", "--model", "m.safetensors", "--steps", "5000"], "--steps must be <= 4096 (got 5000)"),
+    (["extract", "--dataset", "x" * 10_000], "cannot open data set xxxx"),
+])
+def test_bad_values_are_one_line_errors_before_work(argv, expected, tmp_path, capsys):
+    data = make_image_folder(tmp_path / "pets", per_class=3, size=16)
+    extra = [] if "--dataset" in argv else ["--dataset", str(data)]
+    line = _one_line_error(capsys, [*argv, *extra, "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+                                    "--no-progress"], expected)
+    assert len(line) < 400
+    assert not (tmp_path / "cache").exists()
+
+
+def test_train_config_file_with_useless_settings_is_one_line(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "pets", per_class=1, size=16)
+    for settings, expected in (({"colanet": {"eta_plus": -1}}, "eta_plus must be >= 0.0 (got -1)"),
+                               ({"colanet": {"saturation": 0}}, "saturation must be > 0.0 (got 0)"),
+                               ({"colanet": {"steps": 0}}, "steps must be >= 1 (got 0)"),
+                               ({"colanet": {}, "train": {"epochs": -1}}, "train.epochs in"),
+                               ({"colanet": {}, "train": {"train_batch": -3}}, "train.train_batch in")):
+        config = tmp_path / "c.json"
+        config.write_text(json.dumps(settings))
+        _one_line_error(capsys, ["train", "--config", str(config), "--dataset", str(data), "--cache-dir",
+                                 str(tmp_path / "cache"), "--no-progress"], expected)
+    assert not (tmp_path / "cache").exists()

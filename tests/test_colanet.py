@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -158,3 +160,91 @@ def test_learn_matches_plain_reference_of_the_rule(pixel_digits, ensemble):
     assert torch.equal(fast.active, ref.active)
     assert torch.allclose(fast.weights, ref.weights, atol=1e-5) and torch.allclose(fast.gamma, ref.gamma, atol=1e-6)
     assert fast.active.sum() > 10 and (fast.weights > 0).any()
+
+
+# ------------------------------------------------------------------ issue 21: settings checked once, in the config
+@pytest.mark.parametrize("setting, value, expected", [
+    ("eta_plus", -1, "eta_plus must be >= 0.0 (got -1)"),
+    ("eta_plus", float("nan"), "eta_plus must be a finite number (got nan)"),
+    ("eta_minus", float("inf"), "eta_minus must be a finite number (got inf)"),
+    ("saturation", 0, "saturation must be > 0.0 (got 0)"),
+    ("steps", 0, "steps must be >= 1 (got 0)"),
+    ("steps", 1_000_000, "steps must be <= 4096 (got 1000000)"),
+    ("steps", 8.0, "steps must be an integer (got 8.0)"),
+    ("microcolumns", 0, "microcolumns must be >= 1 (got 0)"),
+    ("ensemble", -3, "ensemble must be >= 1 (got -3)"),
+    ("seed", -1, "seed must be >= 0 (got -1)"),
+    ("seed", 2**64, "seed must be <= 18446744073709551615"),
+    ("w_min", 2.0, "w_min must be < w_max"),
+    ("coder", "poisson", "coder must be one of 'regular', 'bernoulli' (got 'poisson')"),
+    ("normalisation", "zscore", "normalisation must be one of 'onoff', 'percentile'"),
+    ("percentile", 0, "percentile must be > 0.0"),
+    ("replay_keep", 1.5, "replay_keep must be <= 1.0"),
+    ("anneal", "yes", "anneal must be true or false"),
+])
+def test_colanet_config_refuses_useless_settings_everywhere(setting, value, expected, pixel_digits):
+    """The same one-line error from the config type, create_learner, dataclasses.replace and
+    the training loop's own checks, before any training."""
+    import dataclasses
+
+    from spikebridge.errors import SpikebridgeError
+
+    for make in (lambda: CoLaNETConfig(**{setting: value}),
+                 lambda: create_learner("colanet", 64, 10, **{setting: value}),
+                 lambda: dataclasses.replace(CoLaNETConfig(), **{setting: value})):
+        with pytest.raises(SpikebridgeError) as info:
+            make()
+        assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+        assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("kw, expected", [({"epochs": 0}, "epochs must be >= 1 (got 0)"),
+                                          ({"epochs": -1}, "epochs must be >= 1 (got -1)"),
+                                          ({"batch_size": -3}, "batch_size must be >= 1 (got -3)"),
+                                          ({"batch_size": 0}, "batch_size must be >= 1 (got 0)")])
+def test_train_refuses_a_schedule_that_never_changes_a_weight(kw, expected, pixel_digits):
+    from spikebridge.errors import SpikebridgeError
+
+    xt, _, yt, _ = pixel_digits
+    learner = create_learner("colanet", 64, 10)
+    with pytest.raises(SpikebridgeError, match=f"^{re.escape(expected)}$"):
+        train(learner, xt[:50], yt[:50], progress=False, **kw)
+
+
+def test_a_model_whose_recorded_sizes_disagree_with_its_weights_is_refused_on_load(pixel_digits, tmp_path):
+    from spikebridge import load_learner
+    from spikebridge.errors import SpikebridgeError
+    from spikebridge.io import load_tensors, save_tensors
+
+    xt, _, yt, _ = pixel_digits
+    learner = _trained(xt[:200], yt[:200], epochs=1, batch_size=16)
+    path = tmp_path / "model.safetensors"
+    save_tensors(path, learner.tensors(), {**learner.metadata(), "n_inputs": 1000})  # weights are for 64
+    with pytest.raises(SpikebridgeError) as info:
+        load_learner(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: its weights are [1, ") and "n_inputs 1000" in msg and "\n" not in msg
+    tensors, meta = load_tensors(path)
+    save_tensors(path, tensors, {**meta, "n_inputs": 64, "config": {**meta["config"], "eta_plus": -1}})
+    with pytest.raises(SpikebridgeError, match=rf"^{path}: eta_plus must be >= 0.0 \(got -1\)$"):
+        load_learner(path)
+
+
+def test_simulation_memory_is_bounded_up_front(pixel_digits, monkeypatch):
+    """T is refused above MAX_STEPS before anything is allocated; within it, batches are split so
+    spikes and currents stay under SIMULATION_MEMORY, with the same decisions (regular coder)."""
+    from spikebridge import checks
+    from spikebridge.errors import SpikebridgeError
+
+    xt, xv, yt, _ = pixel_digits
+    model = _trained(xt[:300], yt[:300], epochs=1, batch_size=16).model
+    with pytest.raises(SpikebridgeError, match=r"^steps must be <= 4096 \(got 1000000\)$"):
+        model.scores_spiking(xv[:4], steps=1_000_000)
+    whole, _ = model.scores_spiking(xv[:40], steps=16)
+    seen = []
+    real = model.simulate
+    monkeypatch.setattr(model, "simulate", lambda spikes, **kw: seen.append(spikes.shape[1]) or real(spikes, **kw))
+    K, J, N = model.weights.shape
+    monkeypatch.setattr(checks, "SIMULATION_MEMORY", 7 * checks.simulation_bytes(16, N, K * J))
+    split, _ = model.scores_spiking(xv[:40], steps=16)
+    assert seen == [7] * 5 + [5] and torch.equal(split, whole)

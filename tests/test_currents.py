@@ -96,7 +96,7 @@ def test_simulate_auto_runs_the_chosen_path(pixel_digits, private_crossover, mon
     for forced, path in (("1", "event"), ("0", "dense")):
         monkeypatch.setenv(CROSSOVER_ENV, forced)
         used.clear()
-        auto, explicit = model.simulate(spikes), model.simulate(spikes, method=path)
+        auto, explicit = model.simulate(spikes, method="auto"), model.simulate(spikes, method=path)
         assert torch.equal(auto.counts, explicit.counts) and torch.equal(auto.v_final, explicit.v_final)
         assert len(used) == (2 if path == "event" else 0)
 
@@ -105,7 +105,7 @@ def test_simulate_auto_runs_the_chosen_path(pixel_digits, private_crossover, mon
 def test_invalid_crossover_is_a_one_line_error(private_crossover, monkeypatch, value):
     monkeypatch.setenv(CROSSOVER_ENV, value)
     with pytest.raises(SpikebridgeError, match=rf"^{CROSSOVER_ENV} must be a spike density in \[0, 1\], not '{value}'$"):
-        spike_currents(_spikes(0.1), torch.ones(1, 3, 200))
+        spike_currents(_spikes(0.1), torch.ones(1, 3, 200), "auto")
     with pytest.raises(SpikebridgeError, match=r"^crossover must be a spike density in \[0, 1\], not 2$"):
         event_crossover(64, 2)
 
@@ -135,8 +135,8 @@ def test_auto_in_simulate_uses_the_crossover_of_its_neuron_count(private_crossov
     real = currents.crossover_at
     monkeypatch.setattr(currents, "crossover_at", lambda points, n: seen.append(n) or real(points, n))
     w = torch.ones(3, 10, 200)
-    spike_currents(_spikes(0.1), w)
-    synaptic_currents(_spikes(0.1, (6, 3, 5, 200)), w)
+    spike_currents(_spikes(0.1), w, "auto")
+    synaptic_currents(_spikes(0.1, (6, 3, 5, 200)), w, "auto")
     assert seen == [30, 10]
 
 
@@ -208,3 +208,67 @@ def test_auto_estimates_the_density_from_a_sample_of_rows():
     density = cu.spike_density(big)
     assert cu.resolve_method(big, "auto", 50, crossover=density + 0.02) == "event"
     assert cu.resolve_method(big, "auto", 50, crossover=density - 0.02) == "dense"
+
+
+# ------------------------------------------------------------------ issue 21: the same answer on every machine
+def _small_model(pixel_digits):
+    xtr, xva, ytr, _ = pixel_digits
+    model = CoLaNET(64, 10, CoLaNETConfig(microcolumns=2))
+    model.fit_normaliser(xtr)
+    model.learn(model.rates(xtr[:300]), torch.as_tensor(ytr[:300]))
+    model.calibrate(model.rates(xtr[:300]))
+    return model, model.spikes_for(xva[:64])
+
+
+def test_library_default_is_dense_fp32_and_times_nothing(pixel_digits, private_crossover, monkeypatch):
+    """Unset variables: dense fp32 even where auto would take the event path (a crossover of 1)
+    and the CPU has native bf16; nothing is measured or written under the cache."""
+    def refuse(**kw):
+        raise AssertionError("the default must not time anything")
+
+    monkeypatch.delenv(currents.METHOD_ENV, raising=False)
+    monkeypatch.delenv(currents.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(currents, "measure_crossover", refuse)
+    monkeypatch.setattr(currents, "cpu_has_native_bf16", lambda: True)
+    model, spikes = _small_model(pixel_digits)
+    used = []
+    real = currents._event_currents
+    monkeypatch.setattr(currents, "_event_currents", lambda *a: used.append(1) or real(*a))
+    default, fp32_dense = model.simulate(spikes), model.simulate(spikes, method="dense", bf16=False)
+    assert torch.equal(default.counts, fp32_dense.counts) and torch.equal(default.v_final, fp32_dense.v_final)
+    assert used == [] and not (private_crossover / "event-crossover").exists()
+    assert currents.default_method() == "dense" and currents.default_bf16() is False
+    scores, _ = model.scores_spiking(torch.randn(8, 64))
+    assert used == [] and scores.shape == (8, 10)
+
+
+def test_simulation_method_variable_opts_in_and_is_checked(pixel_digits, private_crossover, monkeypatch):
+    model, spikes = _small_model(pixel_digits)
+    used = []
+    real = currents._event_currents
+    monkeypatch.setattr(currents, "_event_currents", lambda *a: used.append(1) or real(*a))
+    monkeypatch.setenv(currents.METHOD_ENV, "event")
+    event = model.simulate(spikes)
+    assert used == [1] and torch.equal(event.counts, model.simulate(spikes, method="event").counts)
+    monkeypatch.setenv(currents.METHOD_ENV, "auto")
+    monkeypatch.setenv(CROSSOVER_ENV, "0")
+    used.clear()
+    model.simulate(spikes)
+    assert used == []  # auto with a crossover of 0: dense
+    monkeypatch.setenv(currents.METHOD_ENV, "fastest")
+    with pytest.raises(SpikebridgeError, match=r"^\$SPIKEBRIDGE_SIMULATION_METHOD='fastest': expected one of auto, dense, event$"):
+        model.simulate(spikes)
+
+
+def test_opt_in_autotuning_with_an_unwritable_cache_warns_once_and_runs(pixel_digits, private_crossover, monkeypatch):
+    """A cache folder that cannot be written (here a file: read-only folders are writable for
+    root) costs the crossover its cache, never the call."""
+    monkeypatch.setattr(currents, "measure_crossover", lambda **kw: measure_crossover(repeats=1, **kw))
+    blocker = private_crossover / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SPIKEBRIDGE_CACHE", str(blocker))
+    model, spikes = _small_model(pixel_digits)
+    with pytest.warns(UserWarning, match=r"cannot cache the dense/event crossover in .*not-a-folder.*kept for this process"):
+        rec = model.simulate(spikes, method="auto")
+    assert torch.equal(rec.counts, model.simulate(spikes, method=currents.resolve_method(spikes, "auto", 20)).counts)
+    assert blocker.is_file()

@@ -139,6 +139,36 @@ def test_non_rgb_modes_open_as_rgb(tmp_path, mode):
     assert np.asarray(img).std() > 0  # real content, not a blank frame
 
 
+@pytest.mark.parametrize("mode, suffix", [("I;16", ".png"), ("I;16", ".tif"), ("I", ".tif")])
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path, mode, suffix):
+    """A 16-bit photo used to open as a white frame (PIL's convert clips I;16 at 255)."""
+    root = make_image_folder(tmp_path / "ds", per_class=1)
+    gray8 = np.asarray(Image.fromarray(sample_photos()[0]).convert("L").resize((40, 30)))
+    wide = gray8.astype(np.uint16) * 257  # the same picture over the whole 16-bit range
+    img = Image.fromarray(wide) if mode == "I;16" else Image.fromarray(wide.astype(np.int32))
+    target = root / "train" / "cat" / f"deep{suffix}"
+    img.save(target)
+    assert Image.open(target).mode == mode
+    ds = image_folder(root).train
+    rgb = ds.open([k for k, _ in ds.samples].index(f"train/cat/deep{suffix}"))
+    assert rgb.mode == "RGB" and np.array_equal(np.asarray(rgb)[..., 0], gray8)
+    assert np.array_equal(np.asarray(rgb)[..., 2], gray8)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.linspace(0, 1, 1200, dtype=np.float32), "floating-point pixels (mode F) have no defined 8-bit scale"),
+    (np.arange(1200, dtype=np.int32) * 100_000, "outside 0..65535"),
+])
+def test_pixels_without_an_8_bit_scale_are_refused_naming_the_file(tmp_path, values, expected):
+    root = make_image_folder(tmp_path / "ds", per_class=1)
+    target = root / "train" / "cat" / "wide.tif"
+    Image.fromarray(values.reshape(30, 40)).save(target)
+    ds = image_folder(root).train
+    with pytest.raises(UnreadableImage) as info:
+        ds.open([k for k, _ in ds.samples].index("train/cat/wide.tif"))
+    assert str(target) in str(info.value) and expected in str(info.value) and "\n" not in str(info.value)
+
+
 def _jpeg_bytes() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(sample_photos()[1]).save(buf, format="JPEG", quality=90)
@@ -329,3 +359,38 @@ def test_shared_images_are_never_drafted_at_native_size():
                 w, h = img.size
             target = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
             assert draft_scale((w, h), target) == 1, (f, (w, h))
+
+
+# --------------------------------------------------------------------------- issue 21
+def test_symlink_loop_and_dangling_link_stay_rows_that_fail_to_open(tmp_path):
+    root = make_image_folder(tmp_path / "ds", per_class=2)
+    loop, dangling = root / "train" / "cat" / "loop.jpg", root / "train" / "dog" / "gone.png"
+    loop.symlink_to("loop.jpg")
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    ds = image_folder(root).train
+    keys = [k for k, _ in ds.samples]
+    assert "train/cat/loop.jpg" in keys and "train/dog/gone.png" in keys  # used to vanish without a word
+    assert len(ds.manifest()["sha256"]) == 64 and ds.rows_digest(0, len(ds))
+    for path, key in ((loop, "train/cat/loop.jpg"), (dangling, "train/dog/gone.png")):
+        with pytest.raises(UnreadableImage, match=str(path)):
+            ds.open(keys.index(key))
+
+
+def test_a_fifo_named_like_an_image_is_skipped_with_a_warning(tmp_path):
+    root = make_image_folder(tmp_path / "ds", per_class=2)
+    os_fifo = root / "train" / "cat" / "pipe.jpg"
+    import os
+
+    os.mkfifo(os_fifo)
+    with pytest.warns(UserWarning, match=r"skipped .*pipe\.jpg: not a regular file"):
+        ds = image_folder(root).train
+    assert "train/cat/pipe.jpg" not in [k for k, _ in ds.samples]
+
+
+def test_a_dataset_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    spec = str(tmp_path / ("x" * 10_000))
+    with pytest.raises(SpikebridgeError) as info:
+        open_dataset(spec)
+    msg = str(info.value)
+    assert msg.startswith("cannot open data set ") and "(10,0" in msg and "characters)" in msg
+    assert len(msg) < 300 and "\n" not in msg

@@ -632,3 +632,21 @@ def test_default_precision_is_fp32_and_auto_follows_the_cpu():
 
     assert DEFAULT_PRECISION == "fp32"  # published results and existing caches are fp32 features
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
+
+
+@pytest.mark.parametrize("content", ["random", "object"])
+def test_pth_that_is_not_tensors_never_advises_unpickling(tmp_path, content):
+    """torch's own message says to retry with weights_only=False (arbitrary code execution):
+    spikebridge's one-line error names the file and never repeats that advice."""
+    import argparse
+
+    path = tmp_path / f"{content}.pth"
+    if content == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        torch.save({"args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(SpikebridgeError) as info:
+        read_state_dict(path)
+    msg = str(info.value)
+    assert msg.startswith(f"cannot read weight file {path}: not a checkpoint of tensors only") and "\n" not in msg
+    assert "weights_only" not in msg and "never unpickles" in msg

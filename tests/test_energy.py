@@ -153,6 +153,21 @@ def test_energy_command_registers_and_rejects_bad_input(tmp_path, capsys):
         args.func(args)
 
 
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--pj-mac", "nan", "--pj-mac must be a finite number (got nan)"),
+    ("--pj-ac", "inf", "--pj-ac must be a finite number (got inf)"),
+    ("--pj-ac", "-1", "--pj-ac must be >= 0.0 (got -1.0)"),
+])
+def test_energy_refuses_per_operation_energies_that_print_nan(flag, value, expected, tmp_path):
+    """--pj-mac nan used to print NaN energies with exit 0."""
+    parser = argparse.ArgumentParser(prog="spikebridge")
+    add_energy_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["energy", "--model", str(tmp_path / "never-read.safetensors"), flag, value])
+    with pytest.raises(SpikebridgeError) as info:
+        args.func(args)
+    assert str(info.value) == expected  # before the model is even looked for
+
+
 def test_energy_command_end_to_end_on_digits_pixels(tmp_path, pixel_digits, capsys, monkeypatch, one_thread):
     """The command on a model trained on raw digit pixels, with the encoder and features faked
     (the real encoder path is covered by test_lite0_macs_full_vs_cut)."""

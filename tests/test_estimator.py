@@ -119,3 +119,26 @@ def test_public_names_are_lazy_and_features_is_a_callable_module():
                  "create_encoder", "open_dataset", "extract_features", "train"):
         assert name in sb.__all__ and getattr(sb, name) is not None
     assert callable(sb.train)  # the function, although a submodule of that name is loaded
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"epochs": 0}, "epochs must be >= 1 (got 0)"),
+    ({"batch_size": -3}, "batch_size must be >= 1 (got -3)"),
+    ({"steps": 0}, "steps must be >= 1 (got 0)"),
+    ({"eta_plus": float("nan")}, "eta_plus must be a finite number (got nan)"),
+    ({"saturation": 0}, "saturation must be > 0.0 (got 0)"),
+])
+def test_bad_params_are_one_line_value_errors_before_any_work(params, expected, pixel_digits, monkeypatch):
+    """set_params stays silent (scikit-learn's rule); fit and partial_fit refuse the value
+    with the config type's one-line error before training (it used to fail deep inside)."""
+    import importlib
+    import re
+
+    train_module = importlib.import_module("spikebridge.train")  # the package's name 'train' is the function
+    xt, _, yt, _ = pixel_digits
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("trained with a bad setting"))
+    clf = SpikingClassifier(seed=0).set_params(**params)
+    for fit in (clf.fit, clf.partial_fit):
+        with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+            fit(xt[:40], yt[:40])
+    assert not hasattr(clf, "learner_")

@@ -270,3 +270,37 @@ def test_peer_targets_import_back_to_the_same_classifier(digits_model, tmp_path,
     ex.export_nir(model, tmp_path / "p.nir", target=target)
     back = ex.import_nir(tmp_path / "p.nir")
     assert torch.equal(back.predict_spiking(val.features), model.predict_spiking(val.features))
+
+
+# --------------------------------------------------------------------------- issue 21: outputs never overwrite inputs
+@pytest.mark.parametrize("fmt", ["int8", "nir", "akida"])
+def test_export_refuses_an_output_that_is_an_input(fmt, pixel_ensemble, tmp_path):
+    import importlib.util
+
+    if fmt == "akida" and importlib.util.find_spec("akida") is None:
+        pytest.skip("akida not installed")
+    model = pixel_ensemble[0]
+    path = tmp_path / "run" / "model.safetensors"
+    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    before = path.read_bytes()
+    for out, expected in ((path, "would overwrite the input"), (tmp_path / "run", "is a folder")):
+        args = _parser().parse_args(["export", "--model", str(path), "--format", fmt, "--out", str(out)])
+        with pytest.raises(SpikebridgeError, match=expected):
+            args.func(args)
+    alias = tmp_path / "alias.safetensors"
+    alias.symlink_to(path)  # the same file under another name
+    args = _parser().parse_args(["export", "--model", str(path), "--format", fmt, "--out", str(alias)])
+    with pytest.raises(SpikebridgeError, match="would overwrite the input"):
+        args.func(args)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["model.safetensors"]
+
+
+def test_export_refuses_an_output_whose_sidecar_is_the_model(pixel_ensemble, tmp_path):
+    model = pixel_ensemble[0]
+    path = tmp_path / "x.nir.json"  # the sidecar name of x.nir
+    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    before = path.read_bytes()
+    args = _parser().parse_args(["export", "--model", str(path), "--out", str(tmp_path / "x.nir")])
+    with pytest.raises(SpikebridgeError, match=r"would overwrite the input .*x\.nir\.json \(with its sidecar\)"):
+        args.func(args)
+    assert path.read_bytes() == before and not (tmp_path / "x.nir").exists()

@@ -197,7 +197,8 @@ def test_bad_image_skipped_with_warning(folder, tmp_path, enc, calls):
     assert sum(calls) == N_TRAIN - 1
 
     calls.clear()
-    cached = extract_features(ds, enc, tmp_path / "cache", **OPTS)
+    with pytest.warns(UserWarning, match="lack 1 unreadable image"):  # said again from the cache
+        cached = extract_features(ds, enc, tmp_path / "cache", **OPTS)
     assert calls == [] and cached.skipped == fs.skipped
     np.testing.assert_array_equal(cached.index, fs.index)
 
@@ -283,3 +284,48 @@ def test_dataset_features_precision_checks(enc, tmp_path):
         dataset_features("digits", encoder=enc, precision="bf16", cache_dir=tmp_path)
     with pytest.raises(SpikebridgeError, match="cut= and weights="):
         dataset_features("digits", encoder=enc, cut=2, cache_dir=tmp_path)
+
+
+# ------------------------------------------------------------------ issue 21: nothing silent, errors before work
+def test_cached_entry_with_skipped_images_warns_each_time_it_is_used(folder, tmp_path, enc, calls):
+    bad, key = _break_one_image(folder)
+    ds = image_folder(folder).train
+    with pytest.warns(UserWarning, match="img002.png"):
+        extract_features(ds, enc, tmp_path / "cache", **OPTS)
+    calls.clear()
+    with pytest.warns(UserWarning, match=rf"cached features .* lack 1 unreadable image\(s\).*e\.g\. {key}"):
+        cached = extract_features(ds, enc, tmp_path / "cache", **OPTS)
+    assert calls == [] and [k for k, _ in cached.skipped] == [key]
+
+
+def test_symlink_loop_named_like_an_image_is_skipped_and_listed(folder, tmp_path, enc):
+    loop = folder / "train" / "cat" / "loop.jpg"
+    loop.symlink_to(loop.name)  # points at itself: ELOOP on open
+    ds = image_folder(folder).train
+    assert "train/cat/loop.jpg" in [k for k, _ in ds.samples] and ds.manifest()["n"] == N_TRAIN + 1
+    with pytest.warns(UserWarning, match="loop.jpg"):
+        fs = extract_features(ds, enc, tmp_path / "cache", **OPTS)
+    assert [k for k, _ in fs.skipped] == ["train/cat/loop.jpg"] and "symbolic links" in fs.skipped[0][1]
+    assert len(fs) == N_TRAIN
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_unwritable_cache_is_one_line_before_any_image(kind, folder, tmp_path, enc, calls):
+    if kind == "file":
+        cache = tmp_path / "cache-file"
+        cache.write_text("")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        cache = tmp_path / "ro"
+        cache.mkdir()
+        cache.chmod(0o555)
+    try:
+        with pytest.raises(SpikebridgeError) as info:
+            extract_features(image_folder(folder).train, enc, cache, **OPTS)
+    finally:
+        if cache.is_dir():
+            cache.chmod(0o755)
+    msg = str(info.value)
+    assert msg.startswith(f"cannot write the feature cache {cache}") and "--cache-dir" in msg and "\n" not in msg
+    assert calls == []

@@ -5,6 +5,7 @@ learning that depends on plasticity (disabled plasticity must fail the bar)."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -163,3 +164,38 @@ def test_every_rule_learns_beyond_its_frozen_network(rule, pixel_digits):
     frozen, _ = train(frozen_learner(rule, 64), xt, yt, epochs=2, batch_size=16, progress=False)
     plastic, baseline = _accuracy(learner, xv, yv), _accuracy(frozen, xv, yv)
     assert plastic >= 0.5 and plastic >= baseline + MARGIN, (rule, plastic, baseline)
+
+
+# ------------------------------------------------------------------ issue 21: settings checked once, in the config
+@pytest.mark.parametrize("setting, value, expected", [
+    ("steps", 0, "steps must be >= 1 (got 0)"),
+    ("steps", 5000, "steps must be <= 4096 (got 5000)"),
+    ("eta", float("nan"), "eta must be a finite number (got nan)"),
+    ("eta", -0.1, "eta must be >= 0.0 (got -0.1)"),
+    ("teacher_period", 0, "teacher_period must be >= 1 (got 0)"),
+    ("neurons_per_class", 0, "neurons_per_class must be >= 1 (got 0)"),
+    ("theta_decay", 1.5, "theta_decay must be <= 1.0 (got 1.5)"),
+    ("tau", 0.0, "tau must be > 0.0 (got 0.0)"),
+    ("seed", -1, "seed must be >= 0 (got -1)"),
+])
+@pytest.mark.parametrize("rule", ["rstdp", "sstdp", "diehl-cook"])
+def test_rule_config_refuses_useless_settings(rule, setting, value, expected):
+    from spikebridge.errors import SpikebridgeError
+    from spikebridge.rules import RuleConfig
+
+    for make in (lambda: RuleConfig(**{setting: value}), lambda: create_learner(rule, 64, 10, **{setting: value})):
+        with pytest.raises(SpikebridgeError, match=f"^{re.escape(expected)}$"):
+            make()
+
+
+def test_a_rule_model_whose_recorded_sizes_disagree_is_refused_on_load(pixel_digits, tmp_path):
+    from spikebridge import load_learner
+    from spikebridge.errors import SpikebridgeError
+    from spikebridge.io import save_tensors
+
+    xt, _, yt, _ = pixel_digits
+    learner, _ = train(create_learner("rstdp", 64, 10), xt[:100], yt[:100], epochs=1, progress=False)
+    path = tmp_path / "m.safetensors"
+    save_tensors(path, learner.tensors(), {**learner.metadata(), "n_inputs": 1280})
+    with pytest.raises(SpikebridgeError, match=r"its weights are \[10, 64\] but its recorded sizes \(n_inputs 1280"):
+        load_learner(path)

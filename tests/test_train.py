@@ -94,3 +94,38 @@ def test_train_cli_errors_are_one_line(tmp_path):
 def test_help(command):
     out = _cli(command, "--help")
     assert out.returncode == 0 and "--" in out.stdout
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG, as a full disk fails with
+    ENOSPC) in a child process: the error names the file, the earlier file survives, no temporary
+    file is left."""
+    code = f"""
+import resource, signal, sys, torch
+from pathlib import Path
+from spikebridge.errors import SpikebridgeError
+from spikebridge.io import save_tensors, write_json_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+path = Path({str(tmp_path)!r}) / "run" / "checkpoint.safetensors"
+save_tensors(path, {{"w": torch.zeros(10)}}, {{"epoch": 0}})
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+for write in (lambda: save_tensors(path, {{"w": torch.zeros(1_000_000)}}, {{"epoch": 1}}),
+              lambda: write_json_atomic(path.with_name("run.json"), list(range(100_000)))):
+    try:
+        write()
+    except SpikebridgeError as exc:
+        print(exc)
+    else:
+        sys.exit("no error")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    run = tmp_path / "run"
+    assert len(lines) == 2 and lines[0].startswith(f"cannot write {run / 'checkpoint.safetensors'}: ")
+    assert lines[1].startswith(f"cannot write {run / 'run.json'}: ") and "Traceback" not in out.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors"]  # no temporary file left
+    from spikebridge.io import load_tensors
+
+    tensors, meta = load_tensors(run / "checkpoint.safetensors")
+    assert meta == {"epoch": 0} and tensors["w"].shape == (10,)

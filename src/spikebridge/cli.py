@@ -8,7 +8,11 @@ import time
 import warnings
 from pathlib import Path
 
+from . import checks
 from .errors import SpikebridgeError
+
+#: tune seeds scikit-learn's folds and Optuna's sampler, which take seeds below 2**32
+TUNE_MAX_SEED = 2**32 - 1
 
 
 def _add_data_options(p: argparse.ArgumentParser, evaluate: bool = False) -> None:
@@ -124,8 +128,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None,
                    help="configuration JSON of the rule: {\"<rule>\": {...}, \"train\": {\"epochs\", \"train_batch\"}} "
                         "(e.g. written by 'spikebridge tune') or the rule's settings alone")
-    p.add_argument("--run-dir", type=Path, default=None, help="where checkpoints, run.json, report.md and figures go (default: runs/<data>-<rule>)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="where checkpoints, run.json, report.md and figures go (default: a new runs/<data>-<rule>-<n>); "
+                        "a folder that holds a run is refused unless --resume or --overwrite")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --run-dir (its checkpoint, model and report)")
     p.add_argument("--no-baseline", action="store_true", help="skip the reference: logistic regression with C chosen by 3-fold CV on train")
 
 
@@ -160,10 +167,8 @@ def _rule_config(args) -> tuple:
             schedule = values.get("train", {}) if args.rule in values else {}
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
-        for name in ("microcolumns", "ensemble", "steps"):
-            _at_least(f"{name} in {args.config}", getattr(config, name, None), 1)
-        for name in ("epochs", "train_batch"):
-            _at_least(f"train.{name} in {args.config}", schedule.get(name), 1)
+        for name in ("epochs", "train_batch"):  # the settings were checked by the config type
+            _checked(checks.optional_integer, f"train.{name} in {args.config}", schedule.get(name), 1)
     from .train import DEFAULT_TRAIN_BATCH
 
     if args.single_pass:
@@ -177,12 +182,19 @@ def _rule_config(args) -> tuple:
     return config, {k: v for k, v in given.items() if k not in fields}
 
 
+def _checked(check, option: str, value, *limits) -> None:
+    """``check(option, value, *limits)`` of :mod:`spikebridge.checks` unless ``value`` is None."""
+    if value is not None:
+        check(option, value, *limits)
+
+
 def _check_train_flags(args) -> None:
     _at_least("--microcolumns", args.microcolumns, 1)
     _at_least("--ensemble", args.ensemble, 1)
     _at_least("--epochs", args.epochs, 1, ": a model trained for 0 epochs is untrained")
-    _at_least("--steps", args.steps, 1)
+    _checked(checks.steps, "--steps", args.steps)
     _at_least("--train-batch", args.train_batch, 1)
+    _checked(checks.seed, "--seed", args.seed)
 
 
 def _check_options(args) -> None:
@@ -192,11 +204,13 @@ def _check_options(args) -> None:
     if hasattr(args, "microcolumns"):
         _check_train_flags(args)
     if args.command == "evaluate":
-        _at_least("--steps", args.steps, 1)
+        _checked(checks.steps, "--steps", args.steps)
         _evaluate_out(args)
     if args.command == "tune":
         _at_least("--trials", args.trials, 1)
         _at_least("--folds", args.folds, 2)
+        checks.number("--timeout", args.timeout, above=0.0)
+        checks.seed("--seed", args.seed, TUNE_MAX_SEED)
 
 
 def _dataset_label(spec: str) -> str:
@@ -242,34 +256,111 @@ def _check_resume(learner, run_dir: Path) -> None:
                                "resume with the checkpoint's settings or use another --run-dir")
 
 
+#: files of a training run that --overwrite removes before the new run starts
+RUN_FILES = ("checkpoint.safetensors", "model.safetensors", "run.json", "report.md")
+RUN_LOCK = ".train.lock"
+
+
+def _check_run_dir(args) -> None:
+    """--run-dir that already holds a run is refused unless --resume or --overwrite. The lock
+    file alone is no run: a run in progress is refused by its lock (:func:`_lock_run_dir`), and
+    one left by a killed run is free."""
+    if args.resume and args.overwrite:
+        raise SpikebridgeError("--resume continues the run in --run-dir and --overwrite replaces it; pass one")
+    if args.resume and args.run_dir is None:
+        raise SpikebridgeError("--resume needs --run-dir (by default every run gets a new folder)")
+    out = args.run_dir
+    if out is None or args.resume or args.overwrite or not out.exists():
+        return
+    if not out.is_dir():
+        raise SpikebridgeError(f"--run-dir {out} is a file, not a folder")
+    if any(p.name != RUN_LOCK for p in out.iterdir()):
+        raise SpikebridgeError(f"--run-dir {out} already holds files (a run is never replaced silently); "
+                               "pass --resume to continue it, --overwrite to replace it, or choose another folder")
+
+
+def _lock_run_dir(args, default: Path):
+    """The run folder, created and locked for this process: ``--run-dir`` (checked again under
+    the lock) or a new numbered ``default-<n>``. Returns ``(folder, lock)``."""
+    from .features import ShardLock
+
+    run_dir = args.run_dir or _new_numbered_dir(default)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpikebridgeError(f"cannot create the run folder {run_dir}: {exc.strerror or exc}") from exc
+    lock = ShardLock(run_dir / RUN_LOCK)
+    try:
+        locked = lock.acquire(block=False)
+    except OSError as exc:
+        raise SpikebridgeError(f"cannot write in the run folder {run_dir}: {exc.strerror or exc}") from exc
+    if not locked:
+        raise SpikebridgeError(f"{run_dir} is in use by another 'spikebridge train' (it holds {run_dir / RUN_LOCK}); "
+                               "wait for it to finish or choose another --run-dir")
+    try:
+        _check_run_dir(args)  # again under the lock: a run may have finished in the folder meanwhile
+        if args.overwrite:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    return run_dir, lock
+
+
+def _check_classes(spec: str, splits) -> None:
+    """A classifier needs two classes (one would train, then fail in the baseline or score 100 %)."""
+    if len(splits.classes) < 2:
+        raise SpikebridgeError(f"data set {spec} has {len(splits.classes)} class ({', '.join(splits.classes)}); "
+                               "training a classifier needs at least 2")
+
+
 def cmd_train(args) -> int:
     import torch
 
+    from .distributed import rank_and_world
+
+    config, options = _rule_config(args)  # every option is checked before any long work
+    _check_data_options(args)
+    _check_run_dir(args)
+    torch.manual_seed(args.seed)
+    splits, encoder = _open_inputs(args)
+    _check_classes(args.dataset, splits)
+    rank, world = rank_and_world()
+    lock = None
+    if rank == 0:
+        default = "demo" if args.command == "demo" else f"{_dataset_label(args.dataset)}-{args.rule}"
+        run_dir, lock = _lock_run_dir(args, Path("runs") / default)
+    else:  # other ranks write nothing: they read the checkpoint of --resume only
+        run_dir = args.run_dir
+    try:
+        return _train_in(args, run_dir, config, options, splits, encoder)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> int:
+    from .distributed import rank_and_world
     from .errors import require_finite
     from .learner import create_learner
     from .report import evaluate, summary_rows, tuned_logistic, write_run
     from .train import train
 
-    config, options = _rule_config(args)  # every option is checked before any long work
-    _check_data_options(args)
-    torch.manual_seed(args.seed)
-    splits, encoder = _open_inputs(args)
-    run_dir = args.run_dir or Path("runs") / f"{_dataset_label(args.dataset)}-{args.rule}"
     learner = create_learner(args.rule, encoder.feature_dim, len(splits.classes), config, **options)
     if args.resume:
         _check_resume(learner, run_dir)
     train_fs, val_fs = _extract(args, (splits.train, splits.val), encoder)
+    described = {"classes": splits.classes, "encoder": encoder.identity()}
     learner, history = train(learner, train_fs.features, train_fs.labels, epochs=args.epochs,
                              batch_size=args.train_batch, run_dir=run_dir, resume=args.resume,
-                             progress=not args.no_progress)
-    from .distributed import rank_and_world
-
+                             progress=not args.no_progress, meta=described)
     rank, world = rank_and_world()
     if rank > 0:  # every rank holds the same weights; rank 0 saves, evaluates and reports
         return 0
     from .io import save_tensors
 
-    meta = {**learner.metadata(), "classes": splits.classes, "encoder": encoder.identity()}
+    meta = {**learner.metadata(), **described}
     save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)
     require_finite(val_fs.features, "val")
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, args.steps)
@@ -322,7 +413,11 @@ def _evaluate_out(args) -> Path | None:
 
 def _new_eval_dir(model: Path) -> Path:
     """``runs/<model's folder>-eval-<n>``, the first n not taken (created, so two runs never share it)."""
-    base = Path("runs") / f"{Path(model).resolve().parent.name}-eval"
+    return _new_numbered_dir(Path("runs") / f"{Path(model).resolve().parent.name}-eval")
+
+
+def _new_numbered_dir(base: Path) -> Path:
+    """``<base>-<n>``, the first n not taken (created, so two runs never share it)."""
     n = 1
     while True:
         candidate = Path(f"{base}-{n}")
@@ -331,6 +426,18 @@ def _new_eval_dir(model: Path) -> Path:
             return candidate
         except FileExistsError:
             n += 1
+        except OSError as exc:  # a read-only working folder, 'runs' being a file, a full disk
+            raise SpikebridgeError(f"cannot create the run folder {candidate}: {exc.strerror or exc}") from exc
+
+
+def check_model_classes(model: Path, meta: dict, spec: str, classes: list[str]) -> None:
+    """The model (or checkpoint) was trained on the data set's classes: the class names it
+    records, and in any case their number (a checkpoint of an API run records no names)."""
+    recorded = meta.get("classes")
+    if recorded and recorded != classes or meta.get("n_classes", len(classes)) != len(classes):
+        have = f"e.g. {recorded[:3]}" if recorded else "names not recorded"
+        raise SpikebridgeError(f"{model} was trained on other classes than {spec} ({meta.get('n_classes')} classes, "
+                               f"{have}; the data set has {len(classes)}, e.g. {classes[:3]})")
 
 
 def _encoder_of_model(args, meta: dict) -> tuple[str, int | None]:
@@ -354,15 +461,12 @@ def cmd_evaluate(args) -> int:
     from .report import evaluate, summary_rows, write_run
 
     _check_data_options(args)
-    _at_least("--steps", args.steps, 1)
+    _checked(checks.steps, "--steps", args.steps)
     out = _evaluate_out(args)
     learner, meta = load_learner(args.model)
     name, cut = _encoder_of_model(args, meta)
     splits = open_dataset(args.dataset)
-    if meta.get("classes") and meta["classes"] != splits.classes:
-        raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset} "
-                               f"({len(meta['classes'])} classes, e.g. {meta['classes'][:3]}; the data set has "
-                               f"{len(splits.classes)}, e.g. {splits.classes[:3]})")
+    check_model_classes(args.model, meta, args.dataset, splits.classes)
     trained_on = meta.get("encoder") or {}
     encoder = _create_encoder(args, name, cut, trained_on.get("precision"))
     if trained_on.get("weights_sha256") and trained_on["weights_sha256"] != encoder.weight_checksum:
@@ -395,10 +499,27 @@ def _create_encoder(args, name: str, cut: int | None, precision: str | None = No
                           backend=getattr(args, "backend", "auto"))
 
 
+def _check_folds(folds: int, labels, classes: list[str], where: str) -> None:
+    """Stratified --folds need at least that many examples of every class."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    smallest = int(counts.argmin())
+    if folds > counts[smallest]:
+        raise SpikebridgeError(f"--folds {folds} needs {folds} training examples of every class; {where} has "
+                               f"{int(counts[smallest])} of class {classes[smallest]}"
+                               + (f": pass --folds {int(counts[smallest])} or fewer" if counts[smallest] >= 2 else ""))
+
+
 def cmd_tune(args) -> int:
     from .tune import tune
 
-    _, _, train_fs, _ = load_split_features(args)
+    _check_data_options(args)
+    splits, encoder = _open_inputs(args)
+    _check_classes(args.dataset, splits)
+    _check_folds(args.folds, splits.train.labels, splits.classes, f"{args.dataset} train")
+    train_fs, _ = _extract(args, (splits.train, splits.val), encoder)
+    _check_folds(args.folds, train_fs.labels, splits.classes, "the train features (unreadable images were skipped)")
     result = tune(train_fs.features, train_fs.labels, args.out, trials=args.trials, timeout=args.timeout,
                   seed=args.seed, folds=args.folds, progress=not args.no_progress)
     v = result["validation"]
@@ -412,7 +533,6 @@ def cmd_tune(args) -> int:
 
 def cmd_demo(args) -> int:
     args.dataset, args.max_per_class = "digits", None
-    args.run_dir = args.run_dir or Path("runs") / "demo"
     return cmd_train(args)
 
 
@@ -465,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline offline on the embedded digits data set",
                        description="Lite0 features of scikit-learn's digits -> CoLaNET trained with local "
-                                   "plasticity -> report in runs/demo (offline, a few minutes on 2 CPU cores).")
+                                   "plasticity -> report in a new runs/demo-<n> (offline, a few minutes on 2 CPU cores).")
     _add_data_options(p)
     _add_train_options(p)
     p.set_defaults(func=cmd_demo)

@@ -71,10 +71,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from . import checks
 from .coding import RateNormaliser, channel_count, encode
 from .currents import default_bf16, synaptic_currents
 from .errors import SpikebridgeError, require_finite
-from .learner import register_rule
+from .learner import check_recorded_shape, register_rule
 from .neurons import PopulationParameters, lif_population, single_threaded
 from .readout import NEG, column_scores, continuous_column_scores
 from .streaming import StreamStatistics
@@ -149,6 +150,31 @@ class CoLaNETConfig:
     stream_halflife: float = 50.0  # partial_fit: ... halved after this many examples of its class (per column)
     stream_centred: bool = True  # partial_fit: covariance form of the rule (presynaptic term r - mean rate)
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that make a useless or broken model (one line naming the setting);
+        run on every construction, so the API, ``--config`` files and flags share it."""
+        checks.optional_integer("microcolumns", self.microcolumns, 1)
+        for name in ("eta_plus", "eta_minus", "margin", "lateral_inhibition"):
+            checks.number(name, getattr(self, name), 0.0)
+        checks.number("w_max", self.w_max, above=0.0)
+        checks.number("w_min", self.w_min)
+        if not self.w_min < self.w_max:
+            raise SpikebridgeError(f"w_min must be < w_max (got w_min {self.w_min}, w_max {self.w_max})")
+        checks.choice("normalisation", self.normalisation, ("onoff", "percentile"))
+        for name in ("saturation", "dt", "tau", "first_spike_step"):
+            checks.number(name, getattr(self, name), above=0.0)
+        checks.boolean("anneal", self.anneal)
+        checks.steps("steps", self.steps)
+        checks.choice("coder", self.coder, ("regular", "bernoulli"))
+        checks.number("percentile", self.percentile, maximum=100.0, above=0.0)
+        checks.integer("ensemble", self.ensemble, 1)
+        checks.seed("seed", self.seed)
+        checks.integer("replay", self.replay, 0)
+        checks.number("replay_keep", self.replay_keep, 0.0, 1.0)
+
     @property
     def beta(self) -> float:
         return math.exp(-self.dt / self.tau)
@@ -220,16 +246,17 @@ class CoLaNET:
         return self.column_scores_continuous(self.rates(features)).argmax(1)
 
     @torch.no_grad()
-    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str = "auto",
+    def simulate(self, input_spikes: torch.Tensor, record_raster: bool = False, method: str | None = None,
                  bf16: bool | None = None) -> SpikeRecord:
         """Run the spiking network on ``input_spikes [T, B, N]`` (the same input to every
         member) or ``[T, K, B, N]`` (one input per member).
 
         Currents ``(W - gamma) x[t]`` (:func:`spikebridge.currents.synaptic_currents`:
-        ``method`` ``"auto"`` (the faster path on this machine at the input's spike density),
-        ``"dense"`` GEMM or ``"event"``-driven, which rounds differently; ``bf16`` rounds the
-        weights to bfloat16, ``None``: :func:`spikebridge.currents.default_bf16`, bf16 on CPUs
-        with native bf16), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
+        ``method`` ``"dense"`` GEMM, ``"event"``-driven, which rounds differently, or ``"auto"``
+        (the faster of the two on this machine at the input's spike density); ``bf16`` rounds the
+        weights to bfloat16; ``None``: the library defaults, dense and fp32, the same decisions on
+        every machine, unless the environment opts in: :func:`spikebridge.currents.default_method`,
+        :func:`spikebridge.currents.default_bf16`), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
         with lateral inhibition; unrecruited neurons are silent."""
         cfg = self.config
         K, J, N = self.weights.shape
@@ -261,13 +288,15 @@ class CoLaNET:
 
     @torch.no_grad()
     def scores_spiking(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
-                       method: str = "auto", bf16: bool | None = None):
+                       method: str | None = None, bf16: bool | None = None):
         """Spiking-simulation column scores ``[B, C]`` and ``stats``: mean input / output spikes
         per example and ``class_spikes [B, C]``, each column's spikes summed over members
         (``method``, ``bf16``: those of :meth:`simulate`)."""
         scores, counts, in_spikes, out_spikes = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
+        K, J, N = self.weights.shape
+        batch_size = checks.simulation_batch(batch_size, steps or self.config.steps, N, K * J)
         for b in range(0, len(features), batch_size):
             rec = self.simulate(self.spikes_for(features[b : b + batch_size], steps, seed=seed + b), method=method,
                                 bf16=bf16)
@@ -516,7 +545,7 @@ class CoLaNET:
         self.gamma = (self.weights * self.active.unsqueeze(-1)).sum(dim=(1, 2)) / (counts * self.n_channels)
 
     @torch.no_grad()
-    def spiking_activity(self, rates: torch.Tensor, seed: int = 0, method: str = "auto",
+    def spiking_activity(self, rates: torch.Tensor, seed: int = 0, method: str | None = None,
                          bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Presynaptic traces and postsynaptic activity measured in a spiking simulation
         (``method``, ``bf16``: those of :meth:`simulate`)."""
@@ -562,6 +591,7 @@ class CoLaNET:
         if "normalisation" not in config:  # saved before ON/OFF coding and signed weights
             config.update(normalisation="percentile", w_min=0.0)
         model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**config))
+        check_recorded_shape("weights", tensors, model.weights.shape, meta)
         model.weights = tensors["weights"].clone()
         model.active = tensors["active"].bool().clone()
         model.gamma = tensors["gamma"].clone()

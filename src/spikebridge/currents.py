@@ -13,15 +13,16 @@ For input spikes ``x[t, b] in {0, 1}^N`` and weights ``W_k [J, N]`` of populatio
   partial sum is exactly representable (integers below ``2**24``, as in the int8 model, or
   multiples of one power of two spanning fewer than 24 bits) any order is exact, and both
   paths give identical currents.
-* ``"auto"`` (the default): event below this machine's crossover input spike density, else
-  dense. The crossover (:func:`event_crossover`) is, in order of precedence: the
+* ``"auto"`` (opt-in: ``method="auto"`` or ``SPIKEBRIDGE_SIMULATION_METHOD=auto``): event
+  below this machine's crossover input spike density, else dense. The crossover (:func:`event_crossover`) is, in order of precedence: the
   ``crossover`` argument; the environment variable ``SPIKEBRIDGE_EVENT_CROSSOVER`` (a
   density in ``[0, 1]``; ``0`` always dense, ``1`` always event); the value cached for this
   machine under ``$SPIKEBRIDGE_CACHE/event-crossover/`` (default
   ``~/.cache/spikebridge``, the feature cache's folder), keyed by CPU model, torch version,
   intra-op threads and precision; else it is measured once (:func:`measure_crossover` at
   the two shapes of :data:`CROSSOVER_SHAPES`, a few seconds, announced on stderr) and
-  cached. The crossover falls with the number of neurons a spike reaches (a shorter
+  cached (a cache that cannot be written is said in one warning; the measurement is then
+  kept for this process only: autotuning never fails the call). The crossover falls with the number of neurons a spike reaches (a shorter
   gathered row), so it is interpolated for the weights' (:func:`crossover_at`).
 
 ``bf16=True`` holds the weights (the GEMM operand or the gathered table) and the spikes
@@ -31,13 +32,15 @@ rounded to 8 significant bits, so decisions can differ from fp32 ones;
 :func:`compare_precision` measures speed and agreement on a model and its input spikes
 (``benchmarks/simulation.py`` runs it on Imagenette and the 64-class set).
 
-Inference precision (:func:`default_bf16`, used where ``bf16=None``: ``CoLaNET.simulate``,
-``scores_spiking``, ``evaluate``): bf16 on a CPU with native bf16 (``avx512_bf16`` or
-``amx_bf16``), where the dense path runs faster and decisions agree with fp32 (speed and
-agreement on Imagenette and the 64-class val sets: ``benchmarks/results/simulation.json``);
-fp32 elsewhere (emulated bf16 is slower). The environment variable
-``SPIKEBRIDGE_SIMULATION_PRECISION`` (``auto``, ``fp32``, ``bf16``) overrides it; the
-published accuracy tables pin ``fp32``, the arithmetic every CPU reproduces bit for bit.
+Library defaults (where ``method=None`` / ``bf16=None``: ``CoLaNET.simulate``,
+``scores_spiking``, ``evaluate``, the int8 model): **fp32 and the dense path**, the arithmetic
+every CPU reproduces bit for bit, so a model gives the same decisions on every machine and
+nothing is timed or written under the cache. Faster paths are opt-in, by argument or by
+environment variable: ``SPIKEBRIDGE_SIMULATION_PRECISION`` (:func:`default_bf16`: ``fp32``,
+the default; ``bf16``; ``auto``: bf16 on a CPU with native bf16, ``avx512_bf16`` or
+``amx_bf16``, where the dense path runs faster and decisions agree with fp32, see
+``benchmarks/results/simulation.json``) and ``SPIKEBRIDGE_SIMULATION_METHOD``
+(:func:`default_method`: ``dense``, the default; ``event``; ``auto``, the crossover above).
 Plasticity (``spiking_activity``, training) always simulates in fp32.
 """
 
@@ -51,6 +54,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +68,7 @@ from .io import write_json_atomic
 METHODS = ("auto", "dense", "event")
 PRECISION_ENV = "SPIKEBRIDGE_SIMULATION_PRECISION"
 SIMULATION_PRECISIONS = ("auto", "fp32", "bf16")
+METHOD_ENV = "SPIKEBRIDGE_SIMULATION_METHOD"
 CROSSOVER_ENV = "SPIKEBRIDGE_EVENT_CROSSOVER"
 CACHE_ENV = "SPIKEBRIDGE_CACHE"  # the project's cache folder (features.py caches features there too)
 CROSSOVER_DENSITIES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6)
@@ -145,14 +150,25 @@ def cpu_has_native_bf16() -> bool:
 
 
 def default_bf16(bf16: bool | None = None) -> bool:
-    """``bf16`` if given, else the inference default: ``$SPIKEBRIDGE_SIMULATION_PRECISION``
-    (``fp32`` / ``bf16``), or with ``auto`` (the default) bf16 where the CPU has native bf16."""
+    """``bf16`` if given, else the inference default: ``$SPIKEBRIDGE_SIMULATION_PRECISION``,
+    ``fp32`` when unset (the same decisions on every machine); ``bf16``; or ``auto`` (opt-in:
+    bf16 where the CPU has native bf16)."""
     if bf16 is not None:
         return bool(bf16)
-    value = os.environ.get(PRECISION_ENV, "auto").strip().lower()
+    value = os.environ.get(PRECISION_ENV, "fp32").strip().lower()
     if value not in SIMULATION_PRECISIONS:
         raise SpikebridgeError(f"${PRECISION_ENV}={value!r}: expected one of {', '.join(SIMULATION_PRECISIONS)}")
     return value == "bf16" or (value == "auto" and cpu_has_native_bf16())
+
+
+def default_method(method: str | None = None) -> str:
+    """``method`` if given, else ``$SPIKEBRIDGE_SIMULATION_METHOD``, ``dense`` when unset (the
+    same currents on every machine); ``event`` and ``auto`` (the timed crossover) are opt-in."""
+    value = method if method is not None else os.environ.get(METHOD_ENV, "dense").strip().lower()
+    if value not in METHODS:
+        where = "method" if method is not None else f"${METHOD_ENV}"
+        raise SpikebridgeError(f"{where}={value!r}: expected one of {', '.join(METHODS)}")
+    return value
 
 
 def machine_identity(bf16: bool = False) -> dict:
@@ -163,8 +179,11 @@ def machine_identity(bf16: bool = False) -> dict:
 
 def cache_dir() -> Path:
     """The project cache folder: ``$SPIKEBRIDGE_CACHE``, default ``~/.cache/spikebridge``
-    (read at each call, so a changed environment is honoured)."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "spikebridge"))
+    (read at each call, so a changed environment is honoured; ``Path.home()`` is only asked
+    when the variable is unset)."""
+    if CACHE_ENV in os.environ:
+        return Path(os.environ[CACHE_ENV])
+    return Path.home() / ".cache" / "spikebridge"
 
 
 def crossover_path(identity: dict) -> Path:
@@ -234,8 +253,13 @@ def remember_crossovers(curves: list[dict]) -> list[tuple[int, float]]:
     if any(c["threads"] != identity["threads"] for c in curves):
         raise ValueError(f"curves measured with {[c['threads'] for c in curves]} threads, running with {identity['threads']}")
     path = crossover_path(identity)
-    write_json_atomic(path, {"identity": identity, "curves": curves, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     points = _points(curves)
+    try:
+        write_json_atomic(path, {"identity": identity, "curves": curves, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    except OSError as exc:  # read-only or misplaced cache: keep the measurement for this process
+        warnings.warn(f"cannot cache the dense/event crossover in {path} ({exc.strerror or exc}); it is kept for this "
+                      f"process only (set ${CACHE_ENV} to a writable folder or ${CROSSOVER_ENV} to a density)",
+                      stacklevel=2)
     _crossovers[(str(path), *identity.values())] = points
     return points
 
@@ -324,13 +348,12 @@ def measure_crossover(densities=CROSSOVER_DENSITIES, shape=CROSSOVER_SHAPES[-1],
             "repeats": repeats, "threads": torch.get_num_threads(), "precision": "bfloat16" if bf16 else "float32"}
 
 
-def resolve_method(spikes: torch.Tensor, method: str, neurons: int, density: float | None = None,
+def resolve_method(spikes: torch.Tensor, method: str | None, neurons: int, density: float | None = None,
                    crossover: float | None = None, bf16: bool = False) -> str:
-    """``"dense"`` or ``"event"``: ``method`` itself, or for ``"auto"`` the path this machine
-    runs faster at the input's spike density into weights of ``neurons`` output columns
-    (``density`` skips counting the spikes)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be 'auto', 'dense' or 'event', not {method!r}")
+    """``"dense"`` or ``"event"``: ``method`` itself (``None``: :func:`default_method`), or for
+    ``"auto"`` the path this machine runs faster at the input's spike density into weights of
+    ``neurons`` output columns (``density`` skips counting the spikes)."""
+    method = default_method(method)
     if method == "auto":
         limit = event_crossover(neurons, crossover, bf16)
         density = estimated_density(spikes) if density is None else density
@@ -340,7 +363,7 @@ def resolve_method(spikes: torch.Tensor, method: str, neurons: int, density: flo
 
 # ------------------------------------------------------------------ currents
 @torch.no_grad()
-def spike_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str = "auto",
+def spike_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str | None = None,
                    density: float | None = None, *, bf16: bool = False, crossover: float | None = None) -> torch.Tensor:
     """Currents ``[K, T, B, J]`` of binary spikes ``[T, B, N]`` through ``weights [K, J, N]``
     (``density`` skips counting for ``"auto"``)."""
@@ -348,7 +371,7 @@ def spike_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str = "a
 
 
 @torch.no_grad()
-def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str = "auto",
+def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str | None = None,
                       density: float | None = None, *, bf16: bool = False,
                       crossover: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Currents ``[K, T, B, J]`` and input spikes per example ``[B]`` (float32) of binary
@@ -356,6 +379,7 @@ def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str =
     per population; the count is then averaged over populations) through ``weights [K, J, N]``.
 
     Currents come in the weights' dtype (float32 with ``bf16``: see the module docstring);
+    ``method`` ``None`` is :func:`default_method` (dense unless the environment opts in);
     ``crossover`` forces the density at which ``"auto"`` switches paths."""
     if spikes.dim() not in (3, 4):
         raise ValueError(f"spikes must be [T, B, N] or [T, K, B, N], got shape {tuple(spikes.shape)}")

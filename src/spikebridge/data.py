@@ -82,7 +82,7 @@ class ImageDataset:
                     if scale > 1 and img.draft("RGB", target) is not None and img.size != stored:
                         draft = {"size": stored, "scale": scale}
                 img.load()
-                rgb = img.convert("RGB")
+                rgb = to_rgb(img)
         except Exception as exc:
             raise UnreadableImage(f"unreadable image {path}: {exc}".splitlines()[0]) from exc
         if draft is not None:
@@ -100,8 +100,7 @@ class ImageDataset:
             h.update(json.dumps(self.samples).encode())
         else:
             for key, label in self.samples:
-                st = os.stat(self.root / key)
-                h.update(f"{key}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+                h.update(f"{key}\t{label}\t{_file_state(self.root / key)}\n".encode())
         return {"name": self.name, "split": self.split, "classes": self.classes, "n": len(self), "sha256": h.hexdigest()}
 
     def rows_digest(self, start: int, stop: int) -> str:
@@ -113,9 +112,40 @@ class ImageDataset:
                 h.update(f"{key}\t{label}\t".encode())
                 h.update(self.array[int(key)].tobytes())
             else:
-                st = os.stat(self.root / key)
-                h.update(f"{key}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+                h.update(f"{key}\t{label}\t{_file_state(self.root / key)}\n".encode())
         return h.hexdigest()
+
+
+def _file_state(path: Path) -> str:
+    """Size and mtime of a file, or why it cannot be read (a dangling link or a symlink loop
+    stays a row of the data set: extraction skips it with a warning and lists it as skipped)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    return f"{st.st_size}\t{st.st_mtime_ns}"
+
+
+#: 16-bit pixel modes of PIL (``I;16`` little-endian, ``B`` big-endian, ``N`` native order)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB. 16-bit pixels (a 16-bit grayscale PNG or TIFF opens as ``I;16`` or,
+    in some versions and formats, as 32-bit ``I`` with values in ``[0, 65535]``) are scaled to
+    8 bits, ``round(v / 257)`` (PIL's ``convert`` would clip them: a white image); 32-bit
+    integer pixels outside that range and floating-point pixels (``F``) have no defined 8-bit
+    scale and are refused (:class:`ValueError`, reported as an unreadable image)."""
+    if img.mode in SIXTEEN_BIT_MODES or img.mode == "I":
+        values = np.asarray(img)
+        if img.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"32-bit integer pixels from {values.min()} to {values.max()} (outside 0..65535) have no "
+                             "defined 8-bit scale; convert the image to 8 or 16 bits")
+        gray = np.round(values.astype(np.float64) / 257.0).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if img.mode == "F":
+        raise ValueError("floating-point pixels (mode F) have no defined 8-bit scale; convert the image to 8 or 16 bits")
+    return img.convert("RGB")
 
 
 def draft_scale(size: tuple[int, int], target: tuple[int, int]) -> int:
@@ -159,7 +189,18 @@ def digits(size: int = 64) -> DataSplits:
 
 
 def _class_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image file names of a class folder. Symbolic links that lead nowhere (dangling, loops) are
+    kept: opening them fails, so extraction skips and lists them like any unreadable image;
+    other entries with an image name that are no files (pipes, sockets) are skipped with a warning."""
+    names = []
+    for p in folder.iterdir():
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.is_dir():
+            continue
+        if p.is_file() or p.is_symlink():
+            names.append(p.name)
+        else:
+            warn_skipped(str(p), "not a regular file")
+    return sorted(names)
 
 
 def _scan(root: Path, split: str, classes: list[str], max_per_class: int | None, name: str) -> ImageDataset:
@@ -222,9 +263,17 @@ def open_dataset(spec: str, max_per_class: int | None = None) -> DataSplits:
     """``digits`` | ``imagenet64:<root>`` | ``<folder with train/ and val/>``."""
     if spec == "digits":
         return digits()
-    if spec.startswith("imagenet64:"):
-        return imagenet64(spec.split(":", 1)[1], max_per_class)
-    return image_folder(spec, max_per_class)
+    try:
+        if spec.startswith("imagenet64:"):
+            return imagenet64(spec.split(":", 1)[1], max_per_class)
+        return image_folder(spec, max_per_class)
+    except OSError as exc:  # a name too long, a folder without permission, ...
+        raise SpikebridgeError(f"cannot open data set {_shorten(spec)}: {exc.strerror or exc}") from exc
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """``text``, or its start and its length when longer than ``limit`` (one-line messages)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def warn_skipped(path: str, reason: str) -> None:

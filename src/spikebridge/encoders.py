@@ -57,6 +57,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pickle
 import shutil
 import sys
 import warnings
@@ -132,6 +133,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's message advises weights_only=False: never repeated here
+        detail = str(exc).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        why = f" ({detail[0].strip()})" if "WeightsUnpickler error:" in str(exc) and detail and detail[0].strip() else ""
+        raise SpikebridgeError(f"cannot read weight file {path}: not a checkpoint of tensors only{why}; spikebridge "
+                               "never unpickles other objects: save a plain state_dict or a .safetensors file") from exc
     except Exception as exc:  # corrupt or foreign file
         raise SpikebridgeError(f"cannot read weight file {path}: {exc}".splitlines()[0]) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

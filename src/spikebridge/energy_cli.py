@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE
+from . import checks
 from .errors import SpikebridgeError
 
 def add_energy_command(subparsers) -> argparse.ArgumentParser:
@@ -36,6 +37,13 @@ def add_energy_command(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_energy(args) -> int:
+    checks.number("--pj-mac", args.pj_mac, 0.0)  # NaN or inf would print NaN / inf energies
+    checks.number("--pj-ac", args.pj_ac, 0.0)
+    if args.max_examples is not None and args.max_examples < 1:
+        raise SpikebridgeError(f"--max-examples must be >= 1 (got {args.max_examples})")
+    if args.steps is not None:
+        checks.steps("--steps", args.steps)
+
     import json
     from pathlib import Path
 
@@ -45,24 +53,17 @@ def cmd_energy(args) -> int:
     from .features import DEFAULT_CACHE, extract_features
     from .learner import load_learner
 
-    if args.pj_mac < 0 or args.pj_ac < 0:
-        raise SpikebridgeError("--pj-mac and --pj-ac must be >= 0")
-    if args.max_examples is not None and args.max_examples < 1:
-        raise SpikebridgeError(f"--max-examples must be >= 1 (got {args.max_examples})")
-    if args.steps is not None and args.steps < 1:
-        raise SpikebridgeError(f"--steps must be >= 1 (got {args.steps})")
     if not Path(args.model).is_file():
         raise SpikebridgeError(f"model file not found: {args.model}")
     learner, meta = load_learner(args.model)
-    from .cli import _encoder_of_model
+    from .cli import _encoder_of_model, check_model_classes
 
     name, cut = _encoder_of_model(args, meta)
     steps = args.steps or meta.get("config", {}).get("steps") or meta.get("steps") or 32
     if steps < 1:
         raise SpikebridgeError("--steps must be >= 1")
     splits = open_dataset(args.dataset)
-    if meta.get("classes") and meta["classes"] != splits.classes:
-        raise SpikebridgeError(f"{args.model} was trained on other classes than {args.dataset}")
+    check_model_classes(args.model, meta, args.dataset, splits.classes)
     encoder = create_encoder(name, weights=args.weights, cut=cut, device=args.device)
     n_inputs = meta.get("n_inputs")
     if n_inputs is not None and n_inputs != encoder.feature_dim:

@@ -1,8 +1,11 @@
 """The one exception type users see: its message is a complete one-line explanation."""
 
 
-class SpikebridgeError(Exception):
-    """Bad input or missing resource; the CLI prints the message and exits with status 2."""
+class SpikebridgeError(ValueError):
+    """Bad input or missing resource; the CLI prints the message and exits with status 2.
+
+    A ``ValueError``, so code that expects bad values to raise one (scikit-learn's
+    ``set_params`` / ``fit`` checks, ``except ValueError``) catches it too."""
 
 
 def require_finite(features, split: str = "input") -> None:

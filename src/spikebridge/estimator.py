@@ -98,6 +98,21 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
                                  f"valid: {sorted(own)} and the rule's settings {sorted(accepted)}")
         return self
 
+    def _check_params(self) -> None:
+        """The checks of the rule's config type and of :func:`spikebridge.train.train`, run
+        first by :meth:`fit` and :meth:`partial_fit` (``set_params`` does not raise, as
+        scikit-learn asks): a bad value is one :class:`~spikebridge.errors.SpikebridgeError`
+        (a ``ValueError``) naming it, before any work."""
+        import dataclasses
+
+        from .learner import rule_class
+        from .train import check_schedule
+
+        check_schedule(self.epochs, self.batch_size)
+        config_class = rule_class(self.rule).config_class
+        fields = {f.name for f in dataclasses.fields(config_class)}
+        config_class(**{k: v for k, v in self._settings.items() if k in fields})
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
@@ -112,6 +127,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         """Train a new network on ``X [n, D]`` and labels ``y [n]`` (any hashable values)."""
         from .train import train
 
+        self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -134,6 +150,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         import torch
 
         first = not hasattr(self, "learner_")
+        self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
         check_classification_targets(y)
         if first:

@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import SpikebridgeError
-from .export.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits
+from .export.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
 
 EXPORT_HELP = """\
 formats:
@@ -100,8 +100,39 @@ def check_export_options(args) -> None:
             raise SpikebridgeError("--format akida needs BrainChip's 'akida' package: pip install 'spikebridge[akida]'")
 
 
+#: the file written when --out is not given: beside the model
+DEFAULT_OUT = {"nir": lambda model: model.with_suffix(".nir"), "akida": lambda model: model.with_suffix(".fbz"),
+               "int8": lambda model: model.with_name(model.stem + ".int8.safetensors")}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:  # unreadable paths: compared by name above
+        return False
+
+
+def export_out(args) -> Path:
+    """The output file (--out, default beside the model); refused when it is a folder, or when it
+    or its sidecar is an input (the model, --calibration): an export never overwrites what it reads."""
+    model = Path(args.model)
+    out = Path(args.out) if args.out is not None else DEFAULT_OUT[args.format](model)
+    if out.is_dir():
+        raise SpikebridgeError(f"--out {out} is a folder; give the file to write, e.g. "
+                               f"{out / DEFAULT_OUT[args.format](model).name}")
+    inputs = [model] + ([Path(args.calibration)] if args.calibration is not None else [])
+    for written in (out, sidecar_path(out)):
+        for given in inputs:
+            if _same_file(written, given):
+                raise SpikebridgeError(f"--out {out} would overwrite the input {given}"
+                                       + (" (with its sidecar)" if written != out else "")
+                                       + "; choose another output file")
+    return out
+
+
 def cmd_export(args) -> int:
     check_export_options(args)
+    args.out = export_out(args)  # before the model is read
     from .colanet import CoLaNET
     from .export import Int8CoLaNET, export_nir, sidecar_path
     from .train import load_learner
@@ -111,7 +142,7 @@ def cmd_export(args) -> int:
     if not isinstance(model, CoLaNET):
         raise SpikebridgeError(f"{args.model} holds a {meta.get('rule')!r} model; export supports CoLaNET only")
     if args.format == "nir":
-        out = args.out or Path(args.model).with_suffix(".nir")
+        out = args.out
         s = export_nir(model, out, target=args.target, convention=args.convention, classes=meta.get("classes"))
         print(f"NIR graph: {s['path']} ({s['bytes']} bytes; nodes {', '.join(s['nodes'])}; "
               f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
@@ -127,7 +158,7 @@ def cmd_export(args) -> int:
             if calibration.shape[1] != model.n_inputs:
                 raise SpikebridgeError(f"{args.calibration} holds {calibration.shape[1]}-dimensional features; the model "
                                        f"reads {model.n_inputs}")
-        out = args.out or Path(args.model).with_suffix(".fbz")
+        out = args.out
         s = export_akida(model, out, input_bits=args.input_bits, weight_bits=args.weight_bits,
                          classes=meta.get("classes"), calibration=calibration, slices=args.weight_slices)
         print(f"Akida model: {s['path']} ({s['bytes']} bytes; InputData {s['channels']} channels of "
@@ -135,7 +166,7 @@ def cmd_export(args) -> int:
               f"neurons ({s['recruited']} recruited) x {s['slices']} slice(s), {s['weight_bits']}-bit weights)")
         print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     else:
-        out = args.out or Path(args.model).with_name(Path(args.model).stem + ".int8.safetensors")
+        out = args.out
         s = Int8CoLaNET.quantise(model, args.reset).save(out)
         print(f"int8 model: {out} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "

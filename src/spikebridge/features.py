@@ -255,6 +255,20 @@ def default_workers(device: torch.device | str = "cpu") -> int:
     return max(1, min(8, cores))
 
 
+def _writable_entry(entry: Path) -> None:
+    """Create the cache entry folder, or say in one line why the cache cannot hold it (a cache
+    path that is a file, a read-only folder, a full disk), before any image is decoded."""
+    try:
+        entry.mkdir(parents=True, exist_ok=True)
+        probe = entry / f".write-test.{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SpikebridgeError(f"cannot write the feature cache {entry.parent}: {exc.strerror or exc} "
+                               f"({exc.filename or entry}); set --cache-dir or $SPIKEBRIDGE_CACHE to a "
+                               "writable folder") from exc
+
+
 def _strict_refusal(entry: Path, skipped: list) -> SpikebridgeError:
     return SpikebridgeError(f"cache entry {entry} records {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} "
                             "(--strict refuses them: fix or remove the files, or drop --strict)")
@@ -297,8 +311,12 @@ def extract_features(
         else:
             if strict and fs.skipped:
                 raise _strict_refusal(entry, fs.skipped)
+            if fs.skipped:  # said when they were skipped, and again each time the entry is used
+                warnings.warn(f"the cached features {entry} of {dataset.name}/{dataset.split} lack {len(fs.skipped)} "
+                              f"unreadable image(s), skipped when they were extracted, e.g. {fs.skipped[0][0]} "
+                              "(--strict refuses such an entry)", stacklevel=2)
             return fs
-    entry.mkdir(parents=True, exist_ok=True)
+    _writable_entry(entry)
     recorded = _recorded_shard_size(entry)
     if recorded is not None and recorded != shard_size:
         warnings.warn(f"cache entry {entry} was begun with shards of {recorded} images: resuming with "

@@ -9,44 +9,56 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import threading
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import SpikebridgeError
 
 
+def _atomic(path: str | Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path``. A
+    failure (disk full, read-only folder, a file where a folder should be) removes the
+    temporary file, leaves ``path`` as it was (an earlier checkpoint survives) and is one
+    :class:`SpikebridgeError` naming ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one writer per name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself is unusable: nothing was left in it
+            pass
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpikebridgeError(f"cannot write {path}: {reason}".splitlines()[0]) from exc
+
+
 def write_json_atomic(path: str | Path, obj, indent: int = 1) -> None:
     """Write ``obj`` as JSON to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=indent)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=indent)
+
+    _atomic(path, write)
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write ``tensors`` plus ``meta`` (JSON) to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"meta": json.dumps(meta)})
-    os.replace(tmp, path)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)}))
 
 
 def save_arrays(path: str | Path, arrays: dict) -> None:
     """Write numpy ``arrays`` as a safetensors file via a temporary file and a rename."""
     from safetensors.numpy import save_file as save_numpy
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_numpy(arrays, str(tmp))
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: save_numpy(arrays, str(tmp)))
 
 
 def is_safetensors(path: str | Path) -> bool:

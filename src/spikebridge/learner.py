@@ -140,6 +140,18 @@ def create_learner(name: str, n_inputs: int, n_classes: int, config: Any = None,
     return cls(n_inputs, n_classes, config, **{k: v for k, v in settings.items() if k in options})
 
 
+def check_recorded_shape(name: str, tensors: dict, expected: tuple, meta: dict) -> None:
+    """The tensor ``name`` has the shape the recorded sizes (``n_inputs``, ``n_classes``, config)
+    give: a file whose metadata and tensors disagree is refused when it is read, not deep in a
+    later matrix product."""
+    if name not in tensors:
+        raise SpikebridgeError(f"the model lacks its {name!r} tensor")
+    got = tuple(tensors[name].shape)
+    if got != tuple(expected):
+        raise SpikebridgeError(f"its {name} are {list(got)} but its recorded sizes (n_inputs {meta.get('n_inputs')}, "
+                               f"n_classes {meta.get('n_classes')}) give {list(expected)}: the file is damaged or was edited")
+
+
 def load_learner(path) -> tuple[Learner, dict]:
     """``(learner, metadata)`` of a model or checkpoint file written by spikebridge."""
     from .io import load_tensors
@@ -148,4 +160,9 @@ def load_learner(path) -> tuple[Learner, dict]:
     rule = meta.get("rule")
     if rule not in list_rules():
         raise SpikebridgeError(f"{path} is not a spikebridge model (rule {rule!r})")
-    return rule_class(rule).from_tensors(meta, tensors), meta
+    try:
+        return rule_class(rule).from_tensors(meta, tensors), meta
+    except SpikebridgeError as exc:  # bad recorded settings or sizes: say which file
+        raise SpikebridgeError(f"{path}: {exc}") from exc
+    except KeyError as exc:
+        raise SpikebridgeError(f"{path} is not a complete spikebridge model: it lacks {exc}") from exc

@@ -90,7 +90,7 @@ def machine_info() -> dict:
     """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
     import os
 
-    from .currents import cpu_model, default_bf16
+    from .currents import cpu_has_native_bf16, cpu_model, default_bf16
 
     cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -98,6 +98,7 @@ def machine_info() -> dict:
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "cpus_usable": usable, "torch_threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "gpu": gpu,
             "simulation_precision": "bf16" if default_bf16() else "fp32",  # CoLaNET inference where bf16 is not given
+            "simulation_precision_auto": "bf16" if cpu_has_native_bf16() else "fp32",  # what the opt-in 'auto' picks
             **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

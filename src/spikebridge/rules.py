@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from . import checks
 from .coding import RateNormaliser, encode
 from .errors import require_finite
-from .learner import register_rule
+from .learner import check_recorded_shape, register_rule
 from .neurons import PopulationParameters, lif_population
 
 
@@ -60,6 +61,24 @@ class RuleConfig:
     first_spike_step: float = 4.0
     percentile: float = 99.0
     seed: int = 0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that make a useless or broken model (one line naming the setting);
+        run on every construction, so the API, ``--config`` files and flags share it."""
+        checks.steps("steps", self.steps)
+        checks.choice("coder", self.coder, ("regular", "bernoulli"))
+        for name in ("dt", "tau", "tau_trace", "w_max", "first_spike_step"):
+            checks.number(name, getattr(self, name), above=0.0)
+        for name in ("eta", "a_minus", "x_tar", "theta_plus", "lateral_inhibition"):
+            checks.number(name, getattr(self, name), 0.0)
+        checks.integer("teacher_period", self.teacher_period, 1)
+        checks.integer("neurons_per_class", self.neurons_per_class, 1)
+        checks.number("theta_decay", self.theta_decay, 0.0, 1.0)
+        checks.number("percentile", self.percentile, maximum=100.0, above=0.0)
+        checks.seed("seed", self.seed)
 
 
 @dataclass
@@ -156,6 +175,7 @@ class SingleLayerLearner:
         out, counts, n_in, n_out = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
+        batch_size = checks.simulation_batch(batch_size, steps or self.config.steps, self.n_inputs, self.n_neurons())
         for b in range(0, len(features), batch_size):
             x = self._spikes(self.rates(features[b : b + batch_size]), steps, seed=b)
             rec = self._run(x)
@@ -192,6 +212,7 @@ class SingleLayerLearner:
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]):
         obj = cls(meta["n_inputs"], meta["n_classes"], RuleConfig(**meta["config"]))
+        check_recorded_shape("weights", tensors, obj.weights.shape, meta)
         for k in ("weights", "threshold", "adaptive", "neuron_label", "reward_baseline"):
             setattr(obj, k, tensors[k].clone())
         obj.normaliser = RateNormaliser.from_tensors(tensors, {"kind": "percentile", "parameter": obj.config.percentile,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import checks
 from .io import load_tensors, save_tensors
 from .errors import SpikebridgeError, require_finite
 from .learner import create_learner, load_learner  # noqa: F401  (load_learner re-exported)
@@ -40,11 +41,18 @@ def spiking_tensors(learner) -> list[torch.Tensor]:
     return [t for t in learner.tensors().values() if isinstance(t, torch.Tensor)]
 
 
+def check_schedule(epochs: int | None, batch_size: int) -> None:
+    """``epochs`` (``None``: the learner's default) and ``batch_size`` are integers >= 1: a run
+    of 0 epochs or an empty batch never changes a weight."""
+    checks.optional_integer("epochs", epochs, 1)
+    checks.integer("batch_size", batch_size, 1)
+
+
 @torch.no_grad()
 def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | None = None,
           batch_size: int = DEFAULT_TRAIN_BATCH,
           run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          stop_after_epoch: int | None = None, on_epoch=None) -> tuple:
+          stop_after_epoch: int | None = None, on_epoch=None, meta: dict | None = None) -> tuple:
     """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
 
     ``epochs=None`` takes the learner's default for this many examples (CoLaNET:
@@ -54,7 +62,9 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
 
     Returns ``(learner, history)`` (the learner is a new object after a resume), history
     ``{"epochs": [...], "train_seconds": s}``. ``stop_after_epoch`` simulates an
-    interruption (for tests); ``on_epoch(epoch, learner)`` may add metrics.
+    interruption (for tests); ``on_epoch(epoch, learner)`` may add metrics; ``meta`` is added to
+    every checkpoint's metadata (the command line records the class names and the encoder, so
+    a checkpoint is checked against a data set as a model is).
 
     Inside a ``torch.distributed`` process group of several ranks (``torchrun``), training is
     data-parallel: each rank learns from its slice of every mini-batch and the plasticity
@@ -64,6 +74,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
     """
     from .distributed import PlasticitySync
 
+    check_schedule(epochs, batch_size)
     require_finite(features, "train")
     sync = PlasticitySync.from_environment()
     if sync is not None and not getattr(learner, "supports_sync", False):
@@ -106,7 +117,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
         history["epochs"].append(record)
         history["train_seconds"] += record["seconds"]
         if ckpt is not None and (sync is None or sync.rank == 0):
-            save_tensors(ckpt, learner.tensors(), {**learner.metadata(), "epoch": epoch, "history": history})
+            save_tensors(ckpt, learner.tensors(), {**(meta or {}), **learner.metadata(), "epoch": epoch, "history": history})
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     return learner, history

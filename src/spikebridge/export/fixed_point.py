@@ -13,7 +13,8 @@ Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly: every par
 int8 weights is an integer below ``127 N``, which float32 holds exactly while ``127 N < 2**24``
 (float64 beyond), so the dense GEMM and the event-driven gather of
 :func:`spikebridge.currents.spike_currents` give the same integers in any summation order
-(``method="auto"`` takes the faster); the state is simulated with int64 tensor ops. Saved as
+(the default is dense, as everywhere; ``method="auto"`` takes the faster); the state is
+simulated with int64 tensor ops. Saved as
 safetensors (int8 weights, int32 parameters, int16 maps; host-side normaliser float32) plus a
 JSON sidecar.
 
@@ -115,7 +116,7 @@ class Int8CoLaNET:
         return Network(w, self.threshold.to(torch.float32), self.lateral.to(torch.float32), self.member, self.row,
                        self.column, decay_factor(self.decay_dv), self.n_classes)
 
-    def feedforward(self, input_spikes: torch.Tensor, method: str = "auto") -> torch.Tensor:
+    def feedforward(self, input_spikes: torch.Tensor, method: str | None = None) -> torch.Tensor:
         """Exact integer synaptic sums ``[T, B, J']`` (int64) of binary input spikes (``method``:
         that of :func:`spikebridge.currents.spike_currents`; every path is exact)."""
         N = input_spikes.shape[-1]
@@ -124,7 +125,7 @@ class Int8CoLaNET:
         return currents.round().to(torch.int64)
 
     @torch.no_grad()
-    def simulate(self, input_spikes: torch.Tensor, method: str = "auto") -> IntRecord:
+    def simulate(self, input_spikes: torch.Tensor, method: str | None = None) -> IntRecord:
         T, B, _ = input_spikes.shape
         J = self.weights.shape[0]
         cur = self.feedforward(input_spikes, method)
@@ -160,7 +161,7 @@ class Int8CoLaNET:
 
     @torch.no_grad()
     def predict(self, features, steps: int | None = None, batch_size: int = 1024, seed: int = 0,
-                method: str = "auto") -> torch.Tensor:
+                method: str | None = None) -> torch.Tensor:
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         out = []
         for b in range(0, len(features), batch_size):
