@@ -152,11 +152,11 @@ class IntegerOnline:
         self.seed, self.model, self.classes_ = seed, None, np.zeros(0, dtype=np.int64)
 
     def partial_fit(self, x, y, classes=None):
-        from spikebridge.export.integer_learning import IntegerCoLaNET
+        from spikebridge.export.integer_learning import integer_learner
 
         if self.model is None:
             self.classes_ = np.asarray(classes if classes is not None else np.unique(y))
-            self.model = IntegerCoLaNET(x.shape[1], len(self.classes_), seed=self.seed)
+            self.model = integer_learner(x.shape[1], len(self.classes_), seed=self.seed)
         new = np.setdiff1d(np.unique(y), self.classes_)
         if len(new):
             self.add_classes(new)

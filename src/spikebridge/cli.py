@@ -134,6 +134,22 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.safetensors")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --run-dir (its checkpoint, model and report)")
     p.add_argument("--no-baseline", action="store_true", help="skip the reference: logistic regression with C chosen by 3-fold CV on train")
+    p.add_argument("--continual", default=None, choices=CONTINUAL_PROTOCOLS,
+                   help="learn on line with partial_fit / add_classes instead of epochs: 'streaming' (every example "
+                        "once, shuffled), 'class-incremental' (--tasks groups of classes, one after the other), "
+                        "'few-shot' (a base session, then sessions of --ways new classes x --shots examples); "
+                        "--seed also orders the classes and the stream")
+    p.add_argument("--tasks", type=int, default=None, help="--continual class-incremental: groups of classes (default: 5)")
+    p.add_argument("--ways", type=int, default=None, help="--continual few-shot: new classes per session (default: 3)")
+    p.add_argument("--shots", type=int, default=None, help="--continual few-shot: examples per new class (default: 5)")
+    p.add_argument("--base-fraction", type=float, default=None,
+                   help="--continual few-shot: fraction of the classes in the base session (default: 0.6)")
+
+
+#: protocols of ``train --continual`` (spikebridge.continual)
+CONTINUAL_PROTOCOLS = ("streaming", "class-incremental", "few-shot")
+CONTINUAL_FLAGS = {"tasks": ("class-incremental", 5), "ways": ("few-shot", 3), "shots": ("few-shot", 5),
+                   "base_fraction": ("few-shot", 0.6)}
 
 
 #: training flags that set a rule's setting of the same name (refused for rules without it)
@@ -188,7 +204,34 @@ def _checked(check, option: str, value, *limits) -> None:
         check(option, value, *limits)
 
 
+def _check_continual_flags(args) -> None:
+    """--continual and its options: each option belongs to one protocol; epochs, resume,
+    spiking learn mode and rules that cannot add classes do not combine with it."""
+    protocol = getattr(args, "continual", None)
+    for name, (owner, default) in CONTINUAL_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if getattr(args, name, None) is not None and protocol != owner:
+            raise SpikebridgeError(f"{flag} applies to --continual {owner} only; leave it out")
+        if protocol == owner and getattr(args, name) is None:
+            setattr(args, name, default)
+    if protocol is None:
+        return
+    for flag, given in (("--epochs", args.epochs is not None), ("--single-pass", args.single_pass),
+                        ("--resume", args.resume), ("--learn-mode spiking", args.learn_mode == "spiking")):
+        if given:
+            raise SpikebridgeError(f"--continual learns each example once with the continuous rule; {flag} does not apply")
+    if protocol != "streaming" and args.rule != "colanet":
+        raise SpikebridgeError(f"--continual {protocol} needs a rule that adds classes (colanet), not {args.rule}")
+    _at_least("--tasks", getattr(args, "tasks", None), 1)
+    _at_least("--ways", getattr(args, "ways", None), 1)
+    _at_least("--shots", getattr(args, "shots", None), 1)
+    if args.base_fraction is not None:
+        _checked(lambda n, v: checks.number(n, v, maximum=1.0, above=0.0), "--base-fraction", args.base_fraction)
+
+
 def _check_train_flags(args) -> None:
+    if hasattr(args, "continual"):
+        _check_continual_flags(args)
     _at_least("--microcolumns", args.microcolumns, 1)
     _at_least("--ensemble", args.ensemble, 1)
     _at_least("--epochs", args.epochs, 1, ": a model trained for 0 epochs is untrained")
@@ -347,6 +390,8 @@ def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> i
     from .report import evaluate, summary_rows, tuned_logistic, write_run
     from .train import train
 
+    if getattr(args, "continual", None):
+        return _train_continual(args, run_dir, config, options, splits, encoder)
     learner = create_learner(args.rule, encoder.feature_dim, len(splits.classes), config, **options)
     if args.resume:
         _check_resume(learner, run_dir)
@@ -373,6 +418,60 @@ def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> i
               "history": history["epochs"], "skipped_images": train_fs.skipped + val_fs.skipped, "metrics": metrics}
     if not args.no_baseline:
         record["baseline"] = tuned_logistic(train_fs.features, train_fs.labels, val_fs.features, val_fs.labels)
+    write_run(run_dir, record, _raster(learner, val_fs, args.steps, splits.classes, splits.val))
+    _print_table(summary_rows(record))
+    print(f"run directory: {run_dir} (run.json, report.md, figures, model.safetensors)")
+    return 0
+
+
+def _train_continual(args, run_dir: Path, config, options, splits, encoder) -> int:
+    """``train --continual``: one protocol of :mod:`spikebridge.continual` through
+    ``SpikingClassifier.partial_fit`` / ``add_classes``, then the usual run folder."""
+    import dataclasses
+
+    import numpy as np
+
+    from . import continual
+    from .distributed import rank_and_world
+    from .errors import require_finite
+    from .estimator import SpikingClassifier
+    from .io import save_tensors
+    from .report import evaluate, summary_rows, write_run
+
+    if rank_and_world()[1] > 1:
+        raise SpikebridgeError("--continual runs in one process (a stream has one order); leave out torchrun")
+    train_fs, val_fs = _extract(args, (splits.train, splits.val), encoder)
+    require_finite(val_fs.features, "val")
+    settings = {**dataclasses.asdict(config), **options}
+    clf = SpikingClassifier(args.rule, batch_size=args.train_batch, progress=not args.no_progress, **settings)
+    x, y, xv, yv = train_fs.features, train_fs.labels, val_fs.features, val_fs.labels
+    if args.continual == "streaming":
+        result = continual.streaming(clf, x, y, xv, yv, seed=args.seed, batch=args.train_batch)
+    elif args.continual == "class-incremental":
+        result = continual.class_incremental(clf, x, y, xv, yv, tasks=args.tasks, seed=args.seed, batch=args.train_batch)
+    else:
+        result = continual.few_shot(clf, x, y, xv, yv, seed=args.seed, base_fraction=args.base_fraction, ways=args.ways,
+                                    shots=args.shots, batch=args.train_batch)
+    learner = clf.learner_
+    model = getattr(learner, "model", None)
+    if model is not None and hasattr(model, "reorder_classes"):  # columns in the data set's class order
+        model.reorder_classes(np.argsort(clf.classes_))
+    seen = np.sort(clf.classes_)
+    classes = [splits.classes[int(c)] for c in seen]
+    meta = {**learner.metadata(), "classes": classes, "encoder": encoder.identity(), "continual": args.continual}
+    save_tensors(run_dir / "model.safetensors", learner.tensors(), meta)
+    mask = np.isin(yv, seen)  # few-shot: only the classes the protocol reached
+    codes = np.searchsorted(seen, yv[mask])
+    metrics = evaluate(learner, xv[mask], codes, classes, args.steps)
+    protocol = {k: v for k, v in result.items() if k not in ("per_class",)}
+    record = {"command": "train", "rule": args.rule, "dataset": args.dataset, "seed": args.seed, "world_size": 1,
+              "continual": {"protocol": args.continual, **{k: getattr(args, k) for k in CONTINUAL_FLAGS
+                                                             if getattr(args, k) is not None}, **protocol},
+              "train_batch": args.train_batch, "config": {k: v for k, v in meta.items() if k != "classes"},
+              "encoder": {**encoder.identity(), "weight_source": encoder.weight_source},
+              "n_train": len(train_fs), "n_val": len(val_fs), "examples_learned": result["examples"],
+              "train_seconds": result.get("train_seconds", result.get("base_seconds")), "history": [],
+              "skipped_images": train_fs.skipped + val_fs.skipped, "metrics": metrics}
     write_run(run_dir, record, _raster(learner, val_fs, args.steps, splits.classes, splits.val))
     _print_table(summary_rows(record))
     print(f"run directory: {run_dir} (run.json, report.md, figures, model.safetensors)")

@@ -148,7 +148,7 @@ class CoLaNETConfig:
     replay_noise: float = 1.0  # replayed features: class mean + replay_noise * class sd * N(0, 1)
     stream_boost: float = 5.0  # partial_fit: a column's learning-rate factor for its first examples
     stream_halflife: float = 50.0  # partial_fit: ... halved after this many examples of its class (per column)
-    stream_centred: bool = True  # partial_fit: covariance form of the rule (presynaptic term r - mean rate)
+    stream_centred: bool = True  # partial_fit with frozen columns: covariance form (presynaptic term r - mean rate)
 
     def __post_init__(self):
         self.validate()
@@ -173,7 +173,10 @@ class CoLaNETConfig:
         checks.integer("ensemble", self.ensemble, 1)
         checks.seed("seed", self.seed)
         checks.integer("replay", self.replay, 0)
-        checks.number("replay_keep", self.replay_keep, 0.0, 1.0)
+        checks.number("replay_noise", self.replay_noise, 0.0)
+        checks.number("stream_boost", self.stream_boost, above=0.0)
+        checks.number("stream_halflife", self.stream_halflife, above=0.0)
+        checks.boolean("stream_centred", self.stream_centred)
 
     @property
     def beta(self) -> float:
@@ -360,13 +363,7 @@ class CoLaNET:
             if mask is not None:
                 error, misclassified = error & mask, misclassified & mask
             u = r if centre is None else r - centre  # the presynaptic term of the updates
-            import os
-            mode = os.environ.get("SB_CENTRE", "all")
-            recruited = self._recruit(u if mode == "all" else r, y, misclassified, sync, slots)
-            if mode == "depress":
-                u_plus = r
-            else:
-                u_plus = u
+            recruited = self._recruit(u, y, misclassified, sync, slots)
             potentiate = error & ~recruited & has_target & ~self.frozen[self.column[j_plus]]
             depress = error & has_wrong & ~self.frozen[self.column[j_minus]]
             offsets = (torch.arange(K) * J).view(K, 1)
@@ -377,7 +374,7 @@ class CoLaNET:
             else:  # each update scaled by the factor of the column it changes (float64, [K, B])
                 s_plus = rate * cfg.eta_plus * cfg.w_max * column_rate.double()[self.column[j_plus]]
                 s_minus = rate * cfg.eta_minus * cfg.w_max * column_rate.double()[self.column[j_minus]]
-                values = torch.cat([s_plus[potentiate].unsqueeze(-1) * u_plus[potentiate].double(),
+                values = torch.cat([s_plus[potentiate].unsqueeze(-1) * u[potentiate].double(),
                                     -s_minus[depress].unsqueeze(-1) * u[depress].double()])
             self._apply_rows(rows, values, sync)
             self._update_gamma()
@@ -534,6 +531,20 @@ class CoLaNET:
         self.stream.add_classes(count)  # the base session is over: the coder's statistics stay as they are
         self.n_classes += count
         self.column = torch.arange(J + extra) // self.config.microcolumns
+        return self
+
+    def reorder_classes(self, order) -> "CoLaNET":
+        """Put the columns in a new order: new column ``c`` is old column ``order[c]`` (its
+        microcolumns, frozen flag and class statistics move with it)."""
+        order = torch.as_tensor(np.asarray(order), dtype=torch.int64)
+        if sorted(order.tolist()) != list(range(self.n_classes)):
+            raise SpikebridgeError(f"reorder_classes takes a permutation of 0..{self.n_classes - 1}, not {order.tolist()}")
+        M = self.config.microcolumns
+        rows = (order.view(-1, 1) * M + torch.arange(M)).view(-1)
+        self.weights, self.active = self.weights[:, rows].contiguous(), self.active[:, rows].contiguous()
+        self.frozen = self.frozen[order]
+        st = self.stream
+        st.seen, st.class_mean, st.class_m2 = st.seen[order], st.class_mean[order], st.class_m2[order]
         return self
 
     def unfreeze(self) -> "CoLaNET":

@@ -91,10 +91,12 @@ import numpy as np
 import torch
 
 from ..coding import RateNormaliser, channel_count, encode
-from ..colanet import CALIBRATION_WINDOW, CoLaNETConfig, adaptive_config, adaptive_epochs, schedule_rate
+from ..colanet import (CALIBRATION_WINDOW, EXAMPLES_PER_MICROCOLUMN, CoLaNETConfig, adaptive_config, adaptive_epochs,
+                       schedule_rate)
 from ..errors import SpikebridgeError, require_finite
 from ..io import load_tensors, save_tensors
 from ..neurons import single_threaded
+from ..streaming import StreamStatistics
 from .fixed_point import DECAY_BITS, DECAY_EQUATION, MEMBRANE_BITS, Int8CoLaNET, decay_dv
 from .formats import sidecar_path
 from .sidecar import VersionedSidecar
@@ -243,6 +245,9 @@ class IntegerCoLaNET:
         self.threshold = torch.ones(1, dtype=torch.int32)  # theta8
         self.lateral = torch.zeros(1, dtype=torch.int32)  # lateral8
         self.saturated = 0  # synapses clamped by the last int8 fold
+        self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to plasticity (add_classes)
+        self.stream = StreamStatistics(self.n_inputs, self.n_classes)  # partial_fit's host-side statistics
+        self.drive_median = 0  # partial_fit: running median of the winner's drive per step (integer)
 
     # ---------------------------------------------------------------- constants
     @property
@@ -316,11 +321,12 @@ class IntegerCoLaNET:
         with single_threaded():
             return self._learn(counts, labels, sync, rate)
 
-    def _learn(self, counts: torch.Tensor, labels: torch.Tensor, sync, rate) -> int:
+    def _learn(self, counts: torch.Tensor, labels: torch.Tensor, sync, rate, slots=None, centre=None) -> int:
         if sync is not None:
             raise SpikebridgeError("integer learning runs in one process (no data-parallel training)")
         rate = 1 << RATE_SHIFT if rate is None else rate
-        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 0:
+        per_column = isinstance(rate, torch.Tensor)  # partial_fit: one numerator per column [C]
+        if not per_column and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 0):
             raise SpikebridgeError(f"rate must be a non-negative integer numerator over 2^{RATE_SHIFT}, not {rate!r}")
         if counts.is_floating_point() or labels.is_floating_point():
             raise SpikebridgeError(f"integer learning takes integer spike counts and labels, not {counts.dtype}")
@@ -335,7 +341,7 @@ class IntegerCoLaNET:
         B, hi = len(y), self.limit
         self.batch_size = max(self.batch_size, B)
         # 1-3: drive, winners, error
-        drive = (c @ self.weights.to(torch.int64).T).masked_fill(~self.active, NO_NEURON)  # [B, J]
+        drive = self._drive(c)  # [B, J]
         in_target = self.column.view(1, -1) == y.view(-1, 1)
         plus = drive.masked_fill(~in_target, NO_NEURON)
         minus = drive.masked_fill(in_target, NO_NEURON)
@@ -349,22 +355,31 @@ class IntegerCoLaNET:
         # 4: recruitment, in batch order
         recruited = torch.zeros(B, dtype=torch.bool)
         M = self.config.microcolumns
+        u = c if centre is None else c - centre  # presynaptic term (covariance form: count - mean count)
         for b in misclassified.nonzero().view(-1).tolist():
             cls = int(y[b])
-            free = (~self.active[cls * M : (cls + 1) * M]).nonzero().view(-1)
+            if self.frozen[cls]:
+                continue
+            allowed = M if slots is None else int(slots[cls])
+            free = (~self.active[cls * M : cls * M + allowed]).nonzero().view(-1)
             if len(free):
                 j = cls * M + int(free[0])
                 self.active[j] = True
-                self.weights[j] = torch.div(2 * hi * c[b] + T, 2 * T, rounding_mode="floor").to(self.weights.dtype)
+                self.weights[j] = torch.div(2 * hi * u[b] + T, 2 * T, rounding_mode="floor").clamp(
+                    self.lower, hi).to(self.weights.dtype)
                 recruited[b] = True
         # 5-7: summed updates, stochastic rounding, bounds
-        potentiate = error & ~recruited & has_target
-        depress = error & has_wrong
+        potentiate = error & ~recruited & has_target & ~self.frozen[self.column[j_plus]]
+        depress = error & has_wrong & ~self.frozen[self.column[j_minus]]
         if bool(potentiate.any()) or bool(depress.any()):
-            step_plus = (rate * k["eta_plus_num"]) >> RATE_SHIFT
-            step_minus = (rate * k["eta_minus_num"]) >> RATE_SHIFT
+            r_plus = rate[self.column[j_plus]] if per_column else rate  # the numerator of the column changed
+            r_minus = rate[self.column[j_minus]] if per_column else rate
+            step_plus = (r_plus * k["eta_plus_num"]) >> RATE_SHIFT
+            step_minus = (r_minus * k["eta_minus_num"]) >> RATE_SHIFT
+            if per_column:
+                step_plus, step_minus = step_plus[potentiate].view(-1, 1), step_minus[depress].view(-1, 1)
             rows = torch.cat([j_plus[potentiate], j_minus[depress]])
-            values = torch.cat([step_plus * c[potentiate], -step_minus * c[depress]])
+            values = torch.cat([step_plus * u[potentiate], -step_minus * u[depress]])
             rows, inverse = torch.unique(rows, sorted=True, return_inverse=True)
             delta = torch.zeros(len(rows), N, dtype=torch.int64).index_add_(0, inverse, values)
             nonzero = delta != 0  # boolean indexing walks it row-major: the draw order
@@ -374,19 +389,111 @@ class IntegerCoLaNET:
         return int(error.sum())
 
     @torch.no_grad()
+    def partial_fit(self, features, labels, batch_size: int = 1) -> "IntegerCoLaNET":
+        """Online learning, each example once: the float rule's :meth:`~spikebridge.colanet.CoLaNET.partial_fit`
+        in integers. The host keeps the same running statistics
+        (:class:`~spikebridge.streaming.StreamStatistics`: coder, class statistics for replay,
+        mean counts) and sends spike counts; the chip's state adds, per column, the count
+        ``n_c`` of its dopamine spikes and the rate numerator ``R_c = R0 * H // (H + n_c)``
+        (``R0 = round(stream_boost * 2^RATE_SHIFT)``, ``H = round(stream_halflife)``); while some
+        columns are frozen the presynaptic term is ``c - round(mean count)``; ``theta8`` follows a
+        running median ``m`` of the winner's drive ``max_j sum_i (W - gamma_q) c``,
+        ``m += sign(a - m) * max(1, m >> 6)``, through the calibration's equations."""
+        features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        require_finite(features, "train")
+        if len(labels) and int(labels.max()) >= self.n_classes:
+            raise SpikebridgeError(f"label {int(labels.max())} >= n_classes {self.n_classes}; add_classes first")
+        cfg, stream = self.config, self.stream
+        if self.normaliser is None or stream.coder_learning:
+            if cfg.normalisation == "onoff":
+                self.normaliser = stream.update_coder(features, cfg.saturation)
+            elif self.normaliser is None:
+                self.normaliser = RateNormaliser.fit(features, cfg.normalisation, percentile=cfg.percentile)
+        counts = self.rates(features)
+        r0, h = round(cfg.stream_boost * (1 << RATE_SHIFT)), max(1, round(cfg.stream_halflife))
+        with single_threaded():
+            for b in range(0, len(labels), batch_size):
+                c, y = counts[b : b + batch_size], labels[b : b + batch_size]
+                stream.observe(features[b : b + batch_size], y)
+                mean_count = stream.observe_rates(c.float()).round().to(torch.int64)
+                centre = mean_count if cfg.stream_centred and bool(self.frozen.any()) else None
+                replay = stream.replay(cfg.replay * len(y), self.frozen, cfg.replay_noise, self.generator)
+                if replay is not None:
+                    c = torch.cat([c, self.rates(replay[0][0])])
+                    y = torch.cat([y, replay[1][0]])
+                rate = r0 * h // (h + stream.seen)
+                self._learn(c, y, None, rate, stream.slots(EXAMPLES_PER_MICROCOLUMN, cfg.microcolumns), centre)
+                self._track_drive(counts[b : b + batch_size])
+        self._calibrate_from(self.drive_median)
+        return self
+
+    def _drive(self, c: torch.Tensor) -> torch.Tensor:
+        """``A[b, j] = sum_i W[j, i] c[b, i]`` of the recruited neurons (``NO_NEURON`` elsewhere), ``[B, J]``."""
+        rows = self.active.nonzero().view(-1)
+        drive = torch.full((len(c), len(self.active)), NO_NEURON, dtype=torch.int64)
+        drive[:, rows] = c @ self.weights[rows].to(torch.int64).T
+        return drive
+
+    def _gamma(self) -> torch.Tensor:
+        n = int(self.active.sum())
+        if not n:
+            return self.gamma
+        total, den = self.weights[self.active].to(torch.int64).sum(), n * self.n_channels
+        return torch.div(2 * total + den, 2 * den, rounding_mode="floor")
+
+    def _track_drive(self, counts: torch.Tensor) -> None:
+        if not bool(self.active.any()):
+            return
+        gamma = self._gamma()
+        c = counts.to(torch.int64)
+        drive = self._drive(c).max(1).values - gamma * c.sum(1)
+        for a in drive.tolist():
+            if a > 0:
+                m = self.drive_median
+                self.drive_median = a if m <= 0 else m + (1 if a > m else -1) * max(1, m >> 6)
+
+    def _calibrate_from(self, median: int) -> None:
+        """``gamma_q``, the fold, ``theta8`` and ``lateral8`` from a drive median in learned LSBs."""
+        self.gamma = self._gamma()
+        self.folded_weights()
+        self._set_threshold(torch.tensor(max(1, median >> self.shift), dtype=torch.int64))
+
+    @torch.no_grad()
+    def add_classes(self, count: int = 1) -> "IntegerCoLaNET":
+        """Append ``count`` empty columns and freeze the existing ones (as the float
+        :meth:`~spikebridge.colanet.CoLaNET.add_classes`); the coder's statistics stop."""
+        M, N = self.config.microcolumns, self.n_channels
+        self.weights = torch.cat([self.weights, torch.zeros(count * M, N, dtype=self.weights.dtype)])
+        self.active = torch.cat([self.active, torch.zeros(count * M, dtype=torch.bool)])
+        self.frozen = torch.cat([torch.ones_like(self.frozen), torch.zeros(count, dtype=torch.bool)])
+        self.n_classes += count
+        self.column = torch.arange(len(self.active)) // M
+        self.stream.add_classes(count)
+        return self
+
+    def state_bytes(self) -> int:
+        """Bytes of the learning state: recruited weights (their storage type), per-column
+        counts, and the host's statistics (float32)."""
+        per_weight = self.weights.element_size()
+        return (int(self.active.sum()) * self.n_channels * per_weight + 4 * self.stream.state_values()
+                + 8 * self.n_channels + 16)
+
+    @torch.no_grad()
     def calibrate(self, counts: torch.Tensor) -> None:
         """``gamma_q``, the int8 fold and ``theta8``/``lateral8`` from ``counts [n, N]`` (module docstring)."""
-        k, T = self.constants(), self.config.steps
+        T = self.config.steps
         c = counts.reshape(-1, self.n_channels).to(torch.int64)
-        n = int(self.active.sum())
-        if n:
-            total = self.weights[self.active].to(torch.int64).sum()
-            den = n * self.n_channels
-            self.gamma = torch.div(2 * total + den, 2 * den, rounding_mode="floor")
+        self.gamma = self._gamma()
         w8 = self.folded_weights()
         best = (c @ w8.to(torch.int64).T).masked_fill(~self.active, NO_NEURON).max(1).values
         positive = best[best > 0]
         med = torch.sort(positive).values[(len(positive) - 1) // 2] if len(positive) else torch.tensor(T)
+        self._set_threshold(med)
+
+    def _set_threshold(self, med: torch.Tensor) -> None:
+        """``theta8`` and ``lateral8`` from the median winner drive ``med`` (int8-weight units, over T steps)."""
+        k, T = self.constants(), self.config.steps
         half = T << (FS_SHIFT - 1)
         theta = torch.div(k["first_spike_num"] * med + half, T << FS_SHIFT, rounding_mode="floor")
         theta = theta.clamp(1, Int8CoLaNET.V_MAX)
@@ -530,7 +637,8 @@ class IntegerCoLaNET:
         return {"weights": self.weights.contiguous(), "active": self.active.to(torch.uint8),
                 "rng_state": self.rng_state.view(1), "gamma": self.gamma.view(1), "threshold": self.threshold,
                 "lateral": self.lateral, "generator_state": self.generator.get_state(),
-                **(self.normaliser.tensors() if self.normaliser else {})}
+                "frozen": self.frozen.to(torch.uint8), "drive_median": torch.tensor([self.drive_median]),
+                **self.stream.tensors(), **(self.normaliser.tensors() if self.normaliser else {})}
 
     def metadata(self) -> dict:
         return {"rule": MODEL_KIND, "kind": MODEL_KIND, "n_inputs": self.n_inputs, "n_classes": self.n_classes,
@@ -552,6 +660,10 @@ class IntegerCoLaNET:
         obj.generator.set_state(tensors["generator_state"])
         obj.rate_start, obj.schedule_total = meta.get("rate_start"), meta.get("schedule_total")
         obj.batch_size = meta.get("batch_size", 0)
+        if "frozen" in tensors:
+            obj.frozen = tensors["frozen"].bool().clone()
+            obj.drive_median = int(tensors["drive_median"][0])
+        obj.stream.load_tensors(tensors)
         if "rate_source" in tensors:
             obj.normaliser = RateNormaliser.from_tensors(tensors, meta.get("normaliser") or {})
         return obj
