@@ -1,0 +1,179 @@
+r"""Run an exported int8 CoLaNET (``Int8CoLaNET``, ``dynamics="loihi"``) in Intel's Lava on its
+bit-accurate Loihi model (``Loihi2SimCfg(select_tag="fixed_pt")``).
+
+Run as a file by the Lava environment's python (``.ci/lava-env``; Lava 0.10 needs Python 3.10,
+spikebridge 3.11), so it imports numpy, safetensors and lava only -- never spikebridge or torch::
+
+    $SPIKEBRIDGE_LAVA_PYTHON src/spikebridge/export/lava_worker.py JOBS.json
+
+``JOBS.json``: ``{"model": int8 .safetensors, "spikes": .npy of bit-packed input spikes
+[T, B, ceil(N / 8)] (``np.packbits`` on the last axis), "out": .npz to write, "chunk": examples per
+Lava run, "report": .json to write}``. Writes ``counts``, ``first`` (1-based first spike step,
+``T + 1`` if none) and ``v`` (membrane after the last step, Lava units) ``[B, J']`` into ``out``
+and versions, process counts and the spikes seen between examples into ``report``.
+
+The network of each member ``k`` (Lava processes, all Lava's own)::
+
+    io.source.RingBuffer (input spikes) -> Dense (2 w_q, weight_exp -1) -> LIFReset
+    LIFReset.s_out -> Dense (-2 d_b, weight_exp 7 b - 1), b = 0..3 -> LIFReset.a_in   (lateral)
+    LIFReset.s_out -> io.sink.RingBuffer;  Monitor probes LIFReset.v
+
+* Dense: Lava's 8-bit mixed-sign weights are even numbers in [-256, 254] (the LSB is truncated),
+  then shifted by ``weight_exp``; ``2 w_q`` with ``weight_exp = -1`` delivers ``sum w_q x`` exactly.
+* Lateral weight ``g_q`` (up to 24 bits) as base-128 digits ``g_q = sum_b d_b 128**b``: one Dense
+  per non-zero digit, weights ``-2 d_b`` between different neurons of the member, exponent ``7 b - 1``.
+* LIF: ``du = 4095`` (decay constant ``du + 1 = 4096``: no current memory), ``dv = decay_dv``,
+  ``vth = theta_q``, ``bias 0``; Lava's arithmetic is what ``Int8CoLaNET.step_loihi`` writes down.
+* Timing: Dense delivers a step late, in both paths, so our step ``tau`` of example ``e`` is LIF
+  step ``e P + tau + 2`` (Lava counts from 1) with ``P = T + 1`` steps per example. ``LIFReset``
+  (``reset_interval = P``, ``reset_offset = 2``) zeroes ``u`` and ``v`` before the first step of each
+  example. The one step between examples (input 0, lateral <= 0, ``|decay(v)| <= |v| <= vth``)
+  cannot spike, so no inhibition crosses into the next example (``gap_spikes`` counts it: 0).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ACT_DIGIT = 7  # lateral weight digits: 7 bits each (Dense weights -2 d, |2 d| <= 254)
+DIGITS = 4  # 4 x 7 = 28 bits cover the 24-bit lateral weight
+
+
+def load_model(path: str) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if meta.get("format") != "spikebridge-int8":
+        raise SystemExit(f"{path} is not a spikebridge int8 model")
+    if meta.get("dynamics_kind") != "loihi":
+        raise SystemExit(f"{path} has dynamics {meta.get('dynamics_kind', 'spikebridge')!r}; Lava's LIF runs "
+                         "dynamics 'loihi' (Int8CoLaNET.quantise(model, dynamics='loihi'))")
+    return tensors, meta
+
+
+def lateral_digits(g: int) -> list[tuple[int, int]]:
+    """``[(b, d_b)]`` with ``g = sum_b d_b 128**b``, non-zero digits only."""
+    if not 0 <= g < 1 << (ACT_DIGIT * DIGITS):
+        raise SystemExit(f"lateral weight {g} outside [0, 2**{ACT_DIGIT * DIGITS})")
+    return [(b, (g >> (ACT_DIGIT * b)) & 127) for b in range(DIGITS) if (g >> (ACT_DIGIT * b)) & 127]
+
+
+def build(t: dict, meta: dict, spikes: np.ndarray):
+    """Lava processes for input spikes ``[N, steps]`` (int32); returns (source, [(idx, sink, monitor, lif)], n)."""
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.monitor.process import Monitor
+
+    steps = spikes.shape[1]
+    P = int(meta["steps"]) + 1
+    w = t["weights"].astype(np.int32)
+    member = t["member"].astype(np.int64)
+    src = Source(data=spikes)
+    members, n_procs = [], 1
+    for k in range(len(t["threshold"])):
+        idx = np.flatnonzero(member == k)
+        if len(idx) == 0:
+            continue
+        lif = LIFReset(shape=(len(idx),), du=4095, dv=int(meta["decay_dv"]), vth=int(t["threshold"][k]),
+                       bias_mant=0, bias_exp=0, reset_interval=P, reset_offset=2)
+        ff = Dense(weights=2 * w[idx], weight_exp=-1, num_weight_bits=8)
+        src.s_out.connect(ff.s_in)
+        ff.a_out.connect(lif.a_in)
+        n_procs += 2
+        if len(idx) > 1:
+            others = 1 - np.eye(len(idx), dtype=np.int32)
+            for b, d in lateral_digits(int(t["lateral"][k])):
+                lat = Dense(weights=-2 * d * others, weight_exp=ACT_DIGIT * b - 1, num_weight_bits=8)
+                lif.s_out.connect(lat.s_in)
+                lat.a_out.connect(lif.a_in)
+                n_procs += 1
+        sink = Sink(shape=(len(idx),), buffer=steps)
+        lif.s_out.connect(sink.a_in)
+        mon = Monitor()
+        mon.probe(lif.v, steps)
+        members.append((idx, sink, mon, lif))
+        n_procs += 2
+    return src, members, n_procs
+
+
+def run_chunk(t: dict, meta: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Input spikes ``x [T, C, N]`` (0/1) of ``C`` examples -> counts, first, v ``[C, J']``, gap spikes, processes."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    T, C, N = x.shape
+    P = T + 1
+    J = len(t["member"])
+    data = np.zeros((N, C * P), dtype=np.int32)  # column e P + tau: example e, step tau (Lava step e P + tau + 1)
+    data.reshape(N, C, P)[:, :, :T] = x.transpose(2, 1, 0)
+    src, members, n_procs = build(t, meta, data)
+    try:
+        src.run(condition=RunSteps(num_steps=C * P), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        out_s = np.zeros((J, C * P), dtype=np.int64)
+        out_v = np.zeros((J, C * P), dtype=np.int64)
+        for idx, sink, mon, lif in members:
+            out_s[idx] = sink.data.get().astype(np.int64)
+            out_v[idx] = np.asarray(mon.get_data()[lif.name]["v"]).reshape(C * P, -1).T.astype(np.int64)
+    finally:
+        src.stop()
+    # LIF step e P + tau + 2 is column e P + tau + 1; column e P is the step between examples
+    s = np.roll(out_s, -1, axis=1).reshape(J, C, P)
+    v = np.roll(out_v, -1, axis=1).reshape(J, C, P)
+    gap = int(s[:, :, T].sum())
+    s = s[:, :, :T]
+    counts = s.sum(-1).T
+    fired = s.any(-1)
+    first = np.where(fired, s.argmax(-1) + 1, T + 1).T
+    return counts, first, v[:, :, T - 1].T, gap, n_procs
+
+
+def main(argv=None) -> int:
+    import importlib.metadata as md
+
+    jobs = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    t, meta = load_model(jobs["model"])
+    packed = np.load(jobs["spikes"], allow_pickle=False)
+    N = int(meta["n_inputs"])
+    T, B = packed.shape[:2]
+    if T != int(meta["steps"]):
+        raise SystemExit(f"spikes have {T} steps; the model runs {meta['steps']}")
+    chunk = int(jobs.get("chunk", 100))
+    counts, first, v = [], [], []
+    gap, n_procs = 0, 0
+    bar = None
+    if jobs.get("progress", True):
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=B, desc="Lava fixed_pt", unit="ex", file=sys.stderr)
+        except ImportError:
+            pass
+    for b in range(0, B, chunk):
+        x = np.unpackbits(packed[:, b : b + chunk], axis=-1, count=N)
+        c, f, vv, g, n_procs = run_chunk(t, meta, x)
+        counts.append(c), first.append(f), v.append(vv)
+        gap += g
+        if bar is not None:
+            bar.update(x.shape[1])
+        else:
+            print(f"Lava: {min(b + chunk, B)}/{B} examples", file=sys.stderr, flush=True)
+    if bar is not None:
+        bar.close()
+    np.savez(jobs["out"], counts=np.concatenate(counts), first=np.concatenate(first), v=np.concatenate(v))
+    report = {"versions": {p: md.version(p) for p in ("lava-nc", "numpy")}, "python": sys.version.split()[0],
+              "examples": B, "chunk": chunk, "processes_per_run": n_procs, "gap_spikes": gap,
+              "run_cfg": "Loihi2SimCfg(select_tag='fixed_pt')", "neuron": "lava.proc.lif.process.LIFReset"}
+    Path(jobs["report"]).write_text(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
