@@ -8,7 +8,7 @@ spikebridge 3.11), so it imports numpy, safetensors and lava only -- never spike
 
 ``JOBS.json``: ``{"model": int8 .safetensors, "spikes": .npy of bit-packed input spikes
 [T, B, ceil(N / 8)] (``np.packbits`` on the last axis), "out": .npz to write, "chunk": examples per
-Lava run, "report": .json to write}``. Writes ``counts``, ``first`` (1-based first spike step,
+Lava run, "copies": copies of the network side by side, "report": .json to write}``. Writes ``counts``, ``first`` (1-based first spike step,
 ``T + 1`` if none) and ``v`` (membrane after the last step, Lava units) ``[B, J']`` into ``out``
 and versions, process counts and the spikes seen between examples into ``report``.
 
@@ -29,6 +29,9 @@ The network of each member ``k`` (Lava processes, all Lava's own)::
   (``reset_interval = P``, ``reset_offset = 2``) zeroes ``u`` and ``v`` before the first step of each
   example. The one step between examples (input 0, lateral <= 0, ``|decay(v)| <= |v| <= vth``)
   cannot spike, so no inhibition crosses into the next example (``gap_spikes`` counts it: 0).
+* ``copies`` independent copies of the network run side by side as one network with
+  block-diagonal weights (``kron(I, W)``): Lava's cost is mostly per step, so ``copies`` examples
+  share each step.
 """
 
 from __future__ import annotations
@@ -64,8 +67,9 @@ def lateral_digits(g: int) -> list[tuple[int, int]]:
     return [(b, (g >> (ACT_DIGIT * b)) & 127) for b in range(DIGITS) if (g >> (ACT_DIGIT * b)) & 127]
 
 
-def build(t: dict, meta: dict, spikes: np.ndarray):
-    """Lava processes for input spikes ``[N, steps]`` (int32); returns (source, [(idx, sink, monitor, lif)], n)."""
+def build(t: dict, meta: dict, spikes: np.ndarray, copies: int):
+    """Lava processes for input spikes ``[copies N, steps]`` (int32) of ``copies`` independent copies of
+    the network side by side (block-diagonal weights); returns (source, [(idx, sink, monitor, lif)], n)."""
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
@@ -82,20 +86,22 @@ def build(t: dict, meta: dict, spikes: np.ndarray):
         idx = np.flatnonzero(member == k)
         if len(idx) == 0:
             continue
-        lif = LIFReset(shape=(len(idx),), du=4095, dv=int(meta["decay_dv"]), vth=int(t["threshold"][k]),
+        M = len(idx)
+        lanes = np.eye(copies, dtype=np.int32)
+        lif = LIFReset(shape=(copies * M,), du=4095, dv=int(meta["decay_dv"]), vth=int(t["threshold"][k]),
                        bias_mant=0, bias_exp=0, reset_interval=P, reset_offset=2)
-        ff = Dense(weights=2 * w[idx], weight_exp=-1, num_weight_bits=8)
+        ff = Dense(weights=np.kron(lanes, 2 * w[idx]), weight_exp=-1, num_weight_bits=8)
         src.s_out.connect(ff.s_in)
         ff.a_out.connect(lif.a_in)
         n_procs += 2
-        if len(idx) > 1:
-            others = 1 - np.eye(len(idx), dtype=np.int32)
+        if M > 1:
+            others = np.kron(lanes, 1 - np.eye(M, dtype=np.int32))
             for b, d in lateral_digits(int(t["lateral"][k])):
                 lat = Dense(weights=-2 * d * others, weight_exp=ACT_DIGIT * b - 1, num_weight_bits=8)
                 lif.s_out.connect(lat.s_in)
                 lat.a_out.connect(lif.a_in)
                 n_procs += 1
-        sink = Sink(shape=(len(idx),), buffer=steps)
+        sink = Sink(shape=(copies * M,), buffer=steps)
         lif.s_out.connect(sink.a_in)
         mon = Monitor()
         mon.probe(lif.v, steps)
@@ -104,35 +110,38 @@ def build(t: dict, meta: dict, spikes: np.ndarray):
     return src, members, n_procs
 
 
-def run_chunk(t: dict, meta: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Input spikes ``x [T, C, N]`` (0/1) of ``C`` examples -> counts, first, v ``[C, J']``, gap spikes, processes."""
+def run_chunk(t: dict, meta: dict, x: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Input spikes ``x [T, C, N]`` (0/1) of ``C`` examples -> counts, first, v ``[C, J']``, gap spikes,
+    processes. Example ``e = lane S + slot`` runs in copy ``lane`` from step ``slot P`` (``S`` slots)."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     T, C, N = x.shape
     P = T + 1
+    S = -(-C // copies)
     J = len(t["member"])
-    data = np.zeros((N, C * P), dtype=np.int32)  # column e P + tau: example e, step tau (Lava step e P + tau + 1)
-    data.reshape(N, C, P)[:, :, :T] = x.transpose(2, 1, 0)
-    src, members, n_procs = build(t, meta, data)
+    x = np.concatenate([x, np.zeros((T, S * copies - C, N), x.dtype)], 1)  # silent padding examples
+    data = np.zeros((copies, N, S, P), dtype=np.int32)  # column slot P + tau: step tau (Lava step slot P + tau + 1)
+    data[..., :T] = x.reshape(T, copies, S, N).transpose(1, 3, 2, 0)
+    src, members, n_procs = build(t, meta, data.reshape(copies * N, S * P), copies)
     try:
-        src.run(condition=RunSteps(num_steps=C * P), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        out_s = np.zeros((J, C * P), dtype=np.int64)
-        out_v = np.zeros((J, C * P), dtype=np.int64)
+        src.run(condition=RunSteps(num_steps=S * P), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        out_s = np.zeros((copies, J, S * P), dtype=np.int64)
+        out_v = np.zeros((copies, J, S * P), dtype=np.int64)
         for idx, sink, mon, lif in members:
-            out_s[idx] = sink.data.get().astype(np.int64)
-            out_v[idx] = np.asarray(mon.get_data()[lif.name]["v"]).reshape(C * P, -1).T.astype(np.int64)
+            out_s[:, idx] = sink.data.get().astype(np.int64).reshape(copies, len(idx), S * P)
+            v = np.asarray(mon.get_data()[lif.name]["v"]).reshape(S * P, copies, len(idx))
+            out_v[:, idx] = v.transpose(1, 2, 0).astype(np.int64)
     finally:
         src.stop()
-    # LIF step e P + tau + 2 is column e P + tau + 1; column e P is the step between examples
-    s = np.roll(out_s, -1, axis=1).reshape(J, C, P)
-    v = np.roll(out_v, -1, axis=1).reshape(J, C, P)
-    gap = int(s[:, :, T].sum())
-    s = s[:, :, :T]
-    counts = s.sum(-1).T
+    # LIF step slot P + tau + 2 is column slot P + tau + 1; column slot P is the step between examples
+    s = np.roll(out_s, -1, axis=-1).reshape(copies, J, S, P).transpose(0, 2, 1, 3).reshape(copies * S, J, P)[:C]
+    v = np.roll(out_v, -1, axis=-1).reshape(copies, J, S, P).transpose(0, 2, 1, 3).reshape(copies * S, J, P)[:C]
+    gap = int(s[..., T].sum())
+    s = s[..., :T]
     fired = s.any(-1)
-    first = np.where(fired, s.argmax(-1) + 1, T + 1).T
-    return counts, first, v[:, :, T - 1].T, gap, n_procs
+    first = np.where(fired, s.argmax(-1) + 1, T + 1)
+    return s.sum(-1), first, v[..., T - 1], gap, n_procs
 
 
 def main(argv=None) -> int:
@@ -146,6 +155,7 @@ def main(argv=None) -> int:
     if T != int(meta["steps"]):
         raise SystemExit(f"spikes have {T} steps; the model runs {meta['steps']}")
     chunk = int(jobs.get("chunk", 100))
+    copies = int(jobs.get("copies", 1))
     counts, first, v = [], [], []
     gap, n_procs = 0, 0
     bar = None
@@ -158,7 +168,7 @@ def main(argv=None) -> int:
             pass
     for b in range(0, B, chunk):
         x = np.unpackbits(packed[:, b : b + chunk], axis=-1, count=N)
-        c, f, vv, g, n_procs = run_chunk(t, meta, x)
+        c, f, vv, g, n_procs = run_chunk(t, meta, x, copies)
         counts.append(c), first.append(f), v.append(vv)
         gap += g
         if bar is not None:
@@ -169,7 +179,7 @@ def main(argv=None) -> int:
         bar.close()
     np.savez(jobs["out"], counts=np.concatenate(counts), first=np.concatenate(first), v=np.concatenate(v))
     report = {"versions": {p: md.version(p) for p in ("lava-nc", "numpy")}, "python": sys.version.split()[0],
-              "examples": B, "chunk": chunk, "processes_per_run": n_procs, "gap_spikes": gap,
+              "examples": B, "chunk": chunk, "copies": copies, "processes_per_run": n_procs, "gap_spikes": gap,
               "run_cfg": "Loihi2SimCfg(select_tag='fixed_pt')", "neuron": "lava.proc.lif.process.LIFReset"}
     Path(jobs["report"]).write_text(json.dumps(report))
     return 0
