@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]  # run as a file: its folder (spikebridge/export, with nir.py) must not shadow packages
+
 ACT_DIGIT = 7  # lateral weight digits: 7 bits each (Dense weights -2 d, |2 d| <= 254)
 DIGITS = 4  # 4 x 7 = 28 bits cover the 24-bit lateral weight
 
