@@ -100,3 +100,21 @@ def test_lava_spikes_equal_ours(pixel_models, ensemble):
     assert torch.equal(lava.v_final, ours.v_final)
     assert report["gap_spikes"] == 0
     assert torch.equal(q.scores(lava).argmax(1), q.scores(ours).argmax(1))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "nir", "--dynamics", "loihi"], "--dynamics does not apply to --format nir; leave it out"),
+    (["--format", "int8", "--dynamics", "loihi", "--reset", "subtract"],
+     "--dynamics loihi resets to zero (Lava's LIF); leave out --reset subtract"),
+])
+def test_export_command_refuses_bad_dynamics_options(tmp_path, argv, message):
+    import argparse
+
+    from spikebridge.export_cli import add_export_command
+
+    parser = argparse.ArgumentParser()
+    add_export_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export", "--model", str(tmp_path / "absent.safetensors"), *argv])
+    with pytest.raises(SpikebridgeError) as err:
+        args.func(args)
+    assert str(err.value) == message

@@ -150,6 +150,8 @@ def run_chunk(t: dict, meta: dict, x: np.ndarray, copies: int) -> tuple[np.ndarr
 def main(argv=None) -> int:
     import importlib.metadata as md
 
+    import lava.proc.dense.process  # noqa: F401  Lava sets multiprocessing's start method: before tqdm fixes it
+
     jobs = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     t, meta = load_model(jobs["model"])
     packed = np.load(jobs["spikes"], allow_pickle=False)
