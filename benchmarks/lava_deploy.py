@@ -136,6 +136,7 @@ def one(name: str, args) -> dict:
 
 def main(argv=None) -> int:
     from spikebridge.features import DEFAULT_CACHE
+    from spikebridge.io import write_json_atomic
     from spikebridge.report import machine_info
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,15 +151,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lava.json")
     args = ap.parse_args(argv)
 
-    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    result.setdefault("datasets", {})
     for name in args.datasets:
-        result["datasets"][name] = one(name, args)
-        result["datasets"][name]["command"] = " ".join(["python benchmarks/lava_deploy.py",
-                                                         *(argv if argv is not None else sys.argv[1:])])
+        entry = one(name, args)
+        entry["command"] = " ".join(["python benchmarks/lava_deploy.py", *(argv if argv is not None else sys.argv[1:])])
+        result = json.loads(args.out.read_text()) if args.out.is_file() else {}  # read late: other data sets' runs
+        result.setdefault("datasets", {})[name] = entry
         result.update(machine=machine_info(), nir_import=NIR_IMPORT, differences=DIFFERENCES)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
