@@ -43,7 +43,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DATASETS = {"digits": "digits", "imagenette": str(ROOT.parent / "shared" / "datasets" / "imagenette"),
             "imagenet64": str(ROOT.parent / "shared" / "datasets" / "imagenet64")}
-WEIGHT_BUDGET = 64 << 20  # bytes of the block-diagonal feed-forward Dense (int32): caps the copies side by side
 NIR_IMPORT = ("not measured: lava-dl 0.6.0 (the release on PyPI, pinned to lava-nc 0.10.0) has no NIR reader -- no "
               "module of its wheel mentions nir; lava.lib.dl.netx.hdf5.Network reads only lava-dl's own SLAYER "
               ".net HDF5 layout")
@@ -80,14 +79,9 @@ def train_colanet(tr, steps: int, seed: int, batch: int):
     return learner.model, time.perf_counter() - t0
 
 
-def copies_for(q) -> int:
-    J, N = q.weights.shape
-    return int(max(1, min(8, np.sqrt(WEIGHT_BUDGET / (4 * J * N)))))
-
-
 def one(name: str, args) -> dict:
     from spikebridge.export.fixed_point import Int8CoLaNET
-    from spikebridge.export.lava_host import run_lava
+    from spikebridge.export.lava_host import copies_for, run_lava
 
     tr, va, _ = features(name, args.cache_dir)
     model, train_s = train_colanet(tr, args.steps, args.seed, args.train_batch)

@@ -13,7 +13,7 @@ import torch
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
 from spikebridge.export.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
-from spikebridge.export.lava_host import LAVA_ENV, lava_python, run_lava
+from spikebridge.export.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 
@@ -80,10 +80,12 @@ def test_loihi_model_round_trip(pixel_models, tmp_path):
 def test_run_lava_refuses_the_default_dynamics(pixel_models):
     models, xva, _ = pixel_models
     q = Int8CoLaNET.quantise(models[1])
+    assert copies_for(q) == 8  # a small network: the most copies side by side
     with pytest.raises(SpikebridgeError, match="dynamics 'loihi' only"):
         run_lava(q, q.spikes_for(xva[:2]), python=__file__)  # any existing file: refused before it is run
 
 
+@pytest.mark.slow  # a second Python running Lava
 @pytest.mark.parametrize("ensemble", [1, 2])
 def test_lava_spikes_equal_ours(pixel_models, ensemble):
     python = require_lava()

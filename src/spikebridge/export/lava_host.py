@@ -23,6 +23,14 @@ from .fixed_point import Int8CoLaNET, IntRecord
 
 LAVA_ENV = "SPIKEBRIDGE_LAVA_PYTHON"
 WORKER = Path(__file__).with_name("lava_worker.py")
+WEIGHT_BUDGET = 64 << 20  # bytes of the block-diagonal feed-forward Dense (int32) that caps the copies
+
+
+def copies_for(model: Int8CoLaNET, most: int = 8) -> int:
+    """Copies of the network side by side: ``copies**2 * 4 J' N`` bytes of block-diagonal int32
+    weights stay within :data:`WEIGHT_BUDGET` (at most ``most``)."""
+    J, N = model.weights.shape
+    return int(max(1, min(most, (WEIGHT_BUDGET / (4 * J * N)) ** 0.5)))
 
 
 def lava_python(python: str | os.PathLike | None = None) -> Path | None:
@@ -32,11 +40,11 @@ def lava_python(python: str | os.PathLike | None = None) -> Path | None:
 
 
 def run_lava(model: Int8CoLaNET, input_spikes: torch.Tensor, python: str | os.PathLike | None = None, *,
-             chunk: int = 400, copies: int = 8, progress: bool = False) -> tuple[IntRecord, dict]:
+             chunk: int = 400, copies: int | None = None, progress: bool = False) -> tuple[IntRecord, dict]:
     """Simulate ``model`` on binary ``input_spikes [T, B, N]`` in Lava; returns the spike counts,
     first spikes and final membranes (Lava units, as :meth:`Int8CoLaNET.simulate` with
     ``dynamics="loihi"``) and the worker's report. ``chunk`` examples per Lava run, ``copies`` of
-    the network side by side (:mod:`.lava_worker`)."""
+    the network side by side (:mod:`.lava_worker`; default :func:`copies_for`)."""
     exe = lava_python(python)
     if exe is None or not exe.exists():
         raise SpikebridgeError(f"no Lava environment (${LAVA_ENV}={exe}): build one with .ci/lava-env and set "
@@ -44,12 +52,13 @@ def run_lava(model: Int8CoLaNET, input_spikes: torch.Tensor, python: str | os.Pa
     if model.dynamics != "loihi":
         raise SpikebridgeError("Lava's LIF runs Int8CoLaNET dynamics 'loihi' only: quantise with dynamics='loihi'")
     T, B, N = input_spikes.shape
+    copies = copies or copies_for(model)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model.save(tmp / "model.int8.safetensors")
         np.save(tmp / "spikes.npy", np.packbits(input_spikes.numpy().astype(bool), axis=-1))
         jobs = {"model": str(tmp / "model.int8.safetensors"), "spikes": str(tmp / "spikes.npy"),
-                "out": str(tmp / "out.npz"), "report": str(tmp / "report.json"), "chunk": chunk, "copies": copies,
+                "out": str(tmp / "out.npz"), "report": str(tmp / "report.json"), "chunk": chunk, "copies": int(copies),
                 "progress": progress}
         (tmp / "jobs.json").write_text(json.dumps(jobs))
         run = subprocess.run([str(exe), str(WORKER), str(tmp / "jobs.json")], text=True,
