@@ -417,6 +417,25 @@ def lava(_: str = "") -> str:
     return "\n".join(out)
 
 
+def truenorth(_: str = "") -> str:
+    res = _load("truenorth.json")
+    if res is None or "machine" not in res:
+        return "(no truenorth.json yet: run python benchmarks/truenorth_mapping.py)"
+    names = {"reference": "our network (sanity)", "levels": f"{res['copies']} weight levels per neuron",
+             "split": "+ fan-in slices, partial sums as spikes", "split_linear_leak": "+ linear leak"}
+    runs = res["datasets"]
+    out = [f"Measured by `python benchmarks/truenorth_mapping.py` (simulated; {_machine(res['machine'])}): top-1 % on "
+           "the full val split, in brackets the agreement % with our spiking decisions; each column adds one change "
+           "of the mapping.", "",
+           "| data set | val | our spiking top-1 | slices x inputs | " + " | ".join(names.values()) + " |",
+           "|" + " --- |" * (4 + len(names))]
+    for name, d in runs.items():
+        cells = [f"{100 * d['variants'][k]['top1']:.2f} ({100 * d['variants'][k]['agreement']:.2f})" for k in names]
+        out.append(f"| {name} | {d['n_val']:,} | {100 * d['spiking_top1']:.2f} | {d['slices']} x {d['inputs_per_slice']} | "
+                   + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def integer_learning(_: str = "") -> str:
     res = (_load("deploy.json") or {}).get("integer_learning")
     if res is None or "machine" not in res:
@@ -446,6 +465,7 @@ RENDERERS = {
     "integer_learning": integer_learning,
     "akida": akida,
     "lava": lava,
+    "truenorth": truenorth,
     "nir_consumers": nir_consumers,
     "hardware_fit": hardware_fit,
     "encoder_choice": encoder_choice,

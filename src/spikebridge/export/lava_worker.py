@@ -8,9 +8,10 @@ spikebridge 3.11), so it imports numpy, safetensors and lava only -- never spike
 
 ``JOBS.json``: ``{"model": int8 .safetensors, "spikes": .npy of bit-packed input spikes
 [T, B, ceil(N / 8)] (``np.packbits`` on the last axis), "out": .npz to write, "chunk": examples per
-Lava run, "copies": copies of the network side by side, "report": .json to write}``. Writes ``counts``, ``first`` (1-based first spike step,
-``T + 1`` if none) and ``v`` (membrane after the last step, Lava units) ``[B, J']`` into ``out``
-and versions, process counts and the spikes seen between examples into ``report``.
+Lava run, "copies": copies of the network side by side, "report": .json to write}``. Writes
+``counts``, ``first`` (1-based first spike step, ``T + 1`` if none) and ``v`` (membrane after the
+last step, Lava units) ``[B, J']`` into ``out`` and versions, process counts and the spikes seen
+between examples into ``report``.
 
 The network of each member ``k`` (Lava processes, all Lava's own)::
 
@@ -27,8 +28,9 @@ The network of each member ``k`` (Lava processes, all Lava's own)::
 * Timing: Dense delivers a step late, in both paths, so our step ``tau`` of example ``e`` is LIF
   step ``e P + tau + 2`` (Lava counts from 1) with ``P = T + 1`` steps per example. ``LIFReset``
   (``reset_interval = P``, ``reset_offset = 2``) zeroes ``u`` and ``v`` before the first step of each
-  example. The one step between examples (input 0, lateral <= 0, ``|decay(v)| <= |v| <= vth``)
-  cannot spike, so no inhibition crosses into the next example (``gap_spikes`` counts it: 0).
+  example. The one step between examples (input 0, lateral input <= 0 unless the current wraps,
+  ``|decay(v)| <= |v| <= vth``) does not spike, so no inhibition crosses into the next example
+  (``gap_spikes`` counts exceptions: a wrap there would show as a difference from our simulation).
 * ``copies`` independent copies of the network run side by side as one network with
   block-diagonal weights (``kron(I, W)``): Lava's cost is mostly per step, so ``copies`` examples
   share each step.
