@@ -412,8 +412,8 @@ def lava(_: str = "") -> str:
                    f"{d['examples_identical']:,} | {100 * d['decision_agreement']:.3f} | {100 * t['lava']:.2f} | "
                    f"{100 * t['int8_loihi']:.2f} | {100 * t['int8_default']:.2f} | {100 * t['float_spiking']:.2f} |")
     out += ["", "Why Lava's LIF cannot run the default int8 model exactly (so `--dynamics loihi` writes its arithmetic "
-            "down instead): " + "; ".join(_md(x) for x in res["differences"]) + ".", "",
-            f"lava-dl's NIR import: {_md(res['nir_import'])}."]
+            "down instead):", ""] + [f"* {_md(x)}" for x in res["differences"]]
+    out += ["", f"lava-dl's NIR import: {_md(res['nir_import'])}."]
     return "\n".join(out)
 
 
