@@ -120,3 +120,23 @@ def test_export_command_refuses_bad_dynamics_options(tmp_path, argv, message):
     with pytest.raises(SpikebridgeError) as err:
         args.func(args)
     assert str(err.value) == message
+
+
+def test_export_command_writes_the_loihi_model(pixel_models, tmp_path, capsys):
+    import argparse
+
+    from spikebridge.export_cli import add_export_command
+    from spikebridge.io import save_tensors
+
+    models, xva, _ = pixel_models
+    model = models[1]
+    path = tmp_path / "model.safetensors"
+    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    parser = argparse.ArgumentParser()
+    add_export_command(parser.add_subparsers(dest="command"))
+    out = tmp_path / "m.int8.safetensors"
+    args = parser.parse_args(["export", "--model", str(path), "--format", "int8", "--dynamics", "loihi", "--out", str(out)])
+    assert args.func(args) == 0 and "int8 model" in capsys.readouterr().out
+    back = Int8CoLaNET.load(out)
+    assert back.dynamics == "loihi" and back.reset == "zero"
+    assert torch.equal(back.predict(xva), Int8CoLaNET.quantise(model, dynamics="loihi").predict(xva))
