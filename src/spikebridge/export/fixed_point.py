@@ -120,10 +120,10 @@ class Int8CoLaNET:
         raises the exponent until ``theta_q < 2**17`` (Lava's ``vth``) and the lateral input of
         ``headroom`` other neurons of a member spiking in one step, ``headroom g_q``, stays below
         ``2**17``: shifted left by 6 bits it fits the 24-bit current. More simultaneous spikes wrap
-        the current, in Lava and in :meth:`step_loihi` alike (every neuron of a 50-neuron member,
-        ``(M - 1) g_q < 2**17``, would leave Imagenette's weights 2 bits; measured on its val split,
-        headroom 3 (exponent -4) keeps the default int8 model's top-1: 98.88 % vs 98.85 %, while
-        headroom 0 (-6) gives 98.80 %, 7 (-3) 98.78 %, 28 (-1) 98.29 %)."""
+        the current, in Lava and in :meth:`step_loihi` alike. Fitting every other neuron of a
+        50-neuron member, ``(M - 1) g_q < 2**17``, would leave Imagenette's weights about 2 bits;
+        headroom 3 was picked by comparing headrooms 0-28 on Imagenette's val split (it kept the
+        default int8 model's top-1; benchmarks/results/lava.json has the top-1 of both models)."""
         if dynamics not in DYNAMICS:
             raise SpikebridgeError(f"unknown dynamics {dynamics!r}; choose from {', '.join(DYNAMICS)}")
         if dynamics == "loihi":
