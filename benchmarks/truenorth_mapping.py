@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     from spikebridge.report import machine_info
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="+", default=["imagenette", "imagenet64"])
+    ap.add_argument("--datasets", nargs="+", default=["imagenette", "imagenet64"], choices=["digits", "imagenette", "imagenet64"])
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
