@@ -17,7 +17,8 @@ MSB-aligned by :data:`ACT_SHIFT` bits into the 24-bit current (Lava's single 24-
 the membrane (same 12-bit decay, now on the finer grid) clips to ``[-(2**23 - 1), 2**23 - 1]``,
 a spike needs ``v > theta_q * 2**6`` (strict) and resets ``v`` to 0 (:meth:`Int8CoLaNET.step_loihi`).
 Its exponent is chosen so that ``theta_q`` fits Lava's 17-bit ``vth`` and the lateral input of a
-whole member fits the current register (:meth:`Int8CoLaNET.quantise`).
+few simultaneous spikes fits the current register (:meth:`Int8CoLaNET.quantise`).
+
 Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly: every partial sum of
 int8 weights is an integer below ``127 N``, which float32 holds exactly while ``127 N < 2**24``
 (float64 beyond), so the dense GEMM and the event-driven gather of
