@@ -404,13 +404,15 @@ def lava(_: str = "") -> str:
            "trained with the library defaults (seed 0, T = 32), exported as `--format int8 --dynamics loihi`; "
            "identical = spike counts, first-spike steps and final membranes all equal to `Int8CoLaNET.simulate`.", "",
            "| data set | val examples in Lava | neurons | spike counts equal % | examples identical | decisions agree % | "
-           "top-1 Lava | int8 loihi | int8 default | float (spiking) |", "|" + " --- |" * 10]
+           "top-1 Lava | int8 loihi | int8 default | float (spiking) | loihi vs default decisions % |",
+           "|" + " --- |" * 11]
     for name, d in runs.items():
         t = d["top1"]
         n = f"{d['n_val']:,}" + ("" if d["n_val"] == d["n_val_split"] else f" of {d['n_val_split']:,}")
         out.append(f"| {name} | {n} | {d['neurons']} | {100 * d['spike_counts_equal']:.3f} | "
                    f"{d['examples_identical']:,} | {100 * d['decision_agreement']:.3f} | {100 * t['lava']:.2f} | "
-                   f"{100 * t['int8_loihi']:.2f} | {100 * t['int8_default']:.2f} | {100 * t['float_spiking']:.2f} |")
+                   f"{100 * t['int8_loihi']:.2f} | {100 * t['int8_default']:.2f} | {100 * t['float_spiking']:.2f} | "
+                   f"{100 * d['loihi_vs_default_agreement']:.2f} |")
     out += ["", "Why Lava's LIF cannot run the default int8 model exactly (so `--dynamics loihi` writes its arithmetic "
             "down instead):", ""] + [f"* {_md(x)}" for x in res["differences"]]
     out += ["", f"lava-dl's NIR import: {_md(res['nir_import'])}."]
