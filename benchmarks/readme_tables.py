@@ -401,6 +401,51 @@ def extract(_: str = "") -> str:
     return "\n".join(out)
 
 
+def lava(_: str = "") -> str:
+    res = _load("lava.json")
+    if res is None or "machine" not in res:
+        return "(no lava.json yet: run python benchmarks/lava_deploy.py)"
+    runs = res["datasets"]
+    first = next(iter(runs.values()))
+    out = [f"Measured by `python benchmarks/lava_deploy.py` (lava-nc {first['lava']['versions']['lava-nc']}, "
+           f"`{first['lava']['run_cfg']}`, Python {first['lava']['python']}; {_machine(res['machine'])}). CoLaNET "
+           "trained with the library defaults (seed 0, T = 32), exported as `--format int8 --dynamics loihi`; "
+           "identical = spike counts, first-spike steps and final membranes all equal to `Int8CoLaNET.simulate`.", "",
+           "| data set | val examples in Lava | neurons | spike counts equal % | examples identical | decisions agree % | "
+           "top-1 Lava | int8 loihi | int8 default | float (spiking) | loihi vs default decisions % |",
+           "|" + " --- |" * 11]
+    for name, d in runs.items():
+        t = d["top1"]
+        n = f"{d['n_val']:,}" + ("" if d["n_val"] == d["n_val_split"] else f" of {d['n_val_split']:,}")
+        out.append(f"| {name} | {n} | {d['neurons']} | {100 * d['spike_counts_equal']:.3f} | "
+                   f"{d['examples_identical']:,} | {100 * d['decision_agreement']:.3f} | {100 * t['lava']:.2f} | "
+                   f"{100 * t['int8_loihi']:.2f} | {100 * t['int8_default']:.2f} | {100 * t['float_spiking']:.2f} | "
+                   f"{100 * d['loihi_vs_default_agreement']:.2f} |")
+    out += ["", "Why Lava's LIF cannot run the default int8 model exactly (so `--dynamics loihi` writes its arithmetic "
+            "down instead):", ""] + [f"* {_md(x)}" for x in res["differences"]]
+    out += ["", f"lava-dl's NIR import: {_md(res['nir_import'])}."]
+    return "\n".join(out)
+
+
+def truenorth(_: str = "") -> str:
+    res = _load("truenorth.json")
+    if res is None or "machine" not in res:
+        return "(no truenorth.json yet: run python benchmarks/truenorth_mapping.py)"
+    names = {"reference": "our network (sanity)", "levels": f"{res['copies']} weight levels per neuron",
+             "split": "+ fan-in slices, partial sums as spikes", "split_linear_leak": "+ linear leak"}
+    runs = res["datasets"]
+    out = [f"Measured by `python benchmarks/truenorth_mapping.py` (simulated; {_machine(res['machine'])}): top-1 % on "
+           "the full val split, in brackets the agreement % with our spiking decisions; each column adds one change "
+           "of the mapping.", "",
+           "| data set | val | our spiking top-1 | slices x inputs | " + " | ".join(names.values()) + " |",
+           "|" + " --- |" * (4 + len(names))]
+    for name, d in runs.items():
+        cells = [f"{100 * d['variants'][k]['top1']:.2f} ({100 * d['variants'][k]['agreement']:.2f})" for k in names]
+        out.append(f"| {name} | {d['n_val']:,} | {100 * d['spiking_top1']:.2f} | {d['slices']} x {d['inputs_per_slice']} | "
+                   + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def integer_learning(_: str = "") -> str:
     res = (_load("deploy.json") or {}).get("integer_learning")
     if res is None or "machine" not in res:
@@ -429,6 +474,8 @@ RENDERERS = {
     "deploy": deploy,
     "integer_learning": integer_learning,
     "akida": akida,
+    "lava": lava,
+    "truenorth": truenorth,
     "nir_consumers": nir_consumers,
     "hardware_fit": hardware_fit,
     "encoder_choice": encoder_choice,

@@ -73,6 +73,8 @@ JOBS = [
     Job("nir_consumers", "nir_consumers.py", "deploy.json"),
     Job("akida", "akida_deploy.py", "deploy.json"),
     Job("integer_learning", "integer_learning.py", "deploy.json"),
+    Job("lava", "lava_deploy.py", "lava.json", [], ["--datasets", "digits"]),  # needs $SPIKEBRIDGE_LAVA_PYTHON
+    Job("truenorth", "truenorth_mapping.py", "truenorth.json", [], ["--datasets", "digits"]),
     Job("energy", "energy.py", "energy.json"),
     Job("demo", "demo_time.py", "demo.json", [], [], timing=True),
 ]

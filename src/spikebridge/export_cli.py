@@ -22,7 +22,8 @@ formats:
   int8  fixed-point model as on Loihi-class chips: 8-bit signed weights with one power-of-two
         exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
         v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
-        by spikebridge.export.Int8CoLaNET.
+        by spikebridge.export.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
+        run spike for spike by Lava's bit-accurate models (benchmarks/lava_deploy.py).
   akida BrainChip Akida model (.fbz, Akida's own format; opens with akida.Model(path)): InputData
         (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with
         --weight-bits integer weights (W - gamma, one scale per neuron, fitted to the input rates
@@ -53,6 +54,10 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
                         "what snnTorch, Norse and Lava integrate) or 'exact' tau = -dt/ln(beta) (generic target only)")
     p.add_argument("--reset", choices=["subtract", "zero"], default=None,
                    help="int8 only: reset by subtraction (default, as trained) or to zero (Loihi 1 CUBA)")
+    p.add_argument("--dynamics", choices=["spikebridge", "loihi"], default=None,
+                   help="int8 only: 'spikebridge' (default) or 'loihi': Loihi's CUBA LIF arithmetic as Lava's "
+                        "bit-accurate model computes it (6-bit aligned input, strict threshold, reset to zero), "
+                        "which Lava runs spike for spike (spikebridge.export.lava_host)")
     bits = "|".join(map(str, AKIDA_BITS))
     p.add_argument("--input-bits", type=int, default=None, metavar=bits,
                    help="akida only: input bit width (default 4); the counts cover T = 2**bits - 1 steps (15, 3, 1)")
@@ -68,7 +73,7 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--input-bits": ("akida",),
+APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--dynamics": ("int8",), "--input-bits": ("akida",),
               "--weight-bits": ("akida",), "--weight-slices": ("akida",),
               "--calibration": ("akida",)}
 
@@ -76,6 +81,7 @@ APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8"
 def check_export_options(args) -> None:
     """Refuse options the chosen format or target cannot honour (before the model is read)."""
     given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset,
+             "--dynamics": args.dynamics,
              "--input-bits": args.input_bits, "--weight-bits": args.weight_bits,
              "--weight-slices": args.weight_slices, "--calibration": args.calibration}
     wrong = [o for o, v in given.items() if v is not None and args.format not in APPLIES_TO[o]]
@@ -87,7 +93,10 @@ def check_export_options(args) -> None:
             raise SpikebridgeError(f"--target {args.target} needs --convention euler (its NIR import integrates "
                                    f"with forward Euler); --convention {args.convention} is only for --target generic")
     elif args.format == "int8":
-        args.reset = args.reset or "subtract"
+        args.dynamics = args.dynamics or "spikebridge"
+        if args.dynamics == "loihi" and args.reset == "subtract":
+            raise SpikebridgeError("--dynamics loihi resets to zero (Lava's LIF); leave out --reset subtract")
+        args.reset = args.reset or ("zero" if args.dynamics == "loihi" else "subtract")
     else:
         args.input_bits = 4 if args.input_bits is None else args.input_bits
         args.weight_bits = 4 if args.weight_bits is None else args.weight_bits
@@ -167,7 +176,7 @@ def cmd_export(args) -> int:
         print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     else:
         out = args.out
-        s = Int8CoLaNET.quantise(model, args.reset).save(out)
+        s = Int8CoLaNET.quantise(model, args.reset, args.dynamics).save(out)
         print(f"int8 model: {out} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
               f"{s['decay_dv']}/4096)")

@@ -6,6 +6,8 @@
   :func:`import_nir`) with a typed, versioned sidecar (:class:`NIRSidecar`);
 * :mod:`~spikebridge.export.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
   :func:`quantise`);
+* :mod:`~spikebridge.export.lava_host` -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
+  (:func:`run_lava`; Lava's own Python 3.10 environment runs :mod:`~spikebridge.export.lava_worker`);
 * :mod:`~spikebridge.export.hardware` -- documented chip limits, core counts and :func:`fit_report`;
 * :mod:`~spikebridge.export.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :func:`export_akida`,
   :func:`load_akida`; needs the ``akida`` extra);
@@ -26,8 +28,9 @@ _WHERE = {
                 "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
     "network": ["Network", "READOUT_RULE", "network_of", "readout_scores"],
     "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
-    "fixed_point": ["DECAY_BITS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
+    "fixed_point": ["DECAY_BITS", "DYNAMICS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
     "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],
+    "lava_host": ["LAVA_ENV", "lava_python", "run_lava"],
     "hardware": ["CHIPS", "fit_all", "fit_report"],
     "akida": ["AkidaCoLaNET", "AkidaSidecar", "export_akida", "load_akida"],
     "sidecar": ["VersionedSidecar"],

@@ -51,7 +51,8 @@ Mapping rules (the equations of the core counts)
   inhibition each neuron's spike must reach the ``m_k`` cores of its member and the output, so
   ``J_k (m_k + 1)`` splitter neurons (``ceil(J_k (m_k + 1) / 256)`` cores) copy it.
   Partial sums carried by spikes, ``c`` weight levels and TrueNorth's linear leak change the
-  computation: the count says what the chip would hold, not that it reproduces our decisions.
+  computation: the count says what the chip would hold, not that it reproduces our decisions
+  (``benchmarks/truenorth_mapping.py`` simulates each change: benchmarks/results/truenorth.json).
 """
 
 from __future__ import annotations
