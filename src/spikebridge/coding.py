@@ -122,6 +122,15 @@ def regular_spikes(rates: torch.Tensor, steps: int, *, max_rate: float = 1000.0,
     return (cumulative[1:] - cumulative[:-1]).to(torch.uint8)
 
 
+def regular_counts(rates: torch.Tensor, steps: int, *, max_rate: float = 1000.0, dt: float = 1e-3,
+                   phase: float = 0.5) -> torch.Tensor:
+    """Spike counts ``[B, N]`` (int64) of :func:`regular_spikes` over ``steps`` steps without the
+    spike trains: the accumulator's closed form at ``t = T`` (the same float operations)."""
+    p = _probabilities(rates, max_rate, dt)
+    t = torch.tensor(float(steps), dtype=p.dtype)
+    return (torch.floor(phase + t * p + 1e-6) - torch.floor(torch.tensor(phase + 1e-6, dtype=p.dtype))).to(torch.int64)
+
+
 CODERS = {"regular": regular_spikes, "bernoulli": bernoulli_spikes}
 
 

@@ -90,7 +90,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..coding import RateNormaliser, channel_count, encode
+from ..coding import RateNormaliser, channel_count, encode, regular_counts
 from ..colanet import (CALIBRATION_WINDOW, EXAMPLES_PER_MICROCOLUMN, CoLaNETConfig, adaptive_config, adaptive_epochs,
                        schedule_rate)
 from ..errors import SpikebridgeError, require_finite
@@ -248,6 +248,7 @@ class IntegerCoLaNET:
         self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to plasticity (add_classes)
         self.stream = StreamStatistics(self.n_inputs, self.n_classes)  # partial_fit's host-side statistics
         self.drive_median = 0  # partial_fit: running median of the winner's drive per step (integer)
+        self._stale = False  # partial_fit learned since the last calibration
 
     # ---------------------------------------------------------------- constants
     @property
@@ -294,9 +295,12 @@ class IntegerCoLaNET:
         cfg = self.config
         out = torch.zeros(len(features), self.n_channels, dtype=torch.int64)
         for b in range(0, len(features), batch_size):
-            spikes = encode(self.normaliser(features[b : b + batch_size]), cfg.steps, cfg.coder, seed=b, dt=cfg.dt,
-                            max_rate=1.0 / cfg.dt)
-            out[b : b + batch_size] = spikes.sum(0, dtype=torch.int64)
+            rates = self.normaliser(features[b : b + batch_size])
+            if cfg.coder == "regular":  # the counts without the trains (the same numbers)
+                out[b : b + batch_size] = regular_counts(rates, cfg.steps, dt=cfg.dt, max_rate=1.0 / cfg.dt)
+            else:
+                spikes = encode(rates, cfg.steps, cfg.coder, seed=b, dt=cfg.dt, max_rate=1.0 / cfg.dt)
+                out[b : b + batch_size] = spikes.sum(0, dtype=torch.int64)
         return out
 
     counts = rates
@@ -425,7 +429,7 @@ class IntegerCoLaNET:
                 rate = r0 * h // (h + stream.seen)
                 self._learn(c, y, None, rate, stream.slots(EXAMPLES_PER_MICROCOLUMN, cfg.microcolumns), centre)
                 self._track_drive(counts[b : b + batch_size])
-        self._calibrate_from(self.drive_median)
+        self._stale = True  # theta8 from the drive median when the inference model is next needed
         return self
 
     def _drive(self, c: torch.Tensor) -> torch.Tensor:
@@ -455,6 +459,7 @@ class IntegerCoLaNET:
 
     def _calibrate_from(self, median: int) -> None:
         """``gamma_q``, the fold, ``theta8`` and ``lateral8`` from a drive median in learned LSBs."""
+        self._stale = False
         self.gamma = self._gamma()
         self.folded_weights()
         self._set_threshold(torch.tensor(max(1, median >> self.shift), dtype=torch.int64))
@@ -520,6 +525,8 @@ class IntegerCoLaNET:
         calibration: weights ``W8``, ``theta8``, ``lateral8``, Int8CoLaNET's 12-bit decay."""
         if not bool(self.active.any()) or self.normaliser is None:
             raise SpikebridgeError("the integer model has no recruited neurons or no rate normaliser (train it first)")
+        if self._stale:
+            self._calibrate_from(self.drive_median)
         cfg = self.config
         row = self.active.nonzero().view(-1)
         return Int8CoLaNET(self.folded_weights()[row].contiguous(), self.shift, self.threshold.clone(),
@@ -634,6 +641,8 @@ class IntegerCoLaNET:
 
     # ---------------------------------------------------------------- persistence
     def tensors(self) -> dict[str, torch.Tensor]:
+        if self._stale and bool(self.active.any()):
+            self._calibrate_from(self.drive_median)
         return {"weights": self.weights.contiguous(), "active": self.active.to(torch.uint8),
                 "rng_state": self.rng_state.view(1), "gamma": self.gamma.view(1), "threshold": self.threshold,
                 "lateral": self.lateral, "generator_state": self.generator.get_state(),
