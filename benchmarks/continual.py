@@ -53,6 +53,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 PROTOCOLS = ("streaming", "class-incremental", "few-shot")
 METHODS = ("colanet", "colanet-int8", "slda", "ncm", "sgd-softmax", "probe-joint", "akida-edge", "rstdp", "diehl-cook")
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+SLOW_METHODS = ("colanet-int8", "akida-edge", "rstdp", "diehl-cook")
 
 
 # ------------------------------------------------------------------ learners
@@ -119,20 +120,26 @@ class JointProbe:
         return int(sum(a.nbytes for a in self.x))  # it stores every example
 
 
-class AkidaEdge:
-    """Akida's edge learning (AkidaUnsupervised on binarised rates); classes known up front,
-    binarisation statistics from the first call (the base session)."""
+class AkidaEdge(FixedClasses):
+    """Akida's edge learning (AkidaUnsupervised on binarised rates); classes known up front; the
+    binarisation statistics are those of the first call (its first ``CALL`` examples)."""
 
     def __init__(self, classes, config: dict):
-        self.classes, self.cfg, self.model, self.norm = np.asarray(classes), config, None, None
+        self.classes, self.cfg, self.model, self.norm, self.pending = np.asarray(classes), config, None, None, []
 
-    def partial_fit(self, x, y, classes=None):
+    def _flush(self):
+        if self.pending:
+            x, y = (np.concatenate(v) for v in zip(*self.pending))
+            self.pending = []
+            self._fit(x, y)
+
+    def _fit(self, x, y):
         from akida_deploy import binarise, edge_model
 
         from spikebridge.coding import RateNormaliser
 
         if self.norm is None:
-            self.norm = RateNormaliser.fit(x if len(x) > 1 else np.concatenate([x, x]), "onoff")
+            self.norm = RateNormaliser.fit(x, "onoff")
             self._rows = {c: i for i, c in enumerate(self.classes.tolist())}
         xb = binarise(self.norm, x, self.cfg["level"])
         if self.model is None:
@@ -141,14 +148,11 @@ class AkidaEdge:
                                     max(1, int(round(self.cfg["num_weights_factor"] * active))),
                                     self.cfg["learning_competition"])
         self.model.fit(xb, np.array([self._rows[c] for c in np.asarray(y).tolist()], np.int32))
-        return self
-
-    def add_classes(self, classes):
-        return self
 
     def predict(self, x):
         from akida_deploy import binarise
 
+        self._flush()
         own = np.asarray(self.model.predict_classes(binarise(self.norm, x, self.cfg["level"]),
                                                     num_classes=len(self.classes)))
         return self.classes[own]
@@ -305,11 +309,17 @@ def main(argv=None):
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--slow-orders", type=int, default=None,
+                    help="orders for the slow methods (colanet-int8, akida-edge, rstdp, diehl-cook; default: --orders)")
+    ap.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True,
+                    help="train the offline multi-epoch CoLaNET reference (default: yes, unless the file has it)")
+    ap.add_argument("--step-cost", action="store_true",
+                    help="only measure the cost of a learning step (run it alone on the machine: it is timed)")
     ap.add_argument("--quick", action="store_true", help="2 orders, written under benchmarks/results/quick/")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     orders = 2 if args.quick else args.orders
-    protocols, methods = args.protocols.split(","), args.methods.split(",")
+    protocols, methods = [p for p in args.protocols.split(",") if p], args.methods.split(",")
     unknown = sorted(set(protocols) - set(PROTOCOLS)) + sorted(set(methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown protocol or method {unknown}; choose from {PROTOCOLS} and {METHODS}")
@@ -334,14 +344,22 @@ def main(argv=None):
                    "n_val": len(va), "orders": orders, "machine": machine_info(),
                    "settings": {k: v for k, v in settings.items()}})
     result.setdefault("protocols", {})
-    if "colanet" in methods:
+    if args.step_cost:
+        tr, _, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir)
+        result = {"step_cost": step_cost(tr), "step_cost_machine": machine_info(), "protocols": {}}
+        write_merged(out, result)
+        print(json.dumps(result["step_cost"], indent=1))
+        return
+    if "colanet" in methods and args.offline and "offline" not in result:
         print("offline CoLaNET (multi-epoch) ...", flush=True)
         result["offline"] = offline(tr, va, orders)
     for protocol in protocols:
         rows = result["protocols"].setdefault(protocol, {})
         for method in methods:
             t0 = time.perf_counter()
-            rows[method] = run_protocol(protocol, method, tr, va, orders, settings, classes)
+            slow = method in SLOW_METHODS and args.slow_orders is not None
+            rows[method] = run_protocol(protocol, method, tr, va, min(orders, args.slow_orders) if slow else orders,
+                                        settings, classes)
             print(f"{protocol:18s} {method:14s} " + ", ".join(
                 f"{k} {100 * v['mean']:.2f}" for k, v in rows[method].items()
                 if isinstance(v, dict) and "mean" in v and k in ("top1", "final_top1", "forgetting", "harmonic",
@@ -349,12 +367,22 @@ def main(argv=None):
                   + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
             if protocol == "streaming" and method == "colanet":
                 rows["colanet-batch16"] = run_protocol(protocol, method, tr, va, orders, settings, classes, batch=16)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1))
-    if "colanet" in methods:
-        result["step_cost"] = step_cost(tr)
-    out.write_text(json.dumps(result, indent=1))
+        write_merged(out, result)
+    write_merged(out, result)
     print(f"wrote {out}")
+
+
+def write_merged(out: Path, result: dict) -> None:
+    """Write ``result`` into ``out``, keeping the rows of protocols and methods run by other invocations."""
+    from spikebridge.io import write_json_atomic
+
+    merged = json.loads(out.read_text()) if out.is_file() else {}
+    protocols = merged.get("protocols", {})
+    for protocol, rows in result["protocols"].items():
+        protocols.setdefault(protocol, {}).update(rows)
+    merged.update({k: v for k, v in result.items() if k != "protocols"}, protocols=protocols)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, merged)
 
 
 if __name__ == "__main__":

@@ -488,6 +488,16 @@ def continual(_: str = "") -> str:
                    f"{c['bytes_touched_per_step'] / 1e3:,.0f} kB touched, {c['energy_uJ_per_step']:.3f} µJ "
                    f"(arithmetic, 45 nm) and {c['wall_ms_per_step']:.2f} ms on this CPU; anchors: Loihi 2 continual-learning "
                    f"prototype 0.05 mJ and 0.33 ms per step, an MCU few-shot learner 12 mJ per new class.")
+    check = _load("slda_crosscheck.json")
+    if check:
+        parts = []
+        for key, r in check["results"].items():
+            last = r["after_each_experience"][-1]
+            parts.append(f"{key.replace('_', '-')} {100 * last['top1_ours']:.2f} / {100 * last['top1_avalanche']:.2f} "
+                         f"(agreement {100 * last['agreement']:.1f} %)")
+        out.append(f"Our streaming LDA against avalanche-lib {check['versions']['avalanche-lib']}'s `StreamingLDA` on "
+                   f"the same streams (`python benchmarks/slda_crosscheck.py`), top-1 ours / avalanche: "
+                   + "; ".join(parts) + ".")
     return "\n".join(out).rstrip()
 
 
