@@ -145,3 +145,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def pixel_pipeline(pixel_digits, monkeypatch, tmp_path):
+    """``train``/``evaluate`` on raw digit pixels instead of encoder features: the run-folder and
+    checkpoint logic under test does not care where features come from (seconds, not minutes)."""
+    import spikebridge.cli as cli
+    from spikebridge.data import DataSplits, ImageDataset
+    from spikebridge.features import FeatureSet
+
+    xt, xv, yt, yv = pixel_digits
+    classes = [str(c) for c in range(10)]
+
+    class PixelEncoder:
+        feature_dim, weight_source, name = 64, "none", "pixels"
+
+        def identity(self):
+            return {"encoder": "pixels", "cut": None}
+
+    def split(name, y):
+        return ImageDataset("pixels", name, classes, [(str(i), int(c)) for i, c in enumerate(y)])
+
+    splits = DataSplits(split("train", yt), split("val", yv))
+    sets = {"train": (xt, yt), "val": (xv, yv)}
+    monkeypatch.setattr(cli, "_open_inputs", lambda args: (splits, PixelEncoder()))
+    monkeypatch.setattr(cli, "_extract", lambda args, datasets, encoder: [
+        FeatureSet(sets[d.split][0], sets[d.split][1], np.arange(len(sets[d.split][1])), classes, "k", tmp_path)
+        for d in datasets])
+    monkeypatch.chdir(tmp_path)
+    return ["--dataset", "pixels", "--epochs", "1", "--steps", "8", "--no-baseline", "--no-progress"]

@@ -193,31 +193,13 @@ def test_integer_colanet_learns_online_and_adds_classes(pixel_digits):
     assert torch.equal(back.predict(xv), m.predict(xv)) and torch.equal(back.stream.seen, m.stream.seen)
 
 
-def test_train_continual_writes_a_run_folder(tmp_path, monkeypatch, pixel_digits, capsys):
+def test_train_continual_writes_a_run_folder(pixel_pipeline, pixel_digits, tmp_path, capsys):
     import json
 
-    import spikebridge.cli as cli
     from spikebridge.cli import main
-    from spikebridge.data import DataSplits, ImageDataset
-    from spikebridge.features import FeatureSet
 
     xt, xv, yt, yv = pixel_digits
     classes = [str(c) for c in range(10)]
-
-    class PixelEncoder:
-        feature_dim, weight_source, name = 64, "none", "pixels"
-
-        def identity(self):
-            return {"encoder": "pixels", "cut": None}
-
-    splits = DataSplits(*(ImageDataset("pixels", s, classes, [(str(i), int(c)) for i, c in enumerate(y)])
-                          for s, y in (("train", yt), ("val", yv))))
-    sets = {"train": (xt, yt), "val": (xv, yv)}
-    monkeypatch.setattr(cli, "_open_inputs", lambda args: (splits, PixelEncoder()))
-    monkeypatch.setattr(cli, "_extract", lambda args, datasets, encoder: [
-        FeatureSet(sets[d.split][0], sets[d.split][1], np.arange(len(sets[d.split][1])), classes, "k", tmp_path)
-        for d in datasets])
-    monkeypatch.chdir(tmp_path)
     argv = ["train", "--dataset", "pixels", "--steps", "8", "--no-progress", "--run-dir", "run",
             "--continual", "class-incremental", "--tasks", "5", "--train-batch", "1"]
     assert main(argv) == 0
