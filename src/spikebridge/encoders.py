@@ -684,7 +684,9 @@ class Encoder:
                   "manifest_sha256": subset.manifest()["sha256"], "nncf": nncf.__version__, **INT8_SETTINGS}
         if self.calibration == record and self._int8_path is not None and self._int8_path.is_file():
             return record
-        key = hashlib.sha256(json.dumps({"encoder": self.identity_without_calibration(), "calibration": record}, sort_keys=True).encode()).hexdigest()
+        # the output size too: a classifier (logits) and its feature extractor share weights and identity
+        blob = {"encoder": self.identity_without_calibration(), "calibration": record, "output_dim": self.feature_dim}
+        key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
         folder = Path(cache_dir) / "int8-models"
         folder.mkdir(parents=True, exist_ok=True)
         entry = folder / key[:20]
