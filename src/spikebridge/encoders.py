@@ -911,7 +911,8 @@ def _check_backend(backend: str, device: torch.device, precision: str, compile: 
     if device.type != "cpu":
         raise SpikebridgeError(f"backend='openvino' runs on the CPU, not on {device}; use backend='torch'")
     if precision != "fp32":
-        raise SpikebridgeError(f"backend='openvino' runs fp32 or int8 (precision={precision!r}); use backend='torch' for bf16")
+        raise SpikebridgeError(f"backend='openvino' runs fp32 only, and int8 with precision='int8' (not {precision!r}); "
+                               "use backend='torch' for bf16")
     if compile is True:
         raise SpikebridgeError("compile=True is torch.compile: it conflicts with backend='openvino'")
     if not openvino_installed():
