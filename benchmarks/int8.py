@@ -1,7 +1,7 @@
 """The int8 encoder (``--precision int8``): ImageNet-sample top-1, feature agreement, energy.
 
     python benchmarks/int8.py                  # top-1 (1,000 images), features, energy (~15 min on 2 cores)
-    python benchmarks/int8.py --sections top1 --sample-images 100     # smoke run
+    python benchmarks/int8.py --quick          # smoke run: 100 sample images, one calibration seed
     python benchmarks/extract.py               # the int8 timing rows (forward, end to end), alone on the machine
 
 No timings here (accuracy and counts only; extraction speed is measured by
@@ -199,8 +199,11 @@ def main(argv=None) -> int:
     ap.add_argument("--energy-examples", type=int, default=2048, help="val examples the spiking head's SynOps are counted on")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--quick", action="store_true", help="100 sample images, one calibration seed, 512 energy examples")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    if args.quick:
+        args.sample_images, args.calibration_seeds, args.energy_examples = 100, args.calibration_seeds[:1], 512
     sections = [s for s in args.sections.split(",") if s]
     if unknown := set(sections) - set(SECTIONS):
         raise SpikebridgeError(f"--sections: unknown {sorted(unknown)}; known: {', '.join(SECTIONS)}")
