@@ -67,7 +67,6 @@ from PIL import Image
 
 from spikebridge.data import ImageDataset, draft_scale, open_dataset
 from spikebridge.encoders import (
-    DEFAULT_CALIBRATION_IMAGES,
     AUTO_COMPILE_MIN_IMAGES,
     AUTO_OPENVINO_MIN_IMAGES,
     Encoder,
