@@ -5,13 +5,16 @@
     python benchmarks/accuracy.py --dataset digits
     python benchmarks/accuracy.py --quick ...         # 1 seed, no ensemble, T in {8, 32}
     python benchmarks/accuracy.py --encoder efficientnet_lite1 --rows probe,colanet ...
+    python benchmarks/accuracy.py --precision int8 --rows probe,colanet,single-pass ...   # int8 encoder (NNCF)
 
 Rows: the references of :mod:`spikebridge.baselines` (``tuned_logistic``: C chosen by 3-fold
 CV on train; logistic C = 1; a one-hidden-layer MLP with early stopping; nearest class mean),
 CoLaNET with the shipped (adaptive) defaults as a single model, as the seed's ensemble of 15,
 and in a single pass; R-STDP, supervised STDP, Diehl & Cook. Spiking rows report top-1 and
 top-5 at each T (spiking simulation, deterministic coder), mean and std over seeds. Writes
-``benchmarks/results/accuracy_<dataset>[_<encoder>].json`` stamped with the machine.
+``benchmarks/results/accuracy_<dataset>[_<encoder>][_<precision>].json`` stamped with the machine
+(``--precision int8``: the encoder quantised by NNCF, calibrated on ``--calibration-images`` train
+images; the calibration is recorded in the file).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ OTHER_RULES = [("rstdp", "R-STDP"), ("sstdp", "supervised STDP"), ("diehl-cook",
 ALL_ROWS = "probe,colanet,ensemble,single-pass,rules"
 
 
-def features_for(dataset: str, encoder_name: str, cache: Path):
+def features_for(dataset: str, encoder_name: str, cache: Path, precision: str = "fp32", **calibration):
     splits = open_dataset(dataset)
-    enc = create_encoder(encoder_name, device="cpu")
+    enc = create_encoder(encoder_name, device="cpu", precision=precision, **calibration)
+    # train first: an int8 encoder calibrates on it
     tr, va = (extract_features(ds, enc, cache, progress=False) for ds in (splits.train, splits.val))
     return tr, va, splits.classes
 
@@ -108,6 +112,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "imagenet64"))
     ap.add_argument("--encoder", default="efficientnet_lite0")
+    ap.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                    help="encoder arithmetic (int8: NNCF post-training quantisation, pip install spikebridge[int8])")
+    ap.add_argument("--calibration-images", type=int, default=None, help="int8: train images to calibrate on (default 300)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32])
     ap.add_argument("--rows", default=ALL_ROWS, help=f"comma-separated subset of {ALL_ROWS}")
@@ -120,7 +127,8 @@ def main(argv=None):
     if args.quick:
         args.seeds, args.steps = 1, [8, 32]
         rows_wanted.discard("ensemble")
-    tr, va, classes = features_for(args.dataset, args.encoder, args.cache_dir)
+    calibration = {"calibration_images": args.calibration_images} if args.calibration_images is not None else {}
+    tr, va, classes = features_for(args.dataset, args.encoder, args.cache_dir, args.precision, **calibration)
     name = "digits" if args.dataset == "digits" else Path(args.dataset.split(":")[-1]).name
     rows: dict = {}
     if "probe" in rows_wanted:
@@ -148,13 +156,16 @@ def main(argv=None):
                 for seed in tqdm(range(args.seeds), desc=label, leave=False)]
         rows[label] = {**summarise(runs), "seeds": args.seeds}
         print(f"{label}: top-1 T=32 {fmt(rows[label]['top1'].get('32'))}", flush=True)
-    suffix = "" if args.encoder == "efficientnet_lite0" else f"_{args.encoder}"
+    suffix = ("" if args.encoder == "efficientnet_lite0" else f"_{args.encoder}") + (
+        "" if args.precision == "fp32" else f"_{args.precision}")
     out = args.out or RESULTS / f"accuracy_{name}{suffix}.json"
     if out.is_file() and not args.fresh:  # rows run separately (--rows) are merged into one file
         previous = json.loads(out.read_text())
         if previous.get("steps") == args.steps:  # each row records its own seed count
             rows = {**previous["rows"], **rows}
-    result = {"dataset": args.dataset, "name": name, "encoder": args.encoder, "n_classes": len(classes),
+    result = {"dataset": args.dataset, "name": name, "encoder": args.encoder, "precision": args.precision,
+              **({"calibration": tr.info["encoder"]["calibration"]} if args.precision == "int8" else {}),
+              "n_classes": len(classes),
               "n_train": len(tr), "n_val": len(va), "steps": args.steps,
               "seeds": max([r.get("seeds", 1) for r in rows.values()] + [args.seeds]),  # per row: rows[...]["seeds"]
               "machine": machine_info(), "rows": rows}
@@ -165,7 +176,7 @@ def main(argv=None):
             for label in rows if label.startswith("CoLaNET") and "32" in rows[label]["top1"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"\n### {args.encoder} on {name} ({len(tr)} train / {len(va)} val, {args.seeds} seed(s))\n")
+    print(f"\n### {args.encoder} ({args.precision}) on {name} ({len(tr)} train / {len(va)} val, {args.seeds} seed(s))\n")
     print(table(result, args.steps))
     print(f"\nwrote {out}")
 

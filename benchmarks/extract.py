@@ -6,6 +6,8 @@
                                              # (2,048 val images each), compiled variants, worker sweep,
                                              # ONNX Runtime / OpenVINO, all 1,000 imagenet-sample images
     python benchmarks/extract.py --dataset ../shared/datasets/imagenet64 --images 0 --threads 2
+    python benchmarks/extract.py --variants "fp32 openvino,int8 openvino" --out benchmarks/results/extract_int8.json
+                                             # the int8 rows alone (~5 min alone on 2 cores): library default vs int8
 
 Everything runs on the same images of each data set (``--images`` rows of the val split,
 evenly spaced; a multiple of ``--batch``) and on the CPU:
@@ -19,7 +21,10 @@ evenly spaced; a multiple of ``--batch``) and on the CPU:
   reported alone): the old network (BatchNorms not folded), the folded network in fp32 and
   bf16 autocast, in full mode (or with ``--compile``) both through ``torch.compile``
   (inductor, frozen weights, normalisation fused in; compile time reported separately), and
-  the library's OpenVINO engine (``backend="openvino"``, fp32, normalisation included).
+  the library's OpenVINO engine (``backend="openvino"``, fp32, normalisation included), and the
+  int8 model (``precision="int8"``: NNCF post-training quantisation, calibrated on 300 images of
+  the data set's *train* split; the calibration -- decode, convert, quantise, save the IR -- is
+  timed apart, into a fresh cache, as ``int8_calibration``).
 * **end to end** -- :func:`spikebridge.features.extract_features` into a fresh temporary cache,
   as every workflow runs it (loader workers, normalisation, forward, shard writes), for each
   forward variant; full mode adds a sweep over the worker count.
@@ -30,8 +35,12 @@ evenly spaced; a multiple of ``--batch``) and on the CPU:
 * **top-1** on ``imagenet-sample`` (ImageNet-1k classifier of the same weights): the reference
   preprocessing of ``benchmarks/encoders.py`` (timm transform, BatchNorms unfolded, fp32), the
   library pipeline in fp32 and bf16, JPEG draft decoding where it triggers (at a reduced input
-  size, since the 256-px sample images are never >= 2x the native 256-px resize), and ONNX
+  size, since the 256-px sample images are never >= 2x the native 256-px resize), the int8 model
+  (calibrated on 300 train images of ``--int8-calibration``, default the last data set), and ONNX
   Runtime / OpenVINO on the same pixels when installed (``pip install -e .[onnx]``).
+* **int8 target** (issue 23): int8 end to end >= 2.5x the library default's end to end.
+  ``--variants`` runs a subset of the forward variants (e.g. ``"fp32 openvino,int8 openvino"``)
+  and then skips the ONNX-file backends.
 
 Writes ``benchmarks/results/extract.json`` (``--quick``: ``benchmarks/results/quick/extract.json``)
 stamped with :func:`spikebridge.report.machine_info` and the load average before and after:
@@ -46,6 +55,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +75,7 @@ from spikebridge.encoders import (
     cxx_compiler,
     fold_batchnorm,
     load_pretrained,
+    nncf_installed,
     openvino_installed,
     resolve_precision,
     state_checksum,
@@ -78,6 +89,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets"
 TARGET_RATIO = 1.25  # end-to-end time <= 1.25 x forward time
 TARGET_ROOFLINE = 0.60  # forward >= 60 % of the fp32 GEMM bound
+TARGET_INT8_SPEEDUP = 2.5  # int8 end to end >= 2.5x the library default's end to end (issue 23)
+INT8 = "int8 openvino"
 
 
 def rate(n: int, seconds: float) -> float:
@@ -260,6 +273,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-images", type=int, default=None, help="imagenet-sample images (default 100 quick, 1000 full)")
     ap.add_argument("--compile", action="store_true", help="include torch.compile variants in --quick too")
     ap.add_argument("--gemm", type=int, default=2048, help="matmul size for the GEMM rate (default 2048)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated forward variants to run (default: all; e.g. 'fp32 openvino,int8 openvino'); "
+                         "a subset skips the ONNX-file backends")
+    ap.add_argument("--int8-calibration", type=Path, default=None,
+                    help="data set whose train split calibrates the int8 classifier for top-1 (default: the last --dataset)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -297,6 +315,13 @@ def main(argv=None) -> int:
         variants["bf16 compiled"] = dataclasses.replace(base, precision="bf16", compile=True)
     if openvino_installed():  # the library's engine for fp32 CPU jobs (Encoder.prepare, backend="auto")
         variants["fp32 openvino"] = dataclasses.replace(base, backend="openvino")
+        if nncf_installed():  # precision="int8": calibrated per data set below
+            variants[INT8] = dataclasses.replace(base, precision="int8", backend="openvino")
+    if args.variants:
+        wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+        if unknown := [v for v in wanted if v not in variants]:
+            raise SpikebridgeError(f"--variants: unknown or unavailable {unknown}; available: {', '.join(variants)}")
+        variants = {k: v for k, v in variants.items() if k in wanted}
     macs = encoder_macs(unfolded)
     gemm = {"fp32": gemm_rate(torch.float32, args.gemm, reps), "bf16": gemm_rate(torch.bfloat16, args.gemm, reps)}
     bound = {k: g["gmac_s"] * 1e9 / macs for k, g in gemm.items()}
@@ -321,7 +346,8 @@ def main(argv=None) -> int:
                                           f"{AUTO_OPENVINO_MIN_IMAGES if default_label.endswith('openvino') else AUTO_COMPILE_MIN_IMAGES} "
                                           "images (smaller ones run the eager variant of the same precision)"},
               "targets": {"end_to_end_over_forward_max": TARGET_RATIO, "forward_share_min": 1 / TARGET_RATIO,
-                          "forward_fraction_of_fp32_roofline_min": TARGET_ROOFLINE},
+                          "forward_fraction_of_fp32_roofline_min": TARGET_ROOFLINE,
+                          "int8_end_to_end_over_default_min": TARGET_INT8_SPEEDUP},
               "roofline": {"macs_per_image": macs, "gemm": gemm, "bound_img_s": bound,
                            "mac_counter": "spikebridge.energy.encoder_macs (torch FLOP counter / 2)"},
               "datasets": {}}
@@ -347,6 +373,14 @@ def main(argv=None) -> int:
         row["normalize"] = {"seconds": time.perf_counter() - t0, "img_s": rate(n, time.perf_counter() - t0),
                             "note": "uint8 -> float32 /255 -mean /std, eager, main process (inside the forward rates below)"}
         row["forward"], row["end_to_end"] = {}, {}
+        calib_dir = None
+        if INT8 in variants:  # calibrated on this data set's train split, timed apart, into a fresh cache
+            calib_dir = tempfile.mkdtemp(prefix="spikebridge-int8-calibration-")
+            variants[INT8] = dataclasses.replace(variants[INT8])  # an uncalibrated copy
+            t0 = time.perf_counter()
+            record = variants[INT8].calibrate(open_dataset(str(folder)).train, calib_dir)
+            row["int8_calibration"] = {"seconds": time.perf_counter() - t0, "calibration": record}
+            print(f"  int8 calibration ({record['images']} train images): {row['int8_calibration']['seconds']:.0f} s", flush=True)
         for label, enc in variants.items():
             f = forward(enc, pixels, args.batch, n)
             f["fraction_of_fp32_roofline"] = f["img_s"] / bound["fp32"]
@@ -365,11 +399,19 @@ def main(argv=None) -> int:
             if eager and comp and comp["img_s"] > eager["img_s"]:
                 # images after which compiling (first call, warm or cold inductor cache) has paid for itself
                 row.setdefault("compile_break_even_images", {})[prec] = comp["first_call_s"] / (1 / eager["img_s"] - 1 / comp["img_s"])
+        if INT8 in row["end_to_end"] and default_label in row["end_to_end"]:
+            row["int8_over_default"] = {
+                "end_to_end": row["end_to_end"][INT8]["img_s"] / row["end_to_end"][default_label]["img_s"],
+                "forward": row["forward"][INT8]["img_s"] / row["forward"][default_label]["img_s"], "default": default_label}
+            print(f"  int8 / library default ({default_label}): end to end x{row['int8_over_default']['end_to_end']:.2f}, "
+                  f"forward x{row['int8_over_default']['forward']:.2f}", flush=True)
         if not args.quick:
             best = max(row["forward"], key=lambda k: row["forward"][k]["img_s"])
             row["worker_sweep"] = {"variant": best, "runs": [end_to_end(ds, variants[best], args.batch, w) for w in (0, 1, 2)]}
             print(f"  worker sweep ({best}): " + ", ".join(f"{r['workers']}: {r['img_s']:.1f} img/s" for r in row["worker_sweep"]["runs"]),
                   flush=True)
+        if calib_dir is not None:
+            shutil.rmtree(calib_dir, ignore_errors=True)
         result["datasets"][folder.name] = row
 
     # ------------------------------------------------------------------ top-1 on imagenet-sample
@@ -382,6 +424,14 @@ def main(argv=None) -> int:
         ov_clf = dataclasses.replace(clf, backend="openvino")
         ov_clf.prepare(len(sample), 50)
         acc["library_openvino_fp32"] = top1(ov_clf, sample, clf, 50, workers)
+    if INT8 in variants:
+        calib_from = args.int8_calibration or datasets[-1]
+        int8_clf = dataclasses.replace(clf, precision="int8", backend="openvino")
+        with tempfile.TemporaryDirectory(prefix="spikebridge-int8-calibration-") as calib_cache:
+            acc["int8_calibration"] = int8_clf.calibrate(open_dataset(str(calib_from)).train, calib_cache)
+            int8_clf.prepare(len(sample), 50)
+            acc["library_int8"] = top1(int8_clf, sample, clf, 50, workers)
+        acc["int8_minus_fp32_points"] = 100 * (acc["library_int8"] - acc["library_fp32"])
     acc["bf16_minus_fp32_points"] = 100 * (acc["library_bf16"] - acc["library_fp32"])
     acc["library_minus_reference_points"] = 100 * (acc["library_fp32"] - acc["reference_fp32"])
     sample_sizes = stored_sizes(sample)
@@ -402,14 +452,16 @@ def main(argv=None) -> int:
     # ------------------------------------------------------------------ ONNX Runtime / OpenVINO
     backends = {}
     first = result["datasets"][datasets[0].name]
-    ds0 = subset(open_dataset(str(datasets[0])).val, first["images"])
-    _, pixels = decode(ds0, base, args.batch, workers)
-    np_inputs = [base.preprocess().normalize(p).contiguous().numpy() for p in pixels]
     with tempfile.TemporaryDirectory(prefix="spikebridge-onnx-") as tmp:
         features_onnx, classifier_onnx = Path(tmp) / "features.onnx", Path(tmp) / "classifier.onnx"
-        wanted = [("onnxruntime", "onnxruntime fp32", lambda p: onnxruntime_runner(p, args.threads)),
-                  ("openvino", "openvino fp32", lambda p: openvino_runner(p, args.threads, "f32")),
-                  ("openvino", "openvino bf16", lambda p: openvino_runner(p, args.threads, "bf16"))]
+        wanted = [] if args.variants else [  # a subset of variants (--variants): no ONNX-file backends
+            ("onnxruntime", "onnxruntime fp32", lambda p: onnxruntime_runner(p, args.threads)),
+            ("openvino", "openvino fp32", lambda p: openvino_runner(p, args.threads, "f32")),
+            ("openvino", "openvino bf16", lambda p: openvino_runner(p, args.threads, "bf16"))]
+        if wanted:
+            ds0 = subset(open_dataset(str(datasets[0])).val, first["images"])
+            _, pixels = decode(ds0, base, args.batch, workers)
+            np_inputs = [base.preprocess().normalize(p).contiguous().numpy() for p in pixels]
         if any(installed(m) for m, _, _ in wanted):
             export_onnx(unfolded.net, tuple(base.data_config["input_size"]), features_onnx)
             export_onnx(reference, tuple(clf.data_config["input_size"]), classifier_onnx)

@@ -51,6 +51,8 @@ def _acc(data: str, encoder: str | None = None) -> list[str]:
     return ["--dataset", str(SHARED / data)] + (["--encoder", encoder] if encoder else [])
 
 
+INT8_ROWS = ["--precision", "int8", "--rows", "probe,colanet,single-pass"]
+
 JOBS = [
     # first: --remember stores the dense/event crossover measured here for method="auto" (speed uses it)
     Job("simulation", "simulation.py", "simulation.json", ["--remember"], timing=True),
@@ -65,6 +67,13 @@ JOBS = [
     Job("accuracy_imagenet64_lite2", "accuracy.py", "accuracy_imagenet64_efficientnet_lite2.json",
         _acc("imagenet64", "efficientnet_lite2") + ["--rows", "probe,colanet"],
         _acc("imagenet64", "efficientnet_lite2") + ["--rows", "probe,colanet", "--quick"]),
+    Job("accuracy_imagenet64_int8", "accuracy.py", "accuracy_imagenet64_int8.json",
+        _acc("imagenet64") + INT8_ROWS, _acc("imagenet64") + INT8_ROWS + ["--quick"]),
+    Job("accuracy_imagenette_int8", "accuracy.py", "accuracy_imagenette_int8.json",
+        _acc("imagenette") + INT8_ROWS, _acc("imagenette") + INT8_ROWS + ["--quick"]),
+    Job("int8", "int8.py", "int8.json"),
+    Job("extract_int8", "extract.py", "extract_int8.json", ["--variants", "fp32 openvino,int8 openvino"],
+        ["--quick", "--variants", "fp32 openvino,int8 openvino"], timing=True),
     Job("rule_study", "rule_study.py", "rule_study.json"),
     Job("resolution", "resolution.py", "resolution.json"),
     Job("encoders", "encoders.py", "encoders.json", [], ["--limit", "100"]),

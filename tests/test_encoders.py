@@ -650,3 +650,175 @@ def test_pth_that_is_not_tensors_never_advises_unpickling(tmp_path, content):
     msg = str(info.value)
     assert msg.startswith(f"cannot read weight file {path}: not a checkpoint of tensors only") and "\n" not in msg
     assert "weights_only" not in msg and "never unpickles" in msg
+
+
+# --------------------------------------------------------------------------- int8 (NNCF on OpenVINO)
+def _needs_int8():
+    from spikebridge.encoders import nncf_installed, openvino_installed
+
+    if not (openvino_installed() and nncf_installed()):
+        pytest.skip("precision='int8' needs openvino and nncf (pip install spikebridge[int8])")
+
+
+@pytest.fixture(scope="module")
+def int8_run(fp32, tmp_path_factory):
+    """An int8 encoder calibrated on the train split of a small folder of real photo crops (8 of
+    its 12 images), its val features, and the fp32 features of the same val images."""
+    import dataclasses
+
+    from conftest import make_image_folder
+    from spikebridge.data import image_folder
+    from spikebridge.features import extract_features
+
+    _needs_int8()
+    root = tmp_path_factory.mktemp("int8")
+    splits = image_folder(make_image_folder(root / "data", classes=("cat", "dog"), per_class=6, size=96))
+    cache = root / "cache"
+    int8 = dataclasses.replace(fp32, precision="int8", backend="auto", calibration_images=8)
+    train = extract_features(splits.train, int8, cache, progress=False, workers=0)  # calibrates on train
+    val = extract_features(splits.val, int8, cache, progress=False, workers=0)
+    ref = extract_features(splits.val, dataclasses.replace(fp32, backend="torch", compile=False), cache, progress=False,
+                           workers=0)
+    return {"splits": splits, "cache": cache, "encoder": int8, "train": train, "val": val, "fp32": ref}
+
+
+def test_int8_features_close_to_fp32_on_real_images(int8_run):
+    """int8 features of real photos point where the fp32 features point (cosine per image) and
+    keep their scale: the quantisation perturbs, it does not scramble."""
+    a, b = int8_run["val"].features.astype(np.float64), int8_run["fp32"].features.astype(np.float64)
+    assert a.shape == b.shape == (12, 1280) and np.isfinite(a).all()
+    assert not np.array_equal(a, b)  # really another engine: int8 arithmetic
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    print(f"int8 vs fp32 cosine: mean {cos.mean():.4f}, min {cos.min():.4f}")
+    # measured 0.956 / 0.934 on these 96-px crops with 8 calibration images (benchmarks/int8.py: the
+    # val splits of the accuracy tables with 300); a scrambled or unscaled model is far below
+    assert cos.mean() > 0.94 and cos.min() > 0.9, cos
+    ratio = np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert np.all(np.abs(ratio - 1) < 0.15), ratio
+    assert int8_run["val"].info["engine"] == "openvino int8"
+
+
+def test_int8_calibration_is_recorded_and_in_the_cache_key(int8_run):
+    import dataclasses
+
+    from spikebridge.features import cache_key
+
+    enc, splits, val = int8_run["encoder"], int8_run["splits"], int8_run["val"]
+    cal = val.info["encoder"]["calibration"]
+    assert val.info["encoder"]["precision"] == "int8" and cal == enc.calibration
+    assert cal["images"] == 8 and cal["seed"] == 0 and cal["split"] == "train" and cal["preset"] == "performance"
+    assert cal["nncf"] and len(cal["manifest_sha256"]) == 64
+    assert val.key != int8_run["fp32"].key and int8_run["train"].info["encoder"]["calibration"] == cal
+    key = cache_key(enc, splits.val)
+    others = []
+    for change in ({"calibration_images": 6}, {"calibration_seed": 1}):
+        other = dataclasses.replace(enc, **change)
+        other.calibrate(splits.train, int8_run["cache"])
+        assert other.calibration["manifest_sha256"] != cal["manifest_sha256"]  # other images drawn
+        others.append(cache_key(other, splits.val))
+    assert len({key, *others}) == 3
+    models = sorted(p.name for p in (int8_run["cache"] / "int8-models").iterdir() if p.is_dir())
+    assert len(models) == 3  # one IR per calibration
+    for m in models:
+        files = sorted(p.name for p in (int8_run["cache"] / "int8-models" / m).iterdir())
+        assert files == ["calibration.json", "model.bin", "model.xml"]  # OpenVINO IR, no pickle
+
+
+def test_int8_model_is_reused_and_deterministic(int8_run, tmp_path, monkeypatch):
+    """A second extraction reads the cached IR (no quantisation); quantising again from scratch
+    with the same seed gives bit-identical features."""
+    import dataclasses
+
+    import nncf
+
+    from spikebridge.features import extract_features
+
+    splits, enc = int8_run["splits"], int8_run["encoder"]
+    fresh = dataclasses.replace(enc)  # uncalibrated copy, same settings
+
+    def refuse(*a, **k):
+        raise AssertionError("quantised again although the model is cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(nncf, "quantize", refuse)
+        fresh.calibrate(splits.train, int8_run["cache"])  # reads the IR the fixture's extraction saved
+        again = extract_features(splits.val, fresh, tmp_path / "other-features", progress=False, workers=0)
+    np.testing.assert_array_equal(again.features, int8_run["val"].features)
+    scratch = dataclasses.replace(enc)
+    extract_features(splits.train, scratch, tmp_path / "scratch", progress=False, workers=0)  # quantises anew
+    rerun = extract_features(splits.val, scratch, tmp_path / "scratch", progress=False, workers=0)
+    assert rerun.key == int8_run["val"].key
+    np.testing.assert_array_equal(rerun.features, int8_run["val"].features)
+
+
+def test_int8_options_are_refused_with_one_line_errors(fp32, int8_run, monkeypatch):
+    import dataclasses
+
+    from spikebridge import encoders
+    from spikebridge.features import extract_features
+
+    def one_line(exc_info):
+        assert "\n" not in str(exc_info.value)
+
+    with pytest.raises(SpikebridgeError, match="not 'torch'") as e:
+        create_encoder(device="cpu", precision="int8", backend="torch")
+    one_line(e)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(SpikebridgeError, match="calibration images must be an integer >= 1") as e:
+            create_encoder(device="cpu", precision="int8", calibration_images=bad)
+        one_line(e)
+    with pytest.raises(SpikebridgeError, match="calibration seed"):
+        dataclasses.replace(fp32, precision="int8", backend="auto", calibration_seed=-1)
+    with pytest.raises(SpikebridgeError, match="apply to precision='int8'"):
+        create_encoder(device="cpu", precision="fp32", calibration_images=100)
+    with pytest.raises(SpikebridgeError, match="conflicts with precision='int8'"):
+        dataclasses.replace(fp32, precision="int8", backend="auto", compile=True)
+    with pytest.raises(SpikebridgeError, match="precision must be one of"):
+        create_encoder(device="cpu", precision="int4")
+    splits, enc = int8_run["splits"], int8_run["encoder"]
+    fresh = dataclasses.replace(enc)
+    with pytest.raises(SpikebridgeError, match="calibrated on the train split"):
+        extract_features(splits.val, fresh, int8_run["cache"], progress=False, workers=0)  # val before any calibration
+    with pytest.raises(SpikebridgeError, match="train split"):
+        fresh.calibrate(splits.val, int8_run["cache"])  # never calibrated on val
+    with pytest.raises(SpikebridgeError, match="calibrate"):
+        fresh(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))  # no silent fp32 run
+    with pytest.raises(SpikebridgeError, match="uint8 pixels"):
+        enc(torch.zeros(1, 3, 224, 224))  # the quantised graph includes the normalisation
+    with pytest.raises(SpikebridgeError, match="for precision='int8'"):
+        fp32.calibrate(splits.train, int8_run["cache"])
+    monkeypatch.setattr(encoders, "nncf_installed", lambda: False)
+    with pytest.raises(SpikebridgeError, match=r"pip install spikebridge\[int8\]") as e:
+        create_encoder(device="cpu", precision="int8")
+    one_line(e)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--precision", "int8", "--calibration-images", "0"], "--calibration-images must be >= 1 (got 0)"),
+    (["--precision", "int8", "--backend", "torch"], "not torch"),
+    (["--calibration-images", "100"], "apply to --precision int8"),
+    (["--precision", "int8", "--calibration-seed", "-1"], "--calibration-seed must be >= 0"),
+])
+def test_int8_cli_options_refused_before_any_work(tmp_path, capsys, flags, expected):
+    from conftest import make_image_folder
+    from spikebridge.cli import main
+
+    data = make_image_folder(tmp_path / "pets", per_class=1, size=16)
+    rc = main(["extract", "--dataset", str(data), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+               "--no-progress", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_int8_cli_without_nncf_names_the_extra(tmp_path, capsys, monkeypatch):
+    from conftest import make_image_folder
+    from spikebridge import encoders
+    from spikebridge.cli import main
+
+    monkeypatch.setattr(encoders, "nncf_installed", lambda: False)
+    data = make_image_folder(tmp_path / "pets", per_class=1, size=16)
+    rc = main(["extract", "--dataset", str(data), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+               "--no-progress", "--precision", "int8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "pip install spikebridge[int8]" in err[0], err

@@ -80,6 +80,24 @@ def test_energy_arithmetic_defaults_and_overrides():
     assert format_energy(4.6e6) == "4.6 uJ" and format_energy(12.0) == "12 pJ" and format_energy(2.5e9) == "2.5 mJ"
 
 
+def test_int8_encoder_energy_preset():
+    """Horowitz 2014, 45 nm: int8 MAC = 0.2 pJ multiply + 0.03 pJ add; the encoder can be priced
+    apart from the heads (an int8 encoder in front of fp32 heads)."""
+    from spikebridge.energy import INT8_PJ_AC, INT8_PJ_MAC, INT8_SOURCE
+
+    assert INT8_PJ_MAC == 0.23 and INT8_PJ_AC == 0.03 and "8-bit" in INT8_SOURCE
+    ops = spiking_synops(100.0, 4.0, 40.0, 39.0, steps=32, neurons=40, n_features=128)
+    fp32 = energy_report(1e6, 1280.0, ops)
+    mixed = energy_report(1e6, 1280.0, ops, pj_mac_encoder=INT8_PJ_MAC)
+    assert mixed["encoder"]["pJ"] == pytest.approx(0.23e6) and mixed["pj_per_encoder_mac"] == INT8_PJ_MAC
+    assert mixed["snn_head"]["pJ"] == pytest.approx(fp32["snn_head"]["pJ"])  # heads keep their own price
+    assert mixed["ann_head"]["pJ"] == pytest.approx(fp32["ann_head"]["pJ"])
+    assert fp32["encoder"]["pJ"] / mixed["encoder"]["pJ"] == pytest.approx(4.6 / 0.23)
+    assert any("0.23 pJ/MAC" in k for k, _ in report_rows(mixed))
+    with pytest.raises(SpikebridgeError):
+        energy_report(1.0, 1.0, pj_mac_encoder=-0.1)
+
+
 def test_energy_rejects_bad_input():
     with pytest.raises(SpikebridgeError):
         energy_report(1.0, 1.0, pj_mac=-1)

@@ -25,3 +25,17 @@ def test_a_changed_number_is_caught(tmp_path, monkeypatch):
     digit = next(i for i in range(text.index("| logistic", start), len(text)) if text[i].isdigit())
     tampered = text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1 :]
     assert readme_tables.refresh(tampered) != tampered
+
+
+def test_int8_tables_are_registered_and_in_the_readme():
+    """The int8 encoder's tables: accuracy on int8 features, ImageNet-sample top-1, energy, speed."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import readme_tables
+
+    text = readme_tables.README.read_text()
+    for name in ("accuracy_imagenet64_int8", "accuracy_imagenette_int8", "int8", "int8_energy", "extract_int8"):
+        assert name in readme_tables.RENDERERS
+        assert f"<!-- table:{name} -->" in text and f"<!-- /table:{name} -->" in text
+    if (readme_tables.RESULTS / "accuracy_imagenet64_int8.json").is_file():
+        assert "**int8** features" in readme_tables.RENDERERS["accuracy_imagenet64_int8"]()
+        assert "efficientnet_lite0 **int8**" in readme_tables.encoder_choice()

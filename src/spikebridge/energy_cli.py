@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE
+from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE, INT8_PJ_MAC
 from . import checks
 from .errors import SpikebridgeError
 
@@ -28,6 +28,9 @@ def add_energy_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, nargs="*", default=[], help="hidden layer sizes of the ANN head compared (default: none, linear)")
     p.add_argument("--pj-mac", type=float, default=DEFAULT_PJ_MAC, help=f"pJ per multiply-accumulate (default: {DEFAULT_PJ_MAC})")
     p.add_argument("--pj-ac", type=float, default=DEFAULT_PJ_AC, help=f"pJ per accumulate (default: {DEFAULT_PJ_AC})")
+    p.add_argument("--pj-mac-encoder", type=float, default=None,
+                   help=f"pJ per encoder MAC (default: {INT8_PJ_MAC} for a model trained on int8 features, "
+                        "i.e. an int8 MAC at 45 nm, else --pj-mac)")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: $SPIKEBRIDGE_CACHE or ~/.cache/spikebridge)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:i]' for feature extraction")
     p.add_argument("--json", default=None, help="also write the report as JSON to this file")
@@ -39,6 +42,8 @@ def add_energy_command(subparsers) -> argparse.ArgumentParser:
 def cmd_energy(args) -> int:
     checks.number("--pj-mac", args.pj_mac, 0.0)  # NaN or inf would print NaN / inf energies
     checks.number("--pj-ac", args.pj_ac, 0.0)
+    if args.pj_mac_encoder is not None:
+        checks.number("--pj-mac-encoder", args.pj_mac_encoder, 0.0)
     if args.max_examples is not None and args.max_examples < 1:
         raise SpikebridgeError(f"--max-examples must be >= 1 (got {args.max_examples})")
     if args.steps is not None:
@@ -64,7 +69,16 @@ def cmd_energy(args) -> int:
         raise SpikebridgeError("--steps must be >= 1")
     splits = open_dataset(args.dataset)
     check_model_classes(args.model, meta, args.dataset, splits.classes)
-    encoder = create_encoder(name, weights=args.weights, cut=cut, device=args.device)
+    trained_on = meta.get("encoder") or {}
+    int8 = trained_on.get("precision") == "int8"  # its features came from the int8 encoder: count on those
+    calibration = trained_on.get("calibration") or {}
+    encoder = create_encoder(name, weights=args.weights, cut=cut, device="cpu" if int8 else args.device,
+                             **({"precision": "int8", "calibration_images": calibration.get("images_requested"),
+                                 "calibration_seed": calibration.get("seed")} if int8 else {}))
+    if int8:
+        encoder.calibrate(splits.train, args.cache_dir or DEFAULT_CACHE, progress=not args.no_progress)
+    pj_encoder = getattr(args, "pj_mac_encoder", None)
+    pj_encoder = pj_encoder if pj_encoder is not None else (INT8_PJ_MAC if int8 else args.pj_mac)
     n_inputs = meta.get("n_inputs")
     if n_inputs is not None and n_inputs != encoder.feature_dim:
         raise SpikebridgeError(f"{args.model} expects {n_inputs} features, {name} (cut {cut}) gives {encoder.feature_dim}")
@@ -80,7 +94,7 @@ def cmd_energy(args) -> int:
     n = scores.shape[0]
     top1 = float((scores.argmax(1).numpy() == val.labels[rows]).mean())
     rep = energy_report(encoder_macs(encoder), ann_head_macs(encoder.feature_dim, len(splits.classes), tuple(args.hidden)),
-                        ops, args.pj_mac, args.pj_ac)
+                        ops, args.pj_mac, args.pj_ac, pj_mac_encoder=pj_encoder)
     rep.update({"model": str(args.model), "encoder_name": name, "cut": cut, "steps": steps, "examples": n,
                 "sample": sample, "top1_spiking": top1})
     rows = [("encoder", f"{name} (cut {cut if cut is not None else 'none: full network'})"),
@@ -92,6 +106,9 @@ def cmd_energy(args) -> int:
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     print("-" * (width + 24))
+    if pj_encoder != args.pj_mac:
+        print(f"encoder MACs at {pj_encoder} pJ" + (" (int8 encoder: 0.2 pJ multiply + 0.03 pJ add, Horowitz 2014, 45 nm)"
+                                                    if pj_encoder == INT8_PJ_MAC else " (--pj-mac-encoder)"))
     if (args.pj_mac, args.pj_ac) == (DEFAULT_PJ_MAC, DEFAULT_PJ_AC):
         print(f"per-operation energy: {ENERGY_SOURCE} (arithmetic only; memory traffic not modelled)")
     else:

@@ -10,8 +10,11 @@ Layout of one cache entry (``<cache_dir>/<key[:20]>/``)::
     manifest.json             written last: key, encoder identity, data set manifest, labels, shards
 
 The key is the SHA-256 of (encoder name, weight checksum, feature point, preprocessing
-including JPEG draft decoding, precision fp32/bf16, data set manifest of paths + sizes +
-mtimes), so a changed input never reuses a stale entry. (BatchNorm folding, ``torch.compile``
+including JPEG draft decoding, precision fp32/bf16/int8 -- for int8 with its calibration: manifest
+hash of the calibration images, their number, seed, NNCF version and preset --, data set
+manifest of paths + sizes + mtimes), so a changed input never reuses a stale entry. An int8
+encoder not yet calibrated is calibrated on the first train split it extracts
+(:meth:`Encoder.calibrate`). (BatchNorm folding, ``torch.compile``
 and the OpenVINO fp32 backend change features only by float rounding, ~1e-6, and are not in
 the key; the manifest records the engine that ran.)
 
@@ -300,6 +303,11 @@ def extract_features(
     tune_allocator()
     if batch_size < 1:
         raise SpikebridgeError(f"batch_size must be >= 1, not {batch_size}")
+    if encoder.precision == "int8" and encoder.calibration is None:
+        if dataset.split != "train":
+            raise SpikebridgeError(f"an int8 encoder is calibrated on the train split: extract {dataset.name}/train first, "
+                                   "or call encoder.calibrate(<train split>, cache_dir)")
+        encoder.calibrate(dataset, cache_dir, progress=progress)
     key = cache_key(encoder, dataset)
     entry = Path(cache_dir) / key[:20]
     if (entry / "manifest.json").is_file():
@@ -543,6 +551,7 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
                      cut: int | None = None, weights: str | None = None, cache_dir: str | Path | None = None,
                      max_per_class: int | None = None, device: str = "cpu", batch_size: int = 32,
                      precision: str | None = None, workers: int | None = None,
+                     calibration_images: int | None = None, calibration_seed: int | None = None,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(X [n, D] float32, y [n] int64)``: encoder features of one split of a data set, in one call.
 
@@ -550,7 +559,8 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
     folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
     default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
     ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
-    ``"auto"`` (bf16 on CPUs with native bf16; see :func:`~spikebridge.encoders.create_encoder`);
+    ``"auto"`` (bf16 on CPUs with native bf16; see :func:`~spikebridge.encoders.create_encoder`) or
+    ``"int8"`` (NNCF, calibrated on ``calibration_images`` train images drawn with ``calibration_seed``);
     with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default
     :func:`default_workers`).
     Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
@@ -573,7 +583,10 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
         resolve_precision(precision or DEFAULT_PRECISION, torch.device(device))  # a bad value fails before the data set is scanned
     splits = open_dataset(dataset, max_per_class)
     if isinstance(encoder, str):
-        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device, precision=precision or DEFAULT_PRECISION)
+        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device, precision=precision or DEFAULT_PRECISION,
+                                 calibration_images=calibration_images, calibration_seed=calibration_seed)
+    if encoder.precision == "int8" and encoder.calibration is None:  # calibrated on train, whichever split is asked for
+        encoder.calibrate(splits.train, cache_dir or DEFAULT_CACHE, progress=progress)
     fs = extract_features(getattr(splits, split), encoder, cache_dir or DEFAULT_CACHE, batch_size=batch_size,
                           workers=workers, progress=progress)
     return fs.features, fs.labels
