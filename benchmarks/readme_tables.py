@@ -551,8 +551,9 @@ def continual(_: str = "") -> str:
             continue
         p = res["protocols"]
         off = res.get("offline", {}).get("top1")
-        out += [f"**{name}** ({res['n_classes']} classes; {res['orders']} orders; offline multi-epoch CoLaNET "
-                f"{_cell(off)}; {_machine(res['machine'])})", "",
+        most = max(r.get("orders", 1) for rows in p.values() for r in rows.values())
+        out += [f"**{name}** ({res['n_classes']} classes; {most} class/stream orders unless a row says fewer; offline "
+                f"multi-epoch CoLaNET {_cell(off)}; {_machine(res['machine'])})", "",
                 "| method | streaming | class-inc. final | avg. incremental | forgetting | state (MB) | few-shot base | novel | harmonic | last session |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         methods = [m for m in CONTINUAL_METHODS if any(m in p.get(k, {}) for k in p)]
@@ -563,7 +564,9 @@ def continual(_: str = "") -> str:
             cells += [_cell(ci[k]) if ci else "-" for k in ("final_top1", "average_incremental", "forgetting")]
             cells.append(f"{mb['mean'] / 1e6:.2f}" if mb else "-")
             cells += [_cell(fs[k]) if fs else "-" for k in ("base", "novel", "harmonic", "last_session")]
-            out.append(f"| {CONTINUAL_METHODS[m]} | " + " | ".join(cells) + " |")
+            fewer = sorted({r["orders"] for r in (st, ci, fs) if r and r.get("orders", most) < most})
+            note = f" ({', '.join(map(str, fewer))} order{'s' if fewer != [1] else ''})" if fewer else ""
+            out.append(f"| {CONTINUAL_METHODS[m]}{note} | " + " | ".join(cells) + " |")
         out.append("")
     res = _load("continual_imagenet64.json")
     if res and "step_cost" in res:
