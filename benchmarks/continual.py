@@ -330,9 +330,16 @@ def main(argv=None):
     result = json.loads(out.read_text()) if out.is_file() else {}
     settings = {"tasks": 8 if len(classes) >= 64 else 5}
     if "sgd-softmax" in methods:
-        settings["sgd_lr"], result["sgd_lr_scores"] = sgd_learning_rate(tr.features, tr.labels)
-    if "probe-joint" in methods:
-        settings["probe_C"], _ = choose_logistic_c(tr.features, tr.labels)
+        if "sgd_lr" in result.get("settings", {}):
+            settings["sgd_lr"] = result["settings"]["sgd_lr"]
+        else:
+            settings["sgd_lr"], result["sgd_lr_scores"] = sgd_learning_rate(tr.features, tr.labels)
+    if "probe-joint" in methods:  # the tuned probe's C: this file's, the accuracy table's (the same CV), or a new CV
+        known = result.get("settings", {}).get("probe_C")
+        accuracy = RESULTS / f"accuracy_{name}.json"
+        if known is None and accuracy.is_file():
+            known = json.loads(accuracy.read_text())["rows"].get("tuned_logistic", {}).get("C")
+        settings["probe_C"] = known if known is not None else choose_logistic_c(tr.features, tr.labels)[0]
     if "akida-edge" in methods:
         deploy = json.loads((RESULTS / "deploy.json").read_text())
         edge = deploy["akida"]["edge"].get(name)

@@ -547,7 +547,7 @@ def continual(_: str = "") -> str:
     for name in ("imagenet64", "imagenette", "digits"):
         res = _load(f"continual_{name}.json")
         if res is None:
-            out.append(f"(no continual_{name}.json yet: run python benchmarks/continual.py --dataset ...)")
+            out += [f"(no continual_{name}.json yet: run python benchmarks/continual.py --dataset ...)", ""]
             continue
         p = res["protocols"]
         off = res.get("offline", {}).get("top1")

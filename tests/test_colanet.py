@@ -179,7 +179,8 @@ def test_learn_matches_plain_reference_of_the_rule(pixel_digits, ensemble):
     ("coder", "poisson", "coder must be one of 'regular', 'bernoulli' (got 'poisson')"),
     ("normalisation", "zscore", "normalisation must be one of 'onoff', 'percentile'"),
     ("percentile", 0, "percentile must be > 0.0"),
-    ("replay_keep", 1.5, "replay_keep must be <= 1.0"),
+    ("replay_noise", -1.0, "replay_noise must be >= 0.0"),
+    ("stream_halflife", 0, "stream_halflife must be > 0.0"),
     ("anneal", "yes", "anneal must be true or false"),
 ])
 def test_colanet_config_refuses_useless_settings_everywhere(setting, value, expected, pixel_digits):
