@@ -574,7 +574,8 @@ def continual(_: str = "") -> str:
         out.append(f"One CoLaNET learning step on imagenet64 (batch 1, {c['recruited_neurons']} neurons): "
                    f"{c['synops_per_step']:,.0f} SynOps, {c['weight_updates_per_step']:,.0f} weight updates, "
                    f"{c['bytes_touched_per_step'] / 1e3:,.0f} kB touched, {c['energy_uJ_per_step']:.3f} µJ "
-                   f"(arithmetic, 45 nm) and {c['wall_ms_per_step']:.2f} ms on this CPU; anchors: Loihi 2 continual-learning "
+                   f"(arithmetic, 45 nm) and {c['cpu_ms_per_step']:.2f} ms of CPU time on this machine (single-threaded; wall "
+                   f"{c['wall_ms_per_step']:.2f} ms{', measured beside other jobs' if c.get('machine_busy') else ''}); anchors: Loihi 2 continual-learning "
                    f"prototype 0.05 mJ and 0.33 ms per step, an MCU few-shot learner 12 mJ per new class.")
     check = _load("slda_crosscheck.json")
     if check:
