@@ -87,6 +87,7 @@ JOBS = [
     Job("akida", "akida_deploy.py", "deploy.json"),
     Job("integer_learning", "integer_learning.py", "deploy.json"),
     Job("lava", "lava_deploy.py", "lava.json", [], ["--datasets", "digits"]),  # needs $SPIKEBRIDGE_LAVA_PYTHON
+    Job("slda_crosscheck", "slda_crosscheck.py", "slda_crosscheck.json"),  # needs $SPIKEBRIDGE_AVALANCHE_PYTHON
     Job("truenorth", "truenorth_mapping.py", "truenorth.json", [], ["--datasets", "digits"]),
     Job("energy", "energy.py", "energy.json"),
     Job("demo", "demo_time.py", "demo.json", [], [], timing=True),

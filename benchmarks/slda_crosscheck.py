@@ -276,9 +276,12 @@ def main(argv=None) -> None:
     ap.add_argument("--worker", nargs=2, metavar=("IN_NPZ", "OUT_JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--datasets", default="digits,imagenette")
     ap.add_argument("--out", default=str(RESULTS / "slda_crosscheck.json"))
+    ap.add_argument("--quick", action="store_true", help="digits only")
     args = ap.parse_args(argv)
     if args.worker:
         return worker(*args.worker)
+    if args.quick:
+        args.datasets = "digits"
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from accuracy import features_for

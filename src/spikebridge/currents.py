@@ -256,8 +256,8 @@ def remember_crossovers(curves: list[dict]) -> list[tuple[int, float]]:
     points = _points(curves)
     try:
         write_json_atomic(path, {"identity": identity, "curves": curves, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    except OSError as exc:  # read-only or misplaced cache: keep the measurement for this process
-        warnings.warn(f"cannot cache the dense/event crossover in {path} ({exc.strerror or exc}); it is kept for this "
+    except (OSError, SpikebridgeError) as exc:  # read-only or misplaced cache: keep the measurement for this process
+        warnings.warn(f"cannot cache the dense/event crossover in {path} ({getattr(exc, 'strerror', None) or exc}); it is kept for this "
                       f"process only (set ${CACHE_ENV} to a writable folder or ${CROSSOVER_ENV} to a density)",
                       stacklevel=2)
     _crossovers[(str(path), *identity.values())] = points
