@@ -13,8 +13,9 @@ CoLaNET with the shipped (adaptive) defaults as a single model, as the seed's en
 and in a single pass; R-STDP, supervised STDP, Diehl & Cook. Spiking rows report top-1 and
 top-5 at each T (spiking simulation, deterministic coder), mean and std over seeds. Writes
 ``benchmarks/results/accuracy_<dataset>[_<encoder>][_<precision>].json`` stamped with the machine
-(``--precision int8``: the encoder quantised by NNCF, calibrated on ``--calibration-images`` train
-images; the calibration is recorded in the file).
+(``--quick``: the same name under ``benchmarks/results/quick/``; ``--precision int8``: the encoder
+quantised by NNCF, calibrated on ``--calibration-images`` train images; the calibration is
+recorded in the file).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from spikebridge.report import machine_info
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from harness import ROOT, result_path
+
 OTHER_RULES = [("rstdp", "R-STDP"), ("sstdp", "supervised STDP"), ("diehl-cook", "Diehl & Cook STDP+WTA")]
 ALL_ROWS = "probe,colanet,ensemble,single-pass,rules"
 
@@ -120,7 +121,8 @@ def main(argv=None):
     ap.add_argument("--rows", default=ALL_ROWS, help=f"comma-separated subset of {ALL_ROWS}")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--quick", action="store_true", help="1 seed, T in {8, 32}, no ensemble")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/accuracy_<name>.json; --quick: under results/quick/)")
     ap.add_argument("--fresh", action="store_true", help="replace the results file instead of merging rows into it")
     args = ap.parse_args(argv)
     rows_wanted = set(args.rows.split(","))
@@ -158,7 +160,7 @@ def main(argv=None):
         print(f"{label}: top-1 T=32 {fmt(rows[label]['top1'].get('32'))}", flush=True)
     suffix = ("" if args.encoder == "efficientnet_lite0" else f"_{args.encoder}") + (
         "" if args.precision == "fp32" else f"_{args.precision}")
-    out = args.out or RESULTS / f"accuracy_{name}{suffix}.json"
+    out = result_path(f"accuracy_{name}{suffix}.json", args.quick, args.out)
     if out.is_file() and not args.fresh:  # rows run separately (--rows) are merged into one file
         previous = json.loads(out.read_text())
         if previous.get("steps") == args.steps:  # each row records its own seed count

@@ -40,7 +40,8 @@ Its row is added to ``accuracy_<name>.json`` (beside ``--out``) without touching
 Times are wall-clock; a start with the CPUs more than 20 % busy (``/proc/stat``) marks the run
 ``busy`` and the README does not quote its times.
 
-Writes the ``"akida"`` key of ``--out`` (default benchmarks/results/deploy.json).
+Writes the ``"akida"`` key of ``--out`` (default benchmarks/results/deploy.json; ``--quick``:
+benchmarks/results/quick/deploy.json, so a smoke run never touches the committed files).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import result_path  # noqa: E402
 
 EDGE_ROW = "Akida edge learning (AkidaUnsupervised, binary inputs)"
 DATASETS = {"digits": "digits", "imagenette": str(ROOT.parent / "shared" / "datasets" / "imagenette"),
@@ -251,8 +254,11 @@ def main(argv=None):
     ap.add_argument("--edge", nargs="*", default=None, help="data sets of the edge-learning peer (default: all three)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--quick", action="store_true", help="digits only, 2 CoLaNET epochs, a 2-point edge grid")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="file whose 'akida' key is written (default: benchmarks/results/deploy.json; "
+                         "--quick: benchmarks/results/quick/deploy.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("deploy.json", args.quick, args.out)  # read, merged into and written
     import akida  # noqa: F401  (fail early, with Python's own message, when the package is missing)
 
     from accuracy import features_for

@@ -23,7 +23,9 @@ protocol showed (upper bound; C by 3-fold CV on train), Akida edge learning
 and R-STDP / Diehl & Cook (``SpikingClassifier.partial_fit``; their output neurons for every
 class exist from the start, as those rules cannot add classes). Also: CoLaNET trained offline
 for several epochs (the reference of the streaming target) and the cost of one learning step.
-Writes ``benchmarks/results/continual_<dataset>.json`` stamped with the machine.
+Writes ``benchmarks/results/continual_<dataset>.json`` stamped with the machine (``--quick``: the
+same name under ``benchmarks/results/quick/``). The tuned settings it reuses are read from the
+committed ``benchmarks/results/accuracy_<dataset>.json`` and ``deploy.json`` in either mode.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from accuracy import features_for
+from harness import RESULTS, ROOT, result_path
 from spikebridge import continual
 from spikebridge.baselines import OnlineSoftmax, StreamingLDA, StreamingNCM, choose_logistic_c, logistic_baseline
 from spikebridge.currents import PRECISION_ENV
@@ -48,8 +51,6 @@ from spikebridge.learner import create_learner
 from spikebridge.report import machine_info
 from spikebridge.train import train
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 PROTOCOLS = ("streaming", "class-incremental", "few-shot")
 METHODS = ("colanet", "colanet-int8", "slda", "ncm", "sgd-softmax", "probe-joint", "akida-edge", "rstdp", "diehl-cook")
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -316,7 +317,8 @@ def main(argv=None):
     ap.add_argument("--step-cost", action="store_true",
                     help="only measure the cost of a learning step (run it alone on the machine: it is timed)")
     ap.add_argument("--quick", action="store_true", help="2 orders, written under benchmarks/results/quick/")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/continual_<name>.json; --quick: under results/quick/)")
     args = ap.parse_args(argv)
     orders = 2 if args.quick else args.orders
     protocols, methods = [p for p in args.protocols.split(",") if p], args.methods.split(",")
@@ -326,7 +328,7 @@ def main(argv=None):
     tr, va, names = features_for(args.dataset, "efficientnet_lite0", args.cache_dir)
     name = "digits" if args.dataset == "digits" else Path(args.dataset.split(":")[-1]).name
     classes = np.unique(tr.labels)
-    out = args.out or (RESULTS / "quick" if args.quick else RESULTS) / f"continual_{name}.json"
+    out = result_path(f"continual_{name}.json", args.quick, args.out)  # read, merged into and written
     result = json.loads(out.read_text()) if out.is_file() else {}
     settings = {"tasks": 8 if len(classes) >= 64 else 5}
     if "sgd-softmax" in methods:

@@ -11,7 +11,8 @@ Trains CoLaNET (shipped adaptive defaults, mini-batch 16, T = 32), then reports
   per-neuron spike counts equal to our simulation of the peer's own reset rule);
 * float vs int8 (``Int8CoLaNET``) top-1 at T = 32, and the int8 model's size in bytes.
 
-Writes benchmarks/results/deploy.json.
+Writes benchmarks/results/deploy.json (``--quick``: benchmarks/results/quick/deploy.json), keeping
+the keys the other deployment benchmarks wrote into it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness import result_path
 from peers import peer_predictions
 
 from spikebridge import export as ex
@@ -70,8 +72,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peers", nargs="*", default=["snntorch", "norse"])
     ap.add_argument("--quick", action="store_true", help="2 epochs, a seeded class-stratified 600-example val sample")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/deploy.json; --quick: benchmarks/results/quick/deploy.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("deploy.json", args.quick, args.out)  # read, merged into and written
 
     tr, va = load(args)
     if args.quick:

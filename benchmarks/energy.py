@@ -13,7 +13,7 @@ pJ/MAC + spiking-head SynOps and coder ACs x pJ/AC + membrane updates x pJ/MAC
 (:mod:`spikebridge.energy`; defaults 4.6 pJ/MAC and 0.9 pJ/AC, Horowitz 2014, 45 nm).
 The ANN alternative on the same features is a logistic-regression head (its MACs:
 ``features x classes``). Writes ``benchmarks/results/energy.json`` and
-``benchmarks/results/energy_accuracy.png``.
+``benchmarks/results/energy_accuracy.png`` (``--quick``: both under ``benchmarks/results/quick/``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from spikebridge.baselines import logistic_baseline
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 from spikebridge.currents import PRECISION_ENV
+
+from harness import result_path
 
 # published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
 os.environ.setdefault(PRECISION_ENV, "fp32")
@@ -79,12 +81,15 @@ def main(argv=None):
     ap.add_argument("--pj-mac", type=float, default=DEFAULT_PJ_MAC)
     ap.add_argument("--pj-ac", type=float, default=DEFAULT_PJ_AC)
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "energy.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file, the figure beside it (default: benchmarks/results/energy.json; "
+                         "--quick: benchmarks/results/quick/energy.json)")
     ap.add_argument("--replot", type=Path, default=None, help="only redraw the figure from an energy.json")
     args = ap.parse_args(argv)
     if args.replot:
         plot(json.loads(args.replot.read_text()), args.replot.with_name("energy_accuracy.png"))
         return
+    args.out = result_path("energy.json", args.quick, args.out)
     train_pc = args.train_per_class or (60 if args.quick else None)
     val_pc = args.val_per_class or (30 if args.quick else None)
     t_start = time.perf_counter()

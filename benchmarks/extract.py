@@ -85,7 +85,8 @@ from spikebridge.errors import SpikebridgeError
 from spikebridge.features import default_workers, extract_features, pixel_loader, tune_allocator
 from spikebridge.report import machine_info
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, result_path
+
 SHARED = ROOT.parent / "shared" / "datasets"
 TARGET_RATIO = 1.25  # end-to-end time <= 1.25 x forward time
 TARGET_ROOFLINE = 0.60  # forward >= 60 % of the fp32 GEMM bound
@@ -278,7 +279,8 @@ def main(argv=None) -> int:
                          "a subset skips the ONNX-file backends")
     ap.add_argument("--int8-calibration", type=Path, default=None,
                     help="data set whose train split calibrates the int8 classifier for top-1 (default: the last --dataset)")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/extract.json; --quick: benchmarks/results/quick/extract.json)")
     args = ap.parse_args(argv)
 
     for option, value in (("--threads", args.threads), ("--batch", args.batch), ("--gemm", args.gemm)):
@@ -297,7 +299,7 @@ def main(argv=None) -> int:
     n_images = 192 if args.quick and args.images is None else (2048 if args.images is None else args.images)
     n_sample = args.sample_images or (100 if args.quick else 1000)
     with_compile = args.compile or not args.quick
-    out = args.out or ROOT / "benchmarks" / "results" / ("quick/extract.json" if args.quick else "extract.json")
+    out = result_path("extract.json", args.quick, args.out)
 
     torch.set_num_threads(args.threads)
     tune_allocator()

@@ -23,7 +23,8 @@ the cores). Sections (``--sections``, comma-separated):
   trained on the int8 features of the first ``--dataset``; SynOps counted on its val split at
   T = 32, accumulates at 0.9 pJ fp32 or 0.03 pJ int8).
 
-Writes ``benchmarks/results/int8.json`` (sections run are replaced, the others kept).
+Writes ``benchmarks/results/int8.json`` (sections run are replaced, the others kept; ``--quick``:
+``benchmarks/results/quick/int8.json``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ from spikebridge.errors import SpikebridgeError  # noqa: E402
 from spikebridge.features import DEFAULT_CACHE, extract_features, tune_allocator  # noqa: E402
 from spikebridge.report import machine_info  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT, result_path  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "datasets"
-OUT = ROOT / "benchmarks" / "results" / "int8.json"
 SECTIONS = ("top1", "features", "energy")
 
 
@@ -200,8 +201,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--quick", action="store_true", help="100 sample images, one calibration seed, 512 energy examples")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/int8.json; --quick: benchmarks/results/quick/int8.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("int8.json", args.quick, args.out)  # read, merged into and written
     if args.quick:
         args.sample_images, args.calibration_seeds, args.energy_examples = 100, args.calibration_seeds[:1], 512
     sections = [s for s in args.sections.split(",") if s]

@@ -12,7 +12,8 @@ with ``b``-bit weights (8: [-127, 127]; "altai": [-255, 255]; 6; 4), whose infer
 the exact integer ``Int8CoLaNET`` it exports (top-1 at T = 32 on the full val split). Train
 times are wall-clock on a machine shared with other jobs (contended: not for publication).
 
-Writes the key ``integer_learning`` of benchmarks/results/deploy.json (other keys kept).
+Writes the key ``integer_learning`` of benchmarks/results/deploy.json (other keys kept; ``--quick``:
+benchmarks/results/quick/deploy.json).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ os.environ.setdefault(PRECISION_ENV, "fp32")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import result_path  # noqa: E402
 
 KEY = "integer_learning"
 DATASETS = {"imagenette": ROOT.parent / "shared" / "datasets" / "imagenette",
@@ -114,8 +117,11 @@ def main(argv=None):
     ap.add_argument("--train-batch", type=int, default=16)
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--quick", action="store_true", help="Imagenette only, 8 bits, seed 0, 2 epochs")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"file whose {KEY!r} key is written (default: benchmarks/results/deploy.json; "
+                         "--quick: benchmarks/results/quick/deploy.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("deploy.json", args.quick, args.out)  # read, merged into and written
 
     from spikebridge.errors import SpikebridgeError
     from spikebridge.export.integer_learning import weight_limit

@@ -33,7 +33,8 @@ builds one): this script calls itself there (``--worker``) with the graph files 
 and reads the output spikes back (``.npz``, no pickle).
 
 Also records ``hardware_fit`` (:func:`spikebridge.export.hardware.fit_all`) for the trained model.
-Writes the keys ``nir_consumers`` and ``hardware_fit`` of benchmarks/results/deploy.json.
+Writes the keys ``nir_consumers`` and ``hardware_fit`` of benchmarks/results/deploy.json (other keys
+kept; ``--quick``: benchmarks/results/quick/deploy.json).
 """
 
 from __future__ import annotations
@@ -512,13 +513,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sinabs-python", default=None, help=f"python of the Sinabs environment (default ${SINABS_ENV} "
                                                           f"or {SINABS_PYTHON})")
     ap.add_argument("--quick", action="store_true", help="a seeded class-stratified 500-example val sample")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "deploy.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="file whose nir_consumers and hardware_fit keys are written (default: "
+                         "benchmarks/results/deploy.json; --quick: benchmarks/results/quick/deploy.json)")
     args = ap.parse_args(argv)
     if args.worker:
         return sinabs_worker(args.worker)
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from accuracy import features_for
+    from harness import result_path
+
+    args.out = result_path("deploy.json", args.quick, args.out)  # read, merged into and written
 
     from spikebridge.export.hardware import fit_all, fit_report
     from spikebridge.features import DEFAULT_CACHE

@@ -12,7 +12,7 @@
    on this data) on imagenet64 features for Lite0 / Lite1 / Lite2 at their native resolution
    and for Lite0 with the 84-px images fed at 84, 128 and 224 px.
 
-Writes ``benchmarks/results/resolution.json``.
+Writes ``benchmarks/results/resolution.json`` (``--quick``: ``benchmarks/results/quick/resolution.json``).
 """
 
 from __future__ import annotations
@@ -79,13 +79,18 @@ def probe_row(name: str, size: int | None, cache: Path) -> dict:
 
 
 def main(argv=None):
+    from harness import result_path  # benchmarks/harness.py
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["sample", "probe", "both"], default="both")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--quick", action="store_true",
                     help="the first 100 ImageNet-sample images; the probe for Lite0 at its native resolution only")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "resolution.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/resolution.json; "
+                         "--quick: benchmarks/results/quick/resolution.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("resolution.json", args.quick, args.out)  # read, merged into and written
     limit = 100 if args.quick else None
     tune_allocator()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}

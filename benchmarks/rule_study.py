@@ -9,7 +9,7 @@ examples at T = 32; see accuracy_*.json). The val split is never used here. The 
 logistic regression on standardised features with the best C of a log grid *on the same
 held-out 20 %*, an optimistic reference. The first block walks from the pre-study rule to the
 shipped defaults one change at a time; the second removes one shipped change at a time.
-Writes ``benchmarks/results/rule_study.json``.
+Writes ``benchmarks/results/rule_study.json`` (``--quick``: ``benchmarks/results/quick/rule_study.json``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from spikebridge.report import machine_info
 from spikebridge.train import make_learner, train
 from spikebridge.currents import PRECISION_ENV
 
+from harness import ROOT, result_path
+
 # published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
 os.environ.setdefault(PRECISION_ENV, "fp32")
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = {"digits": ("digits", None), "imagenette": (str(ROOT.parent / "shared/datasets/imagenette"), None),
         "imagenet64": (str(ROOT.parent / "shared/datasets/imagenet64"), None),
         "imagenet64-50pc": (str(ROOT.parent / "shared/datasets/imagenet64"), 50)}
@@ -95,8 +96,11 @@ def main(argv=None):
     ap.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
     ap.add_argument("--quick", action="store_true", help="the first and the shipped variant only")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rule_study.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/rule_study.json; "
+                         "--quick: benchmarks/results/quick/rule_study.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("rule_study.json", args.quick, args.out)
     variants = [VARIANTS[0], VARIANTS[5]] if args.quick else VARIANTS
     result = {"machine": machine_info(), "protocol": __doc__.split("Writes")[0].strip(), "data": {}}
     for name in args.data:

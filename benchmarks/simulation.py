@@ -3,7 +3,7 @@
     python benchmarks/simulation.py           # a few minutes (2 min with --repeats 1 on 2 shared cores)
     python benchmarks/simulation.py --quick   # ~20-30 s with cached features: a smoke run, not a result
 
-Records (``benchmarks/results/simulation.json``; ``--quick``: ``simulation_quick.json``),
+Records (``benchmarks/results/simulation.json``; ``--quick``: ``benchmarks/results/quick/simulation.json``),
 stamped with :func:`spikebridge.report.machine_info`:
 
 * ``crossover``: :func:`spikebridge.currents.measure_crossover` in fp32 and bf16, at the shapes
@@ -47,8 +47,8 @@ from spikebridge.learner import create_learner
 from spikebridge.report import machine_info
 from spikebridge.train import train
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from harness import ROOT, result_path
+
 BATCH = 1024  # examples per simulation (CoLaNET.scores_spiking's batch)
 
 
@@ -117,14 +117,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="timing repeats (default: 5; quick: 1)")
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="result file (default: benchmarks/results/simulation[_quick].json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="result file (default: benchmarks/results/simulation.json; --quick: benchmarks/results/quick/simulation.json)")
     p.add_argument("--remember", action="store_true",
                    help="cache this run's crossovers at CROSSOVER_SHAPES as the ones method='auto' uses on this machine")
     args = p.parse_args(argv)
     if args.repeats is not None and args.repeats < 1:
         p.error(f"--repeats must be >= 1, not {args.repeats}")
     repeats = args.repeats or (1 if args.quick else 5)
-    out_path = args.out or RESULTS / ("simulation_quick.json" if args.quick else "simulation.json")
+    out_path = result_path("simulation.json", args.quick, args.out)
     t_start = time.perf_counter()
     record = {"benchmark": "simulation", "quick": args.quick, "machine": machine_info(), "repeats": repeats}
 

@@ -48,7 +48,8 @@ recompute after each experience); ``fit`` is untouched. On digits the worker als
 first 20 examples without that plugin and checks that ``muK``/``Sigma`` are bit-identical.
 Another plugin records every minibatch seen in training and checks it is the intended order.
 
-Writes ``benchmarks/results/slda_crosscheck.json``.
+Writes ``benchmarks/results/slda_crosscheck.json`` (``--quick``, digits only:
+``benchmarks/results/quick/slda_crosscheck.json``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 SHRINKAGE = 1e-4
 DATASETS = {"digits": "digits", "imagenette": "../shared/datasets/imagenette"}
 PREFIX_CHECK = 20  # examples trained without the Lambda-skip plugin (each costs one 1280x1280 SVD)
@@ -275,7 +275,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", nargs=2, metavar=("IN_NPZ", "OUT_JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--datasets", default="digits,imagenette")
-    ap.add_argument("--out", default=str(RESULTS / "slda_crosscheck.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/slda_crosscheck.json; "
+                         "--quick: benchmarks/results/quick/slda_crosscheck.json)")
     ap.add_argument("--quick", action="store_true", help="digits only")
     args = ap.parse_args(argv)
     if args.worker:
@@ -285,10 +287,12 @@ def main(argv=None) -> None:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from accuracy import features_for
+    from harness import result_path
     from spikebridge.features import DEFAULT_CACHE
     from spikebridge.report import machine_info
 
     os.chdir(ROOT)  # data set paths are relative to the repository root
+    out = result_path("slda_crosscheck.json", args.quick, args.out)  # a relative --out: from the repository root
     python = os.environ.get("SPIKEBRIDGE_AVALANCHE_PYTHON", str(ROOT / ".venv-avalanche" / "bin" / "python"))
     jobs = {}
     for ds in args.datasets.split(","):
@@ -326,11 +330,10 @@ def main(argv=None) -> None:
         "results": {name: compare(name, jobs[name], ours[name][0], ours[name][1], av["jobs"][name], av_arrays)
                     for name in jobs},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    out.write_text(json.dumps(record, indent=2) + "\n")
     for name, r in record["results"].items():
         print(f"{name}: {r['verdict']}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -34,10 +34,11 @@ prototypes of training examples, so that every neuron is recruited.
    vs BindsNET's ``PostPre`` STDP on one ``Connection`` into ``LIFNodes`` of the same size; and
    CoLaNET's continuous mode, which simulates nothing and is listed only as such.
 
-Writes ``benchmarks/results/speed.json`` (``--out``), stamped with the machine and the load
-average at the start. Run it alone: with other jobs on the cores, every loop of small tensor ops
-slows down many-fold (OpenMP's spinning waits); the script warns when the load average says so,
-and the README renderer does not quote timings of a busy run.
+Writes ``benchmarks/results/speed.json`` (``--quick``: ``benchmarks/results/quick/speed.json``;
+``--out`` overrides both), stamped with the machine and the load average at the start. Run it
+alone: with other jobs on the cores, every loop of small tensor ops slows down many-fold
+(OpenMP's spinning waits); the script warns when the load average says so, and the README
+renderer does not quote timings of a busy run.
 """
 
 from __future__ import annotations
@@ -588,6 +589,7 @@ def print_report(res: dict) -> None:
 
 
 def main(argv=None):
+    from harness import result_path  # benchmarks/harness.py
     from spikebridge.features import DEFAULT_CACHE
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -605,8 +607,10 @@ def main(argv=None):
     ap.add_argument("--train-examples", type=int, default=None, help="training examples timed per pass (quick 128, full 512)")
     ap.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 3 quick, 10 full)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the val batch and the model")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="result file (default: benchmarks/results/speed.json; --quick: benchmarks/results/quick/speed.json)")
     args = ap.parse_args(argv)
+    args.out = result_path("speed.json", args.quick, args.out)
 
     if args.threads:
         torch.set_num_threads(args.threads)
