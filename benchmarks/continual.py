@@ -330,7 +330,8 @@ def main(argv=None):
     classes = np.unique(tr.labels)
     out = result_path(f"continual_{name}.json", args.quick, args.out)  # read, merged into and written
     result = json.loads(out.read_text()) if out.is_file() else {}
-    settings = {"tasks": 8 if len(classes) >= 64 else 5}
+    result["protocols"] = {}  # only the rows of this run are merged into the file (others may be running)
+    settings = {**result.get("settings", {}), "tasks": 8 if len(classes) >= 64 else 5}  # settings of earlier runs stay
     if "sgd-softmax" in methods:
         if "sgd_lr" in result.get("settings", {}):
             settings["sgd_lr"] = result["settings"]["sgd_lr"]
@@ -352,7 +353,6 @@ def main(argv=None):
     result.update({"dataset": args.dataset, "name": name, "n_classes": len(classes), "n_train": len(tr),
                    "n_val": len(va), "orders": orders, "machine": machine_info(),
                    "settings": {k: v for k, v in settings.items()}})
-    result.setdefault("protocols", {})
     if args.step_cost:
         tr, _, _ = features_for(args.dataset, "efficientnet_lite0", args.cache_dir)
         load = os.getloadavg()[0]  # other jobs inflate the wall time, not the CPU time

@@ -590,8 +590,31 @@ def continual(_: str = "") -> str:
     return "\n".join(out).rstrip()
 
 
+def continual_study(_: str = "") -> str:
+    """The variants of the online rule (kept or not) on a split of train, per data set."""
+    out = []
+    for name in ("imagenet64", "digits"):
+        res = _load(f"continual_study_{name}.json")
+        if res is None:
+            continue
+        out += [f"**{name}** ({res['orders']} order{'s' if res['orders'] > 1 else ''}; {_machine(res['machine'])})", "",
+                "| variant | kept | streaming | class-inc. final | forgetting | few-shot base | novel | harmonic |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        rows = [(f"reference: {k}", "", v) for k, v in res["references"].items()]
+        rows += [(f"{v['name']}: {v['description']}", "yes" if v["kept"] else "no", v["protocols"]) for v in res["variants"]]
+        for label, kept, p in rows:
+            st, ci, fs = (p.get(k) for k in ("streaming", "class-incremental", "few-shot"))
+            cells = [f"{100 * st['top1']:.2f}" if st else "-"]
+            cells += [f"{100 * ci[k]:.2f}" if ci else "-" for k in ("final_top1", "forgetting")]
+            cells += [f"{100 * fs[k]:.2f}" if fs else "-" for k in ("base", "novel", "harmonic")]
+            out.append(f"| {label} | {kept} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out).rstrip() or "(no continual_study_*.json yet: run python benchmarks/continual_study.py)"
+
+
 RENDERERS = {
     "continual": continual,
+    "continual_study": continual_study,
     "speed": speed,
     "deploy": deploy,
     "integer_learning": integer_learning,

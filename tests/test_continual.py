@@ -222,3 +222,62 @@ def test_regular_counts_equal_the_spike_trains_summed():
     rates[0, :5] = torch.tensor([0.0, 1.0, 0.5, 1 / 32, 31 / 32])
     for T in (1, 15, 32, 37):
         assert torch.equal(regular_counts(rates, T), regular_spikes(rates, T).sum(0, dtype=torch.int64))
+
+
+def test_low_rank_scatter_is_the_pooled_within_class_scatter():
+    """The incremental eigen-update gives the exact within-class scatter while its rank allows,
+    and its leading directions when truncated; set_from_training agrees with the stream."""
+    from spikebridge.streaming import StreamStatistics
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(40, 12)) * np.linspace(3, 0.2, 12), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 3, 40))
+    exact = sum(((x[y == c] - x[y == c].mean(0)).double().T @ (x[y == c] - x[y == c].mean(0)).double()) for c in range(3))
+    full = StreamStatistics(12, 3, rank=12)
+    for b in range(0, 40, 7):  # batches of several sizes
+        full.observe(x[b : b + 7], y[b : b + 7])
+    scatter = (full.basis.double() * full.spread.double()) @ full.basis.double().T
+    assert torch.allclose(scatter, exact, rtol=1e-4, atol=1e-3)
+    low = StreamStatistics(12, 3, rank=3)
+    low.observe(x, y)
+    top = torch.linalg.eigvalsh(exact).flip(0)[:3]
+    assert torch.allclose(low.spread.double(), top, rtol=0.05)  # streaming truncation: close, not exact
+    batch = StreamStatistics(12, 3, rank=3)
+    batch.set_from_training(x.numpy(), y.numpy())
+    assert torch.allclose(batch.spread.double(), top, rtol=1e-5)
+    assert StreamStatistics(12, 3).basis.numel() == 0  # rank 0 keeps no directions
+
+
+def test_low_rank_replay_keeps_each_class_variance_and_shared_correlations():
+    from spikebridge.streaming import StreamStatistics
+
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(5000, 1, generator=g)
+    noise = torch.randn(5000, 6, generator=g)
+    x = torch.cat([shared * torch.ones(6) + 0.3 * noise[:, :6]], 1)  # correlated features
+    y = torch.arange(5000) % 2
+    x[y == 1] *= 2.0  # class 1 spreads twice as wide
+    stats = StreamStatistics(6, 2, rank=2)
+    stats.set_from_training(x.numpy(), y.numpy())
+    feats, labels = stats.replay(20000, torch.tensor([True, True]), 1.0, torch.Generator().manual_seed(1))
+    for c in (0, 1):
+        own, drawn = x[y == c], feats[0][labels[0] == c]
+        assert torch.allclose(drawn.var(0), own.var(0), rtol=0.1)
+        assert torch.corrcoef(drawn.T)[0, 1] > 0.8  # the shared direction survives (independent: ~0)
+    diagonal = StreamStatistics(6, 2, rank=0)
+    diagonal.set_from_training(x.numpy(), y.numpy())
+    feats, _ = diagonal.replay(5000, torch.tensor([True, True]), 1.0, torch.Generator().manual_seed(1))
+    assert abs(float(torch.corrcoef(feats[0].T)[0, 1])) < 0.1
+
+
+def test_low_rank_statistics_survive_save_and_load(pixel_digits, tmp_path):
+    from spikebridge.colanet import CoLaNET, CoLaNETConfig
+
+    x, _, y, _ = pixel_digits
+    x, y = x[:200], y[:200]
+    model = CoLaNET(x.shape[1], 10, CoLaNETConfig(replay_rank=8)).partial_fit(x, y)
+    assert model.stream.basis.shape == (x.shape[1], 8)
+    model.save(tmp_path / "m.safetensors")
+    loaded = CoLaNET.load(tmp_path / "m.safetensors")
+    assert torch.equal(loaded.stream.basis, model.stream.basis) and torch.equal(loaded.stream.spread, model.stream.spread)
+    assert loaded.state_bytes() == model.state_bytes()

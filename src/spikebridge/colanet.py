@@ -146,6 +146,7 @@ class CoLaNETConfig:
     seed: int = 0
     replay: int = 2  # class-incremental: replayed examples of frozen classes per new example
     replay_noise: float = 1.0  # replayed features: class mean + replay_noise * class sd * N(0, 1)
+    replay_rank: int = 64  # replay's shared within-class correlations: this many directions (0: independent features)
     stream_boost: float = 5.0  # partial_fit: a column's learning-rate factor for its first examples
     stream_halflife: float = 50.0  # partial_fit: ... halved after this many examples of its class (per column)
     stream_centred: bool = True  # partial_fit with frozen columns: covariance form (presynaptic term r - mean rate)
@@ -174,6 +175,7 @@ class CoLaNETConfig:
         checks.seed("seed", self.seed)
         checks.integer("replay", self.replay, 0)
         checks.number("replay_noise", self.replay_noise, 0.0)
+        checks.integer("replay_rank", self.replay_rank, 0)
         checks.number("stream_boost", self.stream_boost, above=0.0)
         checks.number("stream_halflife", self.stream_halflife, above=0.0)
         checks.boolean("stream_centred", self.stream_centred)
@@ -213,7 +215,7 @@ class CoLaNET:
         self.normaliser: RateNormaliser | None = None
         self.column = torch.arange(J) // self.config.microcolumns
         self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to plasticity (add_classes)
-        self.stream = StreamStatistics(self.n_inputs, self.n_classes)  # partial_fit's running statistics
+        self.stream = StreamStatistics(self.n_inputs, self.n_classes, self.config.replay_rank)  # partial_fit's running statistics
         self.drive_median = torch.zeros(K)  # running median of the winner's drive (partial_fit's theta)
         self.generator = torch.Generator().manual_seed(self.config.seed)
 

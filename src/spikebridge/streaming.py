@@ -18,10 +18,23 @@ feature statistics; each column counts the dopamine (label) spikes it received.
       s_c = boost * h / (h + n_c)
 
 * **microcolumns a column may recruit**: ``clip(round(n_c / per_microcolumn), 1, M)``.
-* **replay** of a frozen class ``c``: features ``mu_c + noise * sd_c * z``, ``z ~ N(0, I)``.
+* **shared within-class covariance, low rank** (``rank > 0``): the scatter ``S = U diag(s) U^T``
+  of the residuals of every example from its class mean, kept to its ``rank`` largest
+  directions by an incremental eigen-update (Brand 2002) of each batch of Welford residuals
+  ``e = sqrt((n_c - 1) / n_c) (x - mu_c_old)`` (their outer products sum to ``sum_c M2_c``)::
+
+      P = E U;  Q R = qr(E^T - U P^T);  M = diag(s, 0) + [P^T; R] [P^T; R]^T;  M = V diag(s') V^T
+      U <- [U, Q] V[:, :rank];  s <- s'[:rank]
+
+* **replay** of a frozen class ``c``: ``mu_c + noise * (sd_c / sd) * e`` with ``sd`` the pooled
+  within-class standard deviation of each feature and ``e ~ N(0, L + diag(sd^2 - diag L))``,
+  ``L = U diag(s) U^T / sum_c (n_c - 1)``: the class's own variances on the diagonal and the
+  correlations the classes share (``rank = 0``: ``e = sd * z``, independent features).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -33,8 +46,10 @@ from .errors import SpikebridgeError
 class StreamStatistics:
     """Running statistics of a stream of ``n_inputs``-feature examples of ``n_classes`` classes."""
 
-    def __init__(self, n_inputs: int, n_classes: int):
-        self.n_inputs = n_inputs
+    def __init__(self, n_inputs: int, n_classes: int, rank: int = 0):
+        self.n_inputs, self.rank = n_inputs, rank
+        self.basis = torch.zeros(n_inputs, 0)  # U [D, <= rank]: directions of the within-class scatter
+        self.spread = torch.zeros(0)  # s [<= rank]: the scatter along each of them
         self.seen = torch.zeros(n_classes, dtype=torch.int64)
         self.class_mean = torch.zeros(n_classes, n_inputs)
         self.class_m2 = torch.zeros(n_classes, n_inputs)
@@ -71,12 +86,30 @@ class StreamStatistics:
 
     # -------------------------------------------------------------- classes
     def observe(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Per-class Welford updates, one example at a time, in order."""
+        """Per-class Welford updates, one example at a time, in order (and the low-rank scatter)."""
+        residuals = []
         for c, x in zip(labels.tolist(), features):
             self.seen[c] += 1
             delta = x - self.class_mean[c]
             self.class_mean[c] += delta / float(self.seen[c])
             self.class_m2[c] += delta * (x - self.class_mean[c])
+            residuals.append(delta * math.sqrt((int(self.seen[c]) - 1) / int(self.seen[c])))
+        if self.rank and residuals:
+            self.update_scatter(torch.stack(residuals))
+
+    def update_scatter(self, residuals: torch.Tensor) -> None:
+        """Add ``E^T E`` (``residuals E [B, D]``) to the low-rank scatter (module docstring)."""
+        e = residuals.double()
+        u, s = self.basis.double(), self.spread.double()
+        p = e @ u  # [B, r]
+        q, r = torch.linalg.qr((e - p @ u.T).T)  # [D, B], [B, B]
+        g = torch.cat([p.T, r])  # [r + B, B]
+        m = torch.block_diag(torch.diag(s), torch.zeros(len(r), len(r), dtype=torch.float64)) + g @ g.T
+        values, vectors = torch.linalg.eigh(m)  # ascending
+        keep = min(self.rank, int((values > 1e-9 * values[-1].clamp_min(1e-30)).sum()))
+        top = vectors[:, -keep:].flip(1) if keep else vectors[:, :0]
+        self.basis = (torch.cat([u, q], 1) @ top).float()
+        self.spread = values[-keep:].flip(0).float() if keep else torch.zeros(0)
 
     def set_from_training(self, features, labels) -> None:
         """Counts, means and squared deviations of a whole training set (offline training)."""
@@ -87,6 +120,10 @@ class StreamStatistics:
         mean /= self.seen.clamp_min(1).unsqueeze(1).double()
         self.class_mean = mean.float()
         self.class_m2 = torch.zeros_like(mean).index_add_(0, y, (x - mean[y]) ** 2).float()
+        if self.rank:
+            values, vectors = torch.linalg.eigh((x - mean[y]).T @ (x - mean[y]))  # the scatter, exactly
+            keep = min(self.rank, len(values))
+            self.basis, self.spread = vectors[:, -keep:].flip(1).float(), values[-keep:].flip(0).clamp_min(0).float()
 
     def add_classes(self, count: int) -> None:
         """Room for ``count`` new classes; the coder's statistics stop here (end of the base session)."""
@@ -123,16 +160,26 @@ class StreamStatistics:
         pick = torch.multinomial(pool.expand(members, -1), n, replacement=True, generator=generator)  # [K, n]
         sd = (self.class_m2 / (self.seen - 1).clamp_min(1).unsqueeze(1)).sqrt()
         z = torch.randn(members, n, self.n_inputs, generator=generator)
-        return self.class_mean[pick] + noise * sd[pick] * z, pick
+        if not len(self.spread):  # independent features
+            return self.class_mean[pick] + noise * sd[pick] * z, pick
+        dof = float((self.seen - 1).clamp_min(0).sum().clamp_min(1))
+        pooled_var = self.class_m2.sum(0) / dof
+        low = self.basis * (self.spread / dof).sqrt()  # L = low low^T
+        rest = (pooled_var - (low**2).sum(1)).clamp_min(0).sqrt()
+        e = torch.randn(members, n, len(self.spread), generator=generator) @ low.T + rest * z
+        scale = sd / pooled_var.sqrt().clamp_min(1e-12)
+        return self.class_mean[pick] + noise * scale[pick] * e, pick
 
     # -------------------------------------------------------------- persistence
     def state_values(self) -> int:
         """Numbers held: per class a count, a mean and a variance; the coder's while it learns."""
         return (self.n_classes * (2 * self.n_inputs + 1) + (2 * self.n_inputs + 1 if self.coder_learning else 0)
-                + (len(self.mean_rate) + 1 if self.mean_rate is not None else 0))
+                + (len(self.mean_rate) + 1 if self.mean_rate is not None else 0) + self.basis.numel() + len(self.spread))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"seen": self.seen, "class_mean": self.class_mean.contiguous(), "class_m2": self.class_m2.contiguous()}
+        if len(self.spread):
+            out.update(scatter_basis=self.basis.contiguous(), scatter_spread=self.spread)
         if self.coder is not None:
             out.update(coder_count=torch.tensor([self.coder[0]]), coder_mean=self.coder[1], coder_m2=self.coder[2])
         if self.mean_rate is not None:
@@ -146,6 +193,8 @@ class StreamStatistics:
         if len(tensors["seen"]) != self.n_classes:
             raise SpikebridgeError(f"stream statistics for {len(tensors['seen'])} classes, model has {self.n_classes}")
         self.seen, self.class_mean, self.class_m2 = (tensors[k].clone() for k in ("seen", "class_mean", "class_m2"))
+        if "scatter_basis" in tensors:
+            self.basis, self.spread = tensors["scatter_basis"].clone(), tensors["scatter_spread"].clone()
         if "coder_count" in tensors:
             self.coder = (int(tensors["coder_count"][0]), tensors["coder_mean"].clone(), tensors["coder_m2"].clone())
         if "mean_rate" in tensors:

@@ -246,7 +246,7 @@ class IntegerCoLaNET:
         self.lateral = torch.zeros(1, dtype=torch.int32)  # lateral8
         self.saturated = 0  # synapses clamped by the last int8 fold
         self.frozen = torch.zeros(self.n_classes, dtype=torch.bool)  # columns closed to plasticity (add_classes)
-        self.stream = StreamStatistics(self.n_inputs, self.n_classes)  # partial_fit's host-side statistics
+        self.stream = StreamStatistics(self.n_inputs, self.n_classes, config.replay_rank)  # partial_fit's host-side statistics
         self.drive_median = 0  # partial_fit: running median of the winner's drive per step (integer)
         self._stale = False  # partial_fit learned since the last calibration
 
