@@ -15,7 +15,7 @@ Variants are either settings of :class:`spikebridge.colanet.CoLaNETConfig` or me
 exist only here (patched in for the duration of one run, see ``MECHANISMS``):
 
 * ``balanced_replay``: replayed examples per new example = ``replay * old classes / new classes``
-  (capped at 16x), so every class is learned about equally often.
+  (capped at 16x), so every class is learned about equally often; ``balanced_replay_4``: capped at 4x.
 * ``weight_average``: decisions use each neuron's weights averaged uniformly over the steps
   since it was recruited (a slow synaptic trace); learning uses the fast weights.
 * ``norm_bias``: each neuron's drive is lowered by ``0.02 * ||W_j - gamma||^2 / 2`` (a
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -54,6 +55,8 @@ VARIANTS = [
     ("independent_replay", {"replay_rank": 0}, None, "class-incremental,few-shot",
      "replay with independent features (mu_c + sd_c z): the previous default"),
     ("balanced_replay", {}, "balanced_replay", "class-incremental,few-shot", "replay in proportion old / new classes"),
+    ("balanced_replay_4", {}, "balanced_replay_4", "class-incremental,few-shot",
+     "replay in proportion old / new classes, at most 4x the shipped replay"),
     ("coder_learns", {}, "coder_learns", "class-incremental,few-shot", "coder statistics never frozen"),
     ("norm_bias", {}, "norm_bias", "streaming,class-incremental,few-shot", "drive minus 0.01 ||W_j - gamma||^2"),
     ("weight_average", {}, "weight_average", "streaming,class-incremental", "decisions on time-averaged weights"),
@@ -75,11 +78,12 @@ def mechanism(name: str | None):
     saved = {(StreamStatistics, "replay"): StreamStatistics.replay, (StreamStatistics, "add_classes"): StreamStatistics.add_classes,
              (CoLaNET, "drive"): CoLaNET.drive, (CoLaNET, "learn"): CoLaNET.learn}
     try:
-        if name == "balanced_replay":
+        if name is not None and name.startswith("balanced_replay"):
+            cap = int(name.rpartition("_")[2]) if name[-1].isdigit() else 16
             def replay(self, n, pool, noise, generator, members=1, _replay=StreamStatistics.replay):
                 old = int((pool & (self.seen > 1)).sum())
                 new = max(1, int((~pool & (self.seen > 0)).sum()))
-                return _replay(self, int(min(16 * n, round(n * old / new))), pool, noise, generator, members)
+                return _replay(self, int(min(cap * n, round(n * old / new))), pool, noise, generator, members)
             StreamStatistics.replay = replay
         elif name == "norm_bias":
             def drive(self, rates):
@@ -169,14 +173,19 @@ def main(argv=None):
     cut = int(0.8 * len(idx))
     x, y, xv, yv = tr.features[idx[:cut]], tr.labels[idx[:cut]], tr.features[idx[cut:]], tr.labels[idx[cut:]]
     tasks = 8 if len(np.unique(y)) >= 64 else 5
+    earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
     result = {"dataset": dataset, "split": "seeded 80 % of train learns, the other 20 % scores (val unused)",
               "scoring": "continuous approximation", "orders": args.orders, "tasks": tasks,
               "machine": machine_info(), "references": {}, "variants": []}
     for ref, cls in REFERENCES.items():
         result["references"][ref] = {p: mean_runs([run(cls, p, x, y, xv, yv, tasks, o) for o in range(args.orders)])
                                      for p in ("streaming", "class-incremental", "few-shot")}
+    kept_rows = {v["name"]: v for v in earlier.get("variants", []) if v["name"] not in names
+                 and earlier.get("orders") == args.orders}  # rows of earlier runs with the same orders stay
     for name, settings, mech, protocols, what in VARIANTS:
         if name not in names:
+            if name in kept_rows:
+                result["variants"].append(kept_rows[name])
             continue
         row = {"name": name, "settings": settings, "mechanism": mech, "description": what, "kept": name in KEPT,
                "protocols": {}}
