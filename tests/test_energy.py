@@ -194,7 +194,7 @@ def test_energy_command_end_to_end_on_digits_pixels(tmp_path, pixel_digits, caps
     import spikebridge.data as data
     import spikebridge.encoders as encoders
     import spikebridge.features as features
-    from spikebridge.checkpoints import save_tensors
+    from spikebridge.io import save_tensors
 
     learner, xva, yva = _trained_colanet(pixel_digits, 8)
     meta = {**learner.metadata(), "classes": [str(c) for c in range(10)],

@@ -10,10 +10,10 @@ import torch
 
 from spikebridge import export as ex
 from spikebridge.export_cli import add_export_command
-from spikebridge.checkpoints import save_tensors
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
 from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.io import save_tensors
 from spikebridge.neurons import LIFParameters, lif_run
 from spikebridge import create_learner, train
 

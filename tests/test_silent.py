@@ -56,7 +56,7 @@ def test_tune_does_not_mutate_the_trial_config(pixel_digits):
 
 # ------------------------------------------------------------------ evaluate checks the model's encoder
 def test_evaluate_refuses_features_of_another_encoder(pixel_digits, tmp_path, capsys):
-    from spikebridge.checkpoints import save_tensors
+    from spikebridge.io import save_tensors
 
     xt, _, yt, _ = pixel_digits
     learner, _ = train(create_learner("colanet", 1280, 10), np.tile(xt[:200], 20), yt[:200], epochs=1, progress=False)
