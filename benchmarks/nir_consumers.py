@@ -219,7 +219,7 @@ def load_model(args):
     from spikebridge.colanet import CoLaNET
 
     if args.model:
-        from spikebridge.train import load_learner
+        from spikebridge.learner import load_learner
 
         learner, _ = load_learner(args.model)
         model = getattr(learner, "model", learner)

@@ -177,7 +177,7 @@ def test_energy_command_registers_and_rejects_bad_input(tmp_path, capsys):
     ("--pj-ac", "-1", "--pj-ac must be >= 0.0 (got -1.0)"),
 ])
 def test_energy_refuses_per_operation_energies_that_print_nan(flag, value, expected, tmp_path):
-    """--pj-mac nan used to print NaN energies with exit 0."""
+    """Per-operation energies that would print NaN energies (--pj-mac nan, ...) are refused."""
     parser = argparse.ArgumentParser(prog="spikebridge")
     add_energy_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["energy", "--model", str(tmp_path / "never-read.safetensors"), flag, value])

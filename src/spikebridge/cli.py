@@ -401,7 +401,8 @@ def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> i
     from .distributed import rank_and_world
     from .errors import require_finite
     from .learner import create_learner
-    from .report import evaluate, summary_rows, tuned_logistic, write_run
+    from .baselines import tuned_logistic
+    from .report import evaluate, summary_rows, write_run
     from .train import train
 
     if getattr(args, "continual", None):
@@ -589,7 +590,7 @@ def cmd_evaluate(args) -> int:
     n_inputs = meta.get("n_inputs")
     if n_inputs is not None and n_inputs != encoder.feature_dim:
         raise SpikebridgeError(f"{args.model} expects {n_inputs} features; {name} (cut {cut}) gives {encoder.feature_dim}")
-    steps = args.steps or meta.get("config", {}).get("steps", 32)  # models without a config: the old default
+    steps = args.steps or meta["config"]["steps"]
     if encoder.precision == "int8":
         from .features import DEFAULT_CACHE
 

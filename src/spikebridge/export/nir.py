@@ -414,12 +414,9 @@ def import_nir(path) -> CoLaNET:
     model.gamma = torch.zeros(K)
     model.threshold = theta
     coder = side.coder
-    if "source" in coder:
-        model.normaliser = RateNormaliser(torch.tensor(coder["source"], dtype=torch.int64),
-                                          torch.tensor(coder["center"], dtype=torch.float32),
-                                          torch.tensor(coder["gain"], dtype=torch.float32), coder["kind"], coder["parameter"])
-    else:  # sidecars written before ON/OFF coding
-        model.normaliser = RateNormaliser.from_scale(torch.tensor(coder["scale"], dtype=torch.float32), coder["percentile"])
+    model.normaliser = RateNormaliser(torch.tensor(coder["source"], dtype=torch.int64),
+                                      torch.tensor(coder["center"], dtype=torch.float32),
+                                      torch.tensor(coder["gain"], dtype=torch.float32), coder["kind"], coder["parameter"])
     return model
 
 
