@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from harness import result_path
-from peers import peer_predictions
 
 from spikebridge import export as ex
+from spikebridge.currents import PRECISION_ENV
+from spikebridge.export.peer_agreement import peer_predictions
 from spikebridge.learner import create_learner
 from spikebridge.train import train
-from spikebridge.currents import PRECISION_ENV
 
 # published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
 os.environ.setdefault(PRECISION_ENV, "fp32")

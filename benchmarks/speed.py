@@ -61,8 +61,9 @@ import torch
 from spikebridge.coding import encode
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
 from spikebridge.currents import cpu_has_native_bf16, event_crossover, resolve_method, spike_currents, spike_density
+from spikebridge.energy import balanced_sample
 from spikebridge.learner import create_learner
-from spikebridge.neurons import PopulationParameters, lif_population
+from spikebridge.peer_cells import norse_lifbox, norse_run, snntorch_leaky, snntorch_run
 from spikebridge.report import machine_info
 from spikebridge.train import train
 
@@ -72,63 +73,6 @@ ENCODER = "efficientnet_lite0"
 TARGETS = {"event_of_gather_roofline": 0.5, "dense_of_gemm_peak": 0.7}
 BUSY_LOAD_PER_CORE = 0.5  # without /proc/stat: load average above this fraction of the usable cores
 BUSY_FRACTION = 0.2  # CPUs busier than this (other processes) in the 2 s before the start: timings unreliable
-
-
-# ------------------------------------------------------------------------------ peer configurations
-def norse_lifbox(beta: float, theta: float, dt: float):
-    """Norse ``LIFBoxCell`` with our dynamics, and the gain its input must be divided by.
-
-    Norse's Euler step is ``v <- v + dt * tau_mem_inv * (i + v_leak - v)``; with
-    ``tau_mem_inv = (1 - beta) / dt`` and ``v_leak = 0`` that is ``v <- beta v + g i`` with
-    ``g = 1 - beta``, so feeding ``I / g`` gives ``v <- beta v + I``. Spikes at ``v > theta``
-    (Heaviside), then ``reset_subtract``: ``v <- v - theta`` for the neurons that fired."""
-    from norse.torch import LIFBoxCell, LIFBoxParameters
-    from norse.torch.functional.reset import reset_subtract
-
-    tau_mem_inv = torch.as_tensor((1.0 - beta) / dt)
-    p = LIFBoxParameters(tau_mem_inv=tau_mem_inv, v_leak=torch.as_tensor(0.0), v_th=torch.as_tensor(theta),
-                         v_reset=torch.as_tensor(0.0), reset_method=reset_subtract)
-    gain = float(dt * tau_mem_inv)  # the factor Norse multiplies the input by, as Norse computes it
-    return LIFBoxCell(p, dt=dt), gain
-
-
-def norse_run(cell, currents: torch.Tensor) -> torch.Tensor:
-    """Spikes ``[T, B, J]`` of ``cell`` on ``currents [T, B, J]`` (already divided by the gain).
-    The state starts explicitly at rest: Norse's default first state sets ``requires_grad`` on
-    it, which ``torch.compile`` cannot trace."""
-    from norse.torch.functional.lif_box import LIFBoxFeedForwardState
-
-    state = LIFBoxFeedForwardState(v=torch.zeros(currents.shape[1:], dtype=currents.dtype))
-    out = []
-    for t in range(currents.shape[0]):
-        z, state = cell(currents[t], state)
-        out.append(z)
-    return torch.stack(out)
-
-
-def snntorch_leaky(beta: float, theta: float):
-    """snnTorch ``Leaky`` with our dynamics: ``mem = beta mem + I``, spike at ``mem > theta``,
-    ``mem -= theta`` in the same step (``reset_delay=False``; the default delays the reset to
-    the next step, after the decay). Identical to ours while a step's input stays below
-    ``(2 - beta) theta`` (one spike per step suffices), as CoLaNET's calibrated currents do."""
-    import snntorch
-
-    return snntorch.Leaky(beta=beta, threshold=theta, reset_mechanism="subtract", reset_delay=False)
-
-
-def snntorch_run(leaky, currents: torch.Tensor) -> torch.Tensor:
-    """Spikes ``[T, B, J]`` of ``leaky`` on ``currents [T, B, J]``, from rest."""
-    mem = torch.zeros(currents.shape[1:], dtype=currents.dtype)
-    out = []
-    for t in range(currents.shape[0]):
-        spk, mem = leaky(currents[t], mem)
-        out.append(spk)
-    return torch.stack(out)
-
-
-def our_counts(currents: torch.Tensor, beta: float, theta: float) -> torch.Tensor:
-    """Spike counts ``[B, J]`` of spikebridge's LIF loop without lateral inhibition."""
-    return lif_population(currents.unsqueeze(0), PopulationParameters(beta, torch.tensor([theta]), 0.0)).counts[0]
 
 
 # ------------------------------------------------------------------------------ inputs and model
@@ -142,17 +86,6 @@ def load_inputs(args):
 
     tr, va, _ = features_for(args.dataset, ENCODER, args.cache_dir)
     return tr, va, f"{ENCODER} features of {Path(args.dataset).name} (feature cache)"
-
-
-def stratified_batch(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``size`` row indices, ``size // C`` of every class (the remainder to randomly chosen
-    classes), drawn without replacement with a seeded generator, in shuffled order."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per = np.full(len(classes), size // len(classes))
-    per[rng.choice(len(classes), size % len(classes), replace=False)] += 1
-    idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, per)])
-    return rng.permutation(idx)
 
 
 def build_model(train_fs, neurons: int | None, epochs: int | None, steps: int, seed: int = 0):
@@ -641,7 +574,7 @@ def main(argv=None):
 
     train_fs, val_fs, source = load_inputs(args)
     model, model_info = build_model(train_fs, args.neurons, epochs, args.steps, args.seed)
-    idx = stratified_batch(np.asarray(val_fs.labels), args.batch, args.seed)
+    idx = balanced_sample(val_fs.labels, args.batch, args.seed)
     spikes = model.spikes_for(val_fs.features[idx], args.steps)  # uint8 [T, B, N]
     T, B, N = spikes.shape
     density = spike_density(spikes)

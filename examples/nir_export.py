@@ -2,7 +2,6 @@
 'peers' extra: pip install 'spikebridge[peers]'); the readout of the peers' output spikes is
 compared with our own spiking simulation."""
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -11,9 +10,7 @@ from _digits import digits
 
 import spikebridge as sb
 from spikebridge.export import export_nir, import_nir
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from peers import peer_predictions  # noqa: E402  (the snnTorch/Norse agreement harness)
+from spikebridge.export.peer_agreement import peer_predictions
 
 X, X_val, y, y_val = digits()
 learner, _ = sb.train(sb.create_learner("colanet", X.shape[1], 10, seed=0), X, y, progress=False)

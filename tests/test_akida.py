@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from spikebridge import create_learner, train
-from spikebridge.checkpoints import save_tensors
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
 from spikebridge.export import sidecar_path
@@ -21,6 +20,7 @@ from spikebridge.export.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, e
                                       quantised_colanet, window_steps)
 from spikebridge.export.formats import check_akida_bits
 from spikebridge.export_cli import add_export_command
+from spikebridge.io import save_tensors
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def test_train_default_run_folder_is_new_for_every_run(pixel_pipeline, tmp_path)
     first = (tmp_path / "runs" / "pixels-colanet-1" / "model.safetensors").read_bytes()
     assert main(["train", *pixel_pipeline, "--seed", "1"]) == 0
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert runs == ["pixels-colanet-1", "pixels-colanet-2"]  # used to be one runs/pixels-colanet, replaced
+    assert runs == ["pixels-colanet-1", "pixels-colanet-2"]  # a new folder per run, none replaced
     assert (tmp_path / "runs" / "pixels-colanet-1" / "model.safetensors").read_bytes() == first
     for n, seed in ((1, 0), (2, 1)):
         run = tmp_path / "runs" / f"pixels-colanet-{n}"

@@ -141,7 +141,7 @@ def test_non_rgb_modes_open_as_rgb(tmp_path, mode):
 
 @pytest.mark.parametrize("mode, suffix", [("I;16", ".png"), ("I;16", ".tif"), ("I", ".tif")])
 def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped(tmp_path, mode, suffix):
-    """A 16-bit photo used to open as a white frame (PIL's convert clips I;16 at 255)."""
+    """A 16-bit photo opens scaled to 8 bits, not as a white frame (PIL's convert clips I;16 at 255)."""
     root = make_image_folder(tmp_path / "ds", per_class=1)
     gray8 = np.asarray(Image.fromarray(sample_photos()[0]).convert("L").resize((40, 30)))
     wide = gray8.astype(np.uint16) * 257  # the same picture over the whole 16-bit range
@@ -369,7 +369,7 @@ def test_symlink_loop_and_dangling_link_stay_rows_that_fail_to_open(tmp_path):
     dangling.symlink_to(tmp_path / "nowhere.png")
     ds = image_folder(root).train
     keys = [k for k, _ in ds.samples]
-    assert "train/cat/loop.jpg" in keys and "train/dog/gone.png" in keys  # used to vanish without a word
+    assert "train/cat/loop.jpg" in keys and "train/dog/gone.png" in keys  # listed, not dropped without a word
     assert len(ds.manifest()["sha256"]) == 64 and ds.rows_digest(0, len(ds))
     for path, key in ((loop, "train/cat/loop.jpg"), (dangling, "train/dog/gone.png")):
         with pytest.raises(UnreadableImage, match=str(path)):

@@ -568,6 +568,24 @@ def test_openvino_engine_sends_no_telemetry(tmp_path):
     assert not (tmp_path / "intel").exists(), sorted(p.name for p in tmp_path.rglob("*"))
 
 
+def test_openvino_telemetry_is_declined_without_touching_the_environment(monkeypatch):
+    """OpenVINO code runs with telemetry consent declined; the process environment is the same
+    during and after the block as before it (no $CI switch), and the consent check is restored."""
+    pytest.importorskip("openvino_telemetry")
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+
+    from spikebridge.encoders import _openvino_telemetry_declined
+
+    for name in ("CI", "TF_BUILD", "JENKINS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    before, check = dict(os.environ), OptInChecker.check
+    with _openvino_telemetry_declined():
+        during = dict(os.environ)
+        assert OptInChecker().check(False, disable_in_ci=True) == ConsentCheckResult.DECLINED
+    assert during == before and dict(os.environ) == before
+    assert OptInChecker.check is check
+
+
 @pytest.mark.slow  # torch.compile of Lite0 takes tens of seconds on 2 cores
 def test_compiled_encoder_matches_eager(fp32, chelsea_rgb):
     import dataclasses

@@ -177,7 +177,7 @@ def test_energy_command_registers_and_rejects_bad_input(tmp_path, capsys):
     ("--pj-ac", "-1", "--pj-ac must be >= 0.0 (got -1.0)"),
 ])
 def test_energy_refuses_per_operation_energies_that_print_nan(flag, value, expected, tmp_path):
-    """--pj-mac nan used to print NaN energies with exit 0."""
+    """Per-operation energies that would print NaN energies (--pj-mac nan, ...) are refused."""
     parser = argparse.ArgumentParser(prog="spikebridge")
     add_energy_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["energy", "--model", str(tmp_path / "never-read.safetensors"), flag, value])
@@ -194,7 +194,7 @@ def test_energy_command_end_to_end_on_digits_pixels(tmp_path, pixel_digits, caps
     import spikebridge.data as data
     import spikebridge.encoders as encoders
     import spikebridge.features as features
-    from spikebridge.checkpoints import save_tensors
+    from spikebridge.io import save_tensors
 
     learner, xva, yva = _trained_colanet(pixel_digits, 8)
     meta = {**learner.metadata(), "classes": [str(c) for c in range(10)],

@@ -130,7 +130,7 @@ def test_public_names_are_lazy_and_features_is_a_callable_module():
 ])
 def test_bad_params_are_one_line_value_errors_before_any_work(params, expected, pixel_digits, monkeypatch):
     """set_params stays silent (scikit-learn's rule); fit and partial_fit refuse the value
-    with the config type's one-line error before training (it used to fail deep inside)."""
+    with the config type's one-line error before training (not deep inside it)."""
     import importlib
     import re
 

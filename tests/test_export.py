@@ -3,8 +3,6 @@
 import argparse
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,15 +10,14 @@ import torch
 
 from spikebridge import export as ex
 from spikebridge.export_cli import add_export_command
-from spikebridge.checkpoints import save_tensors
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
+from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.io import save_tensors
 from spikebridge.neurons import LIFParameters, lif_run
 from spikebridge import create_learner, train
 
 nir = pytest.importorskip("nir")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from peers import peer_predictions  # noqa: E402  (the agreement harness is a benchmark tool)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module

@@ -303,7 +303,7 @@ def test_evaluate_help_lists_only_its_options(capsys):
 @pytest.fixture
 def tiny_run(folder, tmp_path, enc):
     """A CoLaNET checkpoint and model trained on real Lite0 features of the tiny folder."""
-    from spikebridge.checkpoints import save_tensors
+    from spikebridge.io import save_tensors
     from spikebridge import create_learner, train
 
     train_fs = extract_features(image_folder(folder).train, enc, tmp_path / "cache0", **OPTS)
@@ -389,7 +389,7 @@ def test_energy_reports_which_examples_it_simulated(tmp_path, pixel_digits, caps
     import spikebridge.features as features
     from torch import nn
 
-    from spikebridge.checkpoints import save_tensors
+    from spikebridge.io import save_tensors
     from spikebridge.energy_cli import add_energy_command
     from spikebridge import create_learner, train
 

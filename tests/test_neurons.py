@@ -73,12 +73,12 @@ def test_population_matches_single_neuron_without_inhibition_and_gates_with_it()
 
 
 def _reference_step(current, state, p):
-    """The former stand-alone ``lif_step`` (refractoriness written beside the update), kept
-    as the reference the delegating entry points must reproduce bit for bit."""
+    """A stand-alone LIF step (refractoriness written beside the update): the reference the
+    delegating entry points must reproduce bit for bit."""
     free = state.refractory_left <= 0
     v = torch.where(free, p.beta * state.v + current, state.v)
     spikes = (v >= p.threshold) & free
-    # (the old code multiplied the bool spikes by the threshold in float32; here in v's dtype)
+    # (the bool spikes multiply the threshold in v's dtype)
     v = v - p.threshold * spikes.to(v.dtype) if p.reset == "subtract" else v.masked_fill(spikes, 0.0)
     left = torch.where(spikes, torch.full_like(state.refractory_left, p.refractory), state.refractory_left - 1)
     return spikes.to(current.dtype), type(state)(v, left.clamp_min(0))

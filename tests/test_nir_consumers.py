@@ -3,20 +3,16 @@ environment, ``/work/venvs/sinabs`` or ``$SPIKEBRIDGE_SINABS_PYTHON``, built by 
 skipped without it, failed without it under CI=true, where .ci/run builds it)."""
 
 import os
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from spikebridge import create_learner, train
 from spikebridge import export as ex
 from spikebridge.colanet import CoLaNETConfig
+from spikebridge.export import nir_consumers as nc
 
 nir = pytest.importorskip("nir")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import nir_consumers as nc  # noqa: E402  (the consumer harness is a benchmark tool)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Issue 15, section 1: behaviours that used to be silent. Each test fails on the old behaviour."""
+"""Issue 15, section 1: behaviours that must not be silent. Each test fails where they are."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _one_line_error(capsys, argv, expected):
 def test_create_learner_copies_the_config():
     cfg = CoLaNETConfig(seed=5, microcolumns=3)
     learner = create_learner("colanet", 64, 10, cfg)
-    assert learner.config.seed == 5  # make_learner used to set seed 0 on it
+    assert learner.config.seed == 5  # the config's seed, not 0
     other = create_learner("colanet", 64, 10, cfg, seed=7, steps=8)
     assert (other.config.seed, other.config.steps) == (7, 8)
     assert (cfg.seed, cfg.steps) == (5, 32) and other.config is not cfg
@@ -56,7 +56,7 @@ def test_tune_does_not_mutate_the_trial_config(pixel_digits):
 
 # ------------------------------------------------------------------ evaluate checks the model's encoder
 def test_evaluate_refuses_features_of_another_encoder(pixel_digits, tmp_path, capsys):
-    from spikebridge.checkpoints import save_tensors
+    from spikebridge.io import save_tensors
 
     xt, _, yt, _ = pixel_digits
     learner, _ = train(create_learner("colanet", 1280, 10), np.tile(xt[:200], 20), yt[:200], epochs=1, progress=False)
@@ -75,7 +75,7 @@ def test_nir_export_refuses_a_convention_the_target_cannot_honour():
 
     model = CoLaNET(4, 2, CoLaNETConfig(microcolumns=1))
     with pytest.raises(SpikebridgeError, match="needs --convention euler"):
-        nir_graph(model, target="snntorch", convention="exact")  # used to be replaced by "euler" silently
+        nir_graph(model, target="snntorch", convention="exact")  # not replaced by "euler" silently
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -126,7 +126,7 @@ def test_partial_fit_moves_theta_smoothly_and_keeps_no_window(pixel_digits):
         model.partial_fit(xt[i : i + 1], yt[i : i + 1])
         thetas.append(float(model.threshold[0]))
     steps = np.abs(np.diff(thetas[150:])) / np.asarray(thetas[150:-1])
-    assert steps.max() <= np.exp(DRIVE_MEDIAN_STEP) - 1 + 1e-6, steps.max()  # one example per call used to move theta by up to 30 %
+    assert steps.max() <= np.exp(DRIVE_MEDIAN_STEP) - 1 + 1e-6, steps.max()  # one example per call: not a jump of up to 30 %
     assert not any(t.shape[0] >= 300 for t in model.tensors().values() if t.dim() > 1)  # nothing of size n_examples
     drives = model.drive(model.rates(xt[:300])).max(-1).values[0]
     assert 0.5 < float(model.drive_median[0] / drives.median()) < 2  # near the median of the recent drives
@@ -168,7 +168,7 @@ def test_cli_leaves_warning_filters_and_logging_alone(tmp_path, capsys):
     filters, fmt = list(warnings.filters), warnings.formatwarning
     main(["train", "--epochs", "0"])
     capsys.readouterr()
-    assert warnings.filters == filters and warnings.formatwarning is fmt  # used to hide every torch UserWarning
+    assert warnings.filters == filters and warnings.formatwarning is fmt  # torch's UserWarnings are not hidden
     assert logging.root.manager.disable == logging.NOTSET
 
 

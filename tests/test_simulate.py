@@ -10,9 +10,8 @@ from spikebridge.neurons import PopulationParameters, lif_population, run_popula
 
 
 def _reference_population(currents, beta, threshold, lateral=0.0, silent=None, reset="subtract", strict=False):
-    """Plain loop of the documented equations (the former ``neurons.run_population``, whose
-    results ``fastsim.run_population_fast`` reproduced bit for bit): counts, first-spike
-    steps, final membrane and all spikes."""
+    """Plain loop of the documented equations, the reference the library's population loop
+    must reproduce bit for bit: counts, first-spike steps, final membrane and all spikes."""
     K, T, B, J = currents.shape
     theta = threshold.view(K, 1, 1).to(currents.dtype)
     g = lateral * theta

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from . import checks
+from .cli_common import check_model_classes, encoder_of_model
 from .errors import SpikebridgeError
 
 #: tune seeds scikit-learn's folds and Optuna's sampler, which take seeds below 2**32
@@ -401,7 +402,8 @@ def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> i
     from .distributed import rank_and_world
     from .errors import require_finite
     from .learner import create_learner
-    from .report import evaluate, summary_rows, tuned_logistic, write_run
+    from .baselines import tuned_logistic
+    from .report import evaluate, summary_rows, write_run
     from .train import train
 
     if getattr(args, "continual", None):
@@ -543,30 +545,6 @@ def _new_numbered_dir(base: Path) -> Path:
             raise SpikebridgeError(f"cannot create the run folder {candidate}: {exc.strerror or exc}") from exc
 
 
-def check_model_classes(model: Path, meta: dict, spec: str, classes: list[str]) -> None:
-    """The model (or checkpoint) was trained on the data set's classes: the class names it
-    records, and in any case their number (a checkpoint of an API run records no names)."""
-    recorded = meta.get("classes")
-    if recorded and recorded != classes or meta.get("n_classes", len(classes)) != len(classes):
-        have = f"e.g. {recorded[:3]}" if recorded else "names not recorded"
-        raise SpikebridgeError(f"{model} was trained on other classes than {spec} ({meta.get('n_classes')} classes, "
-                               f"{have}; the data set has {len(classes)}, e.g. {classes[:3]})")
-
-
-def _encoder_of_model(args, meta: dict) -> tuple[str, int | None]:
-    """Encoder name and cut from the model's metadata; flags that contradict it are refused."""
-    trained_on = meta.get("encoder") or {}
-    name = args.encoder or trained_on.get("encoder") or "efficientnet_lite0"
-    cut = args.cut if args.cut is not None else trained_on.get("cut")
-    if trained_on and (name != trained_on.get("encoder") or cut != trained_on.get("cut")):
-        def where(n, c):
-            return f"{n} ({'full network' if c is None else f'cut {c}'})"
-
-        raise SpikebridgeError(f"{args.model} was trained on features of {where(trained_on.get('encoder'), trained_on.get('cut'))}, "
-                               f"not {where(name, cut)}; leave out --encoder/--cut to use the model's")
-    return name, cut
-
-
 def cmd_evaluate(args) -> int:
     from .data import open_dataset
     from .errors import require_finite
@@ -577,7 +555,7 @@ def cmd_evaluate(args) -> int:
     _checked(checks.steps, "--steps", args.steps)
     out = _evaluate_out(args)
     learner, meta = load_learner(args.model)
-    name, cut = _encoder_of_model(args, meta)
+    name, cut = encoder_of_model(args, meta)
     splits = open_dataset(args.dataset)
     check_model_classes(args.model, meta, args.dataset, splits.classes)
     trained_on = meta.get("encoder") or {}
@@ -589,7 +567,7 @@ def cmd_evaluate(args) -> int:
     n_inputs = meta.get("n_inputs")
     if n_inputs is not None and n_inputs != encoder.feature_dim:
         raise SpikebridgeError(f"{args.model} expects {n_inputs} features; {name} (cut {cut}) gives {encoder.feature_dim}")
-    steps = args.steps or meta.get("config", {}).get("steps", 32)  # models without a config: the old default
+    steps = args.steps or meta["config"]["steps"]
     if encoder.precision == "int8":
         from .features import DEFAULT_CACHE
 

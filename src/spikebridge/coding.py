@@ -66,7 +66,7 @@ class RateNormaliser:
 
     @classmethod
     def from_scale(cls, scale: torch.Tensor, percentile: float = 99.85) -> "RateNormaliser":
-        """The percentile map ``r_i = clip(x_i / scale_i, 0, 1)`` (also models saved before ON/OFF coding)."""
+        """The percentile map ``r_i = clip(x_i / scale_i, 0, 1)``."""
         scale = torch.as_tensor(scale, dtype=torch.float32)
         return cls(torch.arange(len(scale)), torch.zeros_like(scale), 1.0 / scale, "percentile", percentile)
 
@@ -86,11 +86,9 @@ class RateNormaliser:
 
     @classmethod
     def from_tensors(cls, tensors: dict, meta: dict) -> "RateNormaliser":
-        """Inverse of :meth:`tensors` / :meth:`metadata`; files with only ``scale`` are percentile maps."""
-        if "rate_source" not in tensors:
-            return cls.from_scale(tensors["scale"].clone(), meta.get("percentile", 99.0))
+        """Inverse of :meth:`tensors` / :meth:`metadata`."""
         return cls(tensors["rate_source"].clone(), tensors["rate_center"].clone(), tensors["rate_gain"].clone(),
-                   meta.get("kind", "onoff"), meta.get("parameter", 3.0))
+                   meta["kind"], meta["parameter"])
 
 
 def channel_count(n_features: int, kind: str) -> int:

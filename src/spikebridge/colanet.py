@@ -63,7 +63,6 @@ depressed where they would answer to an old class.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -600,24 +599,18 @@ class CoLaNET:
 
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> "CoLaNET":
-        config = dict(meta["config"])
-        if "normalisation" not in config:  # saved before ON/OFF coding and signed weights
-            config.update(normalisation="percentile", w_min=0.0)
-        model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**config))
+        model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**meta["config"]))
         check_recorded_shape("weights", tensors, model.weights.shape, meta)
         model.weights = tensors["weights"].clone()
         model.active = tensors["active"].bool().clone()
         model.gamma = tensors["gamma"].clone()
         model.threshold = tensors["threshold"].clone()
-        if "rate_source" in tensors or "scale" in tensors:
-            model.normaliser = RateNormaliser.from_tensors(tensors, meta.get("normaliser") or meta)
-        if "frozen" in tensors:
-            model.frozen = tensors["frozen"].bool().clone()
+        if "rate_source" in tensors:  # a model that has not seen data yet has no normaliser
+            model.normaliser = RateNormaliser.from_tensors(tensors, meta["normaliser"])
+        model.frozen = tensors["frozen"].bool().clone()
         model.stream.load_tensors(tensors)
-        if "drive_median" in tensors:
-            model.drive_median = tensors["drive_median"].clone()
-        if "rng_state" in tensors:
-            model.generator.set_state(tensors["rng_state"])
+        model.drive_median = tensors["drive_median"].clone()
+        model.generator.set_state(tensors["rng_state"])
         return model
 
     def save(self, path) -> None:
@@ -631,10 +624,6 @@ class CoLaNET:
 
         tensors, meta = load_tensors(path)
         return cls.from_tensors(meta, tensors)
-
-
-def config_from_json(text: str) -> CoLaNETConfig:
-    return CoLaNETConfig(**json.loads(text))
 
 
 @register_rule("colanet")
@@ -725,5 +714,5 @@ class CoLaNETLearner:
         obj = cls.__new__(cls)
         obj.model = CoLaNET.from_tensors(meta, tensors)
         obj.requested = obj.model.config
-        obj.learn_mode = meta.get("learn_mode", "continuous")
+        obj.learn_mode = meta["learn_mode"]
         return obj

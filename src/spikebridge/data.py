@@ -199,7 +199,7 @@ def _class_files(folder: Path) -> list[str]:
         if p.is_file() or p.is_symlink():
             names.append(p.name)
         else:
-            warn_skipped(str(p), "not a regular file")
+            warnings.warn(f"skipped {p}: not a regular file", stacklevel=1)
     return sorted(names)
 
 
@@ -275,9 +275,3 @@ def _shorten(text: str, limit: int = 80) -> str:
     """``text``, or its start and its length when longer than ``limit`` (one-line messages)."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
-
-def warn_skipped(path: str, reason: str) -> None:
-    warnings.warn(f"skipped {path}: {reason}", stacklevel=2)
-
-
-SampleOpener = Callable[[int], Image.Image]

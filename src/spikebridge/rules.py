@@ -215,8 +215,7 @@ class SingleLayerLearner:
         check_recorded_shape("weights", tensors, obj.weights.shape, meta)
         for k in ("weights", "threshold", "adaptive", "neuron_label", "reward_baseline"):
             setattr(obj, k, tensors[k].clone())
-        obj.normaliser = RateNormaliser.from_tensors(tensors, {"kind": "percentile", "parameter": obj.config.percentile,
-                                                                "percentile": obj.config.percentile})
+        obj.normaliser = RateNormaliser.from_tensors(tensors, {"kind": "percentile", "parameter": obj.config.percentile})
         obj.generator.set_state(tensors["rng_state"])
         return obj
 

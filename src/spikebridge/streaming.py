@@ -187,9 +187,7 @@ class StreamStatistics:
         return out
 
     def load_tensors(self, tensors: dict) -> None:
-        """The state :meth:`tensors` wrote (files without it keep an empty state)."""
-        if "seen" not in tensors:
-            return
+        """The state :meth:`tensors` wrote."""
         if len(tensors["seen"]) != self.n_classes:
             raise SpikebridgeError(f"stream statistics for {len(tensors['seen'])} classes, model has {self.n_classes}")
         self.seen, self.class_mean, self.class_m2 = (tensors[k].clone() for k in ("seen", "class_mean", "class_m2"))

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checks
 from .io import load_tensors, save_tensors
 from .errors import SpikebridgeError, require_finite
-from .learner import create_learner, load_learner  # noqa: F401  (load_learner re-exported)
+from .learner import create_learner
 
 DEFAULT_EPOCHS = 4  # learners without default_epochs(); CoLaNET adapts its epochs to the data (adaptive_epochs)
 DEFAULT_TRAIN_BATCH = 16
@@ -35,10 +35,6 @@ def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int | None =
                   DeprecationWarning, stacklevel=2)
     settings = {k: v for k, v in (("seed", seed), ("steps", steps), ("learn_mode", learn_mode)) if v is not None}
     return create_learner(rule, n_inputs, n_classes, colanet if rule == "colanet" else None, **settings, **rule_kw)
-
-
-def spiking_tensors(learner) -> list[torch.Tensor]:
-    return [t for t in learner.tensors().values() if isinstance(t, torch.Tensor)]
 
 
 def check_schedule(epochs: int | None, batch_size: int) -> None:

@@ -15,10 +15,13 @@
   (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
 * :mod:`~spikebridge.export.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
   of the NIR, Akida and integer-rule sidecars;
-* :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI).
+* :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI);
+* :mod:`~spikebridge.export.peer_agreement` -- exported graphs run by snnTorch's and Norse's NIR
+  import (:func:`peer_predictions`; needs the ``peers`` extra);
+* :mod:`~spikebridge.export.nir_consumers` -- graphs laid out for Rockpool and Sinabs, run there
+  (Sinabs' own environment runs :mod:`~spikebridge.export.sinabs_worker`), and our simulation of each.
 
-Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free. The
-snnTorch/Norse agreement harness lives in ``benchmarks/peers.py``.
+Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free.
 """
 
 from importlib import import_module
@@ -26,7 +29,7 @@ from importlib import import_module
 _WHERE = {
     "formats": ["AKIDA_BITS", "AKIDA_FORMAT", "CONVENTIONS", "FORMATS", "INT8_FORMAT", "SIDECAR_FORMAT",
                 "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
-    "network": ["Network", "READOUT_RULE", "network_of", "readout_scores"],
+    "network": ["Network", "READOUT_RULE", "first_spike_steps", "network_of", "readout_scores"],
     "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
     "fixed_point": ["DECAY_BITS", "DYNAMICS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
     "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],
@@ -34,6 +37,7 @@ _WHERE = {
     "hardware": ["CHIPS", "fit_all", "fit_report"],
     "akida": ["AkidaCoLaNET", "AkidaSidecar", "export_akida", "load_akida"],
     "sidecar": ["VersionedSidecar"],
+    "peer_agreement": ["peer_predictions"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 

@@ -274,8 +274,8 @@ class Int8CoLaNET:
             raise SpikebridgeError(f"{path} is not a spikebridge int8 model")
         return cls(t["weights"], int(meta["exponent"]), t["threshold"], t["lateral"], int(meta["decay_dv"]),
                    t["member"].long(), t["row"].long(), t["column"].long(), int(meta["n_classes"]),
-                   RateNormaliser.from_tensors(t, meta.get("normaliser") or meta), int(meta["steps"]), meta["coder"],
-                   float(meta["dt_s"]), meta["reset"], meta.get("dynamics_kind", "spikebridge"))
+                   RateNormaliser.from_tensors(t, meta["normaliser"]), int(meta["steps"]), meta["coder"],
+                   float(meta["dt_s"]), meta["reset"], meta["dynamics_kind"])
 
 
 def quantise(model: CoLaNET, reset: str = "subtract", dynamics: str = "spikebridge",

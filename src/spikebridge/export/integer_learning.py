@@ -668,13 +668,12 @@ class IntegerCoLaNET:
         obj.threshold, obj.lateral = tensors["threshold"].clone(), tensors["lateral"].clone()
         obj.generator.set_state(tensors["generator_state"])
         obj.rate_start, obj.schedule_total = meta.get("rate_start"), meta.get("schedule_total")
-        obj.batch_size = meta.get("batch_size", 0)
-        if "frozen" in tensors:
-            obj.frozen = tensors["frozen"].bool().clone()
-            obj.drive_median = int(tensors["drive_median"][0])
+        obj.batch_size = meta["batch_size"]
+        obj.frozen = tensors["frozen"].bool().clone()
+        obj.drive_median = int(tensors["drive_median"][0])
         obj.stream.load_tensors(tensors)
-        if "rate_source" in tensors:
-            obj.normaliser = RateNormaliser.from_tensors(tensors, meta.get("normaliser") or {})
+        if "rate_source" in tensors:  # a model that has not seen data yet has no normaliser
+            obj.normaliser = RateNormaliser.from_tensors(tensors, meta["normaliser"])
         return obj
 
     def save(self, path) -> dict:

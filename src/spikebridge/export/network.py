@@ -60,6 +60,12 @@ def network_of(model: CoLaNET) -> Network:
     return Network(w, theta, lateral, member, row, model.column[row], model.config.beta, model.n_classes)
 
 
+def first_spike_steps(spikes: torch.Tensor) -> torch.Tensor:
+    """1-based step of each neuron's first spike in ``spikes [T, B, J']`` (``T + 1`` if none):
+    the ``first`` argument of :func:`readout_scores` for another simulator's output spikes."""
+    T = spikes.shape[0]
+    steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, 1, 1)
+    return torch.where(spikes > 0, steps, torch.full_like(steps, T + 1.0)).amin(0)
 
 
 def readout_scores(counts: torch.Tensor, first: torch.Tensor, net: Network, steps: int,

@@ -56,8 +56,7 @@ the weights are the Affine rows (``gamma`` stays folded in, so the imported mode
 ``gamma = 0`` and is meant for inference; ``W`` = weight + sidecar ``gamma`` to float
 rounding), ``theta`` the ``v_threshold``, ``g`` from the Linear, ``beta`` from ``tau``.
 
-The snnTorch and Norse agreement harness (``benchmarks/peers.py``) runs the graphs below in
-those simulators.
+:mod:`spikebridge.export.peer_agreement` runs the graphs below in snnTorch and Norse.
 
 Peer targets
 ------------
@@ -68,8 +67,8 @@ Peer targets
   ``"snntorch"`` therefore writes the nested layout with every time constant on the 0.1 ms
   time base (same per-step dynamics) and, for ensembles with different thresholds, divides
   each member's weights by its ``theta`` (threshold 1). The remaining difference is the
-  reset to zero; ``benchmarks/peers.py``'s ``reference_counts`` with ``reset="zero"`` reproduces snnTorch's spikes
-  exactly, and predictions agree with our subtractive-reset model (benchmarks/deploy.py).
+  reset to zero; :func:`spikebridge.export.peer_agreement.reference_counts` with ``reset="zero"``
+  reproduces snnTorch's spikes exactly, and predictions agree with our subtractive-reset model (benchmarks/deploy.py).
 * **Norse 1.1** (``norse.torch.from_nir``): its ``LIF`` import ignores ``r`` (logs a
   warning; inputs would be scaled by ``1 - beta``) and always resets to ``v_reset``. Target
   ``"norse"`` writes a ``CubaLIF`` with an instantaneous synapse (``tau_syn = dt``,
@@ -415,12 +414,9 @@ def import_nir(path) -> CoLaNET:
     model.gamma = torch.zeros(K)
     model.threshold = theta
     coder = side.coder
-    if "source" in coder:
-        model.normaliser = RateNormaliser(torch.tensor(coder["source"], dtype=torch.int64),
-                                          torch.tensor(coder["center"], dtype=torch.float32),
-                                          torch.tensor(coder["gain"], dtype=torch.float32), coder["kind"], coder["parameter"])
-    else:  # sidecars written before ON/OFF coding
-        model.normaliser = RateNormaliser.from_scale(torch.tensor(coder["scale"], dtype=torch.float32), coder["percentile"])
+    model.normaliser = RateNormaliser(torch.tensor(coder["source"], dtype=torch.int64),
+                                      torch.tensor(coder["center"], dtype=torch.float32),
+                                      torch.tensor(coder["gain"], dtype=torch.float32), coder["kind"], coder["parameter"])
     return model
 
 

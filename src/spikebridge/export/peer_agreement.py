@@ -1,12 +1,12 @@
-"""snnTorch / Norse agreement harness: run an exported CoLaNET in a peer simulator.
+"""snnTorch / Norse agreement: run an exported CoLaNET in a peer simulator.
 
 :func:`peer_predictions` exports a model for ``"snntorch"`` or ``"norse"`` (see
 :mod:`spikebridge.export.nir` for what each target writes), loads the file with the peer's own
 NIR import, feeds it the same input spikes as ours and decides from its output spikes with the
 library's readout. :func:`reference_counts` runs our population loop with the peer's reset and
 threshold test, so a spike-count match of 1.0 means the peer simulates exactly the exported
-dynamics. Used by ``benchmarks/deploy.py``, ``tests/test_export.py`` and
-``examples/nir_export.py``; needs the 'peers' extra (``pip install 'spikebridge[peers]'``).
+dynamics. Used by ``benchmarks/deploy.py`` and ``examples/nir_export.py``; needs the 'peers'
+extra (``pip install 'spikebridge[peers]'``).
 """
 
 from __future__ import annotations
@@ -22,18 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikebridge import export as ex
-from spikebridge.currents import spike_currents
-from spikebridge.neurons import PopulationParameters, lif_population
+from ..currents import spike_currents
+from ..neurons import PopulationParameters, lif_population
+from .formats import sidecar_path
+from .network import first_spike_steps, network_of, readout_scores
+from .nir import export_nir
 
 PEER_LOGGERS = ("nirtorch", "norse", "snntorch")  # quietened while peer_predictions runs a peer
-
-
-def _first_spike(spikes: torch.Tensor) -> torch.Tensor:
-    """``[T, B, J]`` spikes -> 1-based step of the first spike, ``T + 1`` if none."""
-    T = spikes.shape[0]
-    steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, 1, 1)
-    return torch.where(spikes > 0, steps, torch.full_like(steps, T + 1.0)).amin(0)
 
 
 @torch.no_grad()
@@ -41,7 +36,7 @@ def reference_counts(model, input_spikes: torch.Tensor, reset: str = "subtract",
     """Our float population (:func:`spikebridge.neurons.lif_population`) on the exported network
     with a chosen reset (``"subtract"`` or ``"zero"``) and threshold test (``strict``:
     ``v > theta``), for comparing with peers: returns the output spikes ``[T, B, J']``."""
-    net = ex.network_of(model)
+    net = network_of(model)
     T, B, _ = input_spikes.shape
     currents = spike_currents(input_spikes, net.weights.unsqueeze(0), "dense")[0]  # [T, B, J']
     out = torch.zeros(T, B, net.size)
@@ -115,7 +110,7 @@ def peer_predictions(model, features, peer: str, *, steps: int | None = None, ba
     """
     steps = steps or model.config.steps
     features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-    net = ex.network_of(model)
+    net = network_of(model)
     reset = "zero" if peer == "snntorch" else "subtract"
     # only the peers' own loggers are quietened, and only while they run (the rest of the
     # process keeps its logging); their notes on the imported graph are the ones documented above
@@ -126,8 +121,8 @@ def peer_predictions(model, features, peer: str, *, steps: int | None = None, ba
             logging.getLogger(name).setLevel(logging.ERROR)
         try:
             path = Path(tmp) / f"model-{peer}.nir"
-            ex.export_nir(model, path, target=peer)
-            dt = json.loads(ex.sidecar_path(path).read_text())["time_step_s"]
+            export_nir(model, path, target=peer)
+            dt = json.loads(sidecar_path(path).read_text())["time_step_s"]
             module = _load_peer(path, peer, dt)
             preds, ours, counts, match = [], [], [], 0.0
             for b in range(0, len(features), batch_size):
@@ -141,7 +136,7 @@ def peer_predictions(model, features, peer: str, *, steps: int | None = None, ba
                 out = torch.stack(out)
                 c = out.sum(0)
                 v = _peer_membrane(module, state, peer)
-                preds.append(ex.readout_scores(c, _first_spike(out), net, steps, v).argmax(1))
+                preds.append(readout_scores(c, first_spike_steps(out), net, steps, v).argmax(1))
                 ours.append(model.column_decision(model.simulate(spikes)))
                 ref = reference_counts(model, spikes, reset=reset, strict=True).sum(0)
                 match += float((ref == c).sum())
@@ -153,5 +148,3 @@ def peer_predictions(model, features, peer: str, *, steps: int | None = None, ba
     return {"peer": peer, "predictions": preds, "ours": ours, "agreement": float((preds == ours).double().mean()),
             "spikes": counts, "reference_spike_match": match / max(1, counts.numel()), "peer_reset": reset}
 
-
-# --------------------------------------------------------------------------- int8 fixed point
