@@ -30,9 +30,9 @@ import torch
 
 from harness import result_path
 
-from spikebridge import export as ex
+from spikebridge import deploy as ex
 from spikebridge.currents import PRECISION_ENV
-from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 

@@ -9,8 +9,8 @@ import torch
 from _digits import digits
 
 import spikebridge as sb
-from spikebridge.export import export_nir, import_nir
-from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.deploy import export_nir, import_nir
+from spikebridge.deploy.peer_agreement import peer_predictions
 
 X, X_val, y, y_val = digits()
 learner, _ = sb.train(sb.create_learner("colanet", X.shape[1], 10, seed=0), X, y, progress=False)

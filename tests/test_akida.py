@@ -1,4 +1,4 @@
-"""BrainChip Akida export (spikebridge.export.akida, ``spikebridge export --format akida``).
+"""BrainChip Akida export (spikebridge.deploy.akida, ``spikebridge export --format akida``).
 
 Needs BrainChip's ``akida`` package (``pip install 'spikebridge[akida]'``); without it every test
 that runs Akida skips and says so."""
@@ -15,10 +15,10 @@ import torch
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export import sidecar_path
-from spikebridge.export.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, export_akida, quantise_weights,
+from spikebridge.deploy import sidecar_path
+from spikebridge.deploy.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, export_akida, quantise_weights,
                                       quantised_colanet, window_steps)
-from spikebridge.export.formats import check_akida_bits
+from spikebridge.deploy.formats import check_akida_bits
 from spikebridge.export_cli import add_export_command
 from spikebridge.io import save_tensors
 
@@ -88,7 +88,7 @@ def test_quantiser_uses_akidas_integer_ranges_and_errors_shrink_with_bits(pixel_
 def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_model):
     """With the input second moment of the training rates, every neuron's expected squared drive
     error on those inputs is at most that of the plain weight-error quantiser (same codes, best scale)."""
-    from spikebridge.export.akida import input_second_moment
+    from spikebridge.deploy.akida import input_second_moment
 
     model, _, _ = pixel_model
     xt = pixel_digits[0]
@@ -109,7 +109,7 @@ def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_mode
 def test_error_feedback_rounding_lowers_the_drive_error(pixel_digits, pixel_model, monkeypatch):
     """Calibrated quantisation re-rounds with error feedback (GPTQ): per neuron never worse than
     nearest rounding at the same Sigma, and lower in total at every width; Sigma = I is untouched."""
-    from spikebridge.export import akida as ak
+    from spikebridge.deploy import akida as ak
 
     model, _, _ = pixel_model
     xt = pixel_digits[0]
@@ -214,7 +214,7 @@ def test_akida_decision_is_our_readout_on_the_same_counts(akida, pixel_model, in
 def test_akida_decision_is_the_readout_function(akida, pixel_ensemble, monkeypatch):
     """AkidaCoLaNET.scores decodes the drives and leaves the column decision to
     spikebridge.readout.continuous_column_scores (one home, shared with CoLaNET)."""
-    from spikebridge.export import akida as akida_export
+    from spikebridge.deploy import akida as akida_export
     from spikebridge.readout import continuous_column_scores
 
     model, xv, _ = pixel_ensemble
@@ -332,7 +332,7 @@ def test_digits_features_agree_at_four_bits(akida, digits_features):
     """Lite0 features of the digits set (slow: extracts them), quantiser calibrated on train: >= 99 %
     agreement with our quantised continuous readout on the same counts, and 4-bit weights cost at
     most a point of accuracy against our float weights on those counts."""
-    from spikebridge.export.akida import input_second_moment
+    from spikebridge.deploy.akida import input_second_moment
 
     train_fs, val_fs = digits_features
     model = _train(train_fs.features, train_fs.labels)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge import export as ex
+from spikebridge import deploy as ex
 from spikebridge.export_cli import add_export_command
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.io import save_tensors
 from spikebridge.neurons import LIFParameters, lif_run
 from spikebridge import create_learner, train
@@ -183,7 +183,7 @@ def _reference_int_loop(q: ex.Int8CoLaNET, spikes: np.ndarray):
 
 def test_one_decay_formula():
     """dv = round(4096 (1 - beta)) clamped to [0, 4096]; v <- trunc(v (4096 - dv) / 4096) toward zero."""
-    from spikebridge.export.fixed_point import decay, decay_dv, decay_factor
+    from spikebridge.deploy.fixed_point import decay, decay_dv, decay_factor
 
     assert [decay_dv(b) for b in (1.0, 0.95, 0.0, -0.5, 1.5)] == [0, 205, 4096, 4096, 0]
     assert decay_factor(decay_dv(0.95)) == (4096 - 205) / 4096

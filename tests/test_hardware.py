@@ -6,8 +6,8 @@ import torch
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export import quantise
-from spikebridge.export.hardware import CHIPS, ModelShape, fit_all, fit_report, model_shape, speck_layer_memory, \
+from spikebridge.deploy import quantise
+from spikebridge.deploy.hardware import CHIPS, ModelShape, fit_all, fit_report, model_shape, speck_layer_memory, \
     truenorth_cores
 
 IMAGENETTE = ModelShape(inputs=2560, members=(50,), classes=10, weight_bits=8, lateral=True)

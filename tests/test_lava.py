@@ -12,8 +12,8 @@ import torch
 
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
-from spikebridge.export.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
+from spikebridge.deploy.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
+from spikebridge.deploy.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 

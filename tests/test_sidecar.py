@@ -1,4 +1,4 @@
-"""The versioned-sidecar base (spikebridge.export.sidecar) behind the NIR, Akida and integer-rule
+"""The versioned-sidecar base (spikebridge.deploy.sidecar) behind the NIR, Akida and integer-rule
 sidecars: format, version, unknown and missing fields, unreadable files, each a one-line error
 naming the file."""
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export.akida import AkidaSidecar
-from spikebridge.export.integer_learning import IntegerRuleSidecar
-from spikebridge.export.nir import NIRSidecar
-from spikebridge.export.sidecar import VersionedSidecar
+from spikebridge.deploy.akida import AkidaSidecar
+from spikebridge.deploy.integer_learning import IntegerRuleSidecar
+from spikebridge.deploy.nir import NIRSidecar
+from spikebridge.deploy.sidecar import VersionedSidecar
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The ``spikebridge export`` command line (argument parsing imports neither torch nor NIR;
-the export itself is :mod:`spikebridge.export`)."""
+the export itself is :mod:`spikebridge.deploy`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import SpikebridgeError
-from .export.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
+from .deploy.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
 
 EXPORT_HELP = """\
 formats:
@@ -18,11 +18,11 @@ formats:
         are dropped. OUT.json (sidecar) holds what NIR has no field for: time step, reset rule,
         class column of each neuron, decision rule, rate coder and normaliser, plasticity rule.
         --target snntorch|norse writes an equivalent graph laid out for that simulator's NIR
-        import (snnTorch still resets to zero instead of subtracting; see spikebridge.export).
+        import (snnTorch still resets to zero instead of subtracting; see spikebridge.deploy).
   int8  fixed-point model as on Loihi-class chips: 8-bit signed weights with one power-of-two
         exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
         v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
-        by spikebridge.export.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
+        by spikebridge.deploy.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
         run spike for spike by Lava's bit-accurate models (benchmarks/lava_deploy.py).
   akida BrainChip Akida model (.fbz, Akida's own format; opens with akida.Model(path)): InputData
         (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with
@@ -57,7 +57,7 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dynamics", choices=["spikebridge", "loihi"], default=None,
                    help="int8 only: 'spikebridge' (default) or 'loihi': Loihi's CUBA LIF arithmetic as Lava's "
                         "bit-accurate model computes it (6-bit aligned input, strict threshold, reset to zero), "
-                        "which Lava runs spike for spike (spikebridge.export.lava_host)")
+                        "which Lava runs spike for spike (spikebridge.deploy.lava_host)")
     bits = "|".join(map(str, AKIDA_BITS))
     p.add_argument("--input-bits", type=int, default=None, metavar=bits,
                    help="akida only: input bit width (default 4); the counts cover T = 2**bits - 1 steps (15, 3, 1)")
@@ -143,7 +143,7 @@ def cmd_export(args) -> int:
     check_export_options(args)
     args.out = export_out(args)  # before the model is read
     from .colanet import CoLaNET
-    from .export import Int8CoLaNET, export_nir, sidecar_path
+    from .deploy import Int8CoLaNET, export_nir, sidecar_path
     from .learner import load_learner
 
     learner, meta = load_learner(args.model)
@@ -157,7 +157,7 @@ def cmd_export(args) -> int:
               f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
         print(f"sidecar:   {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     elif args.format == "akida":
-        from .export.akida import export_akida
+        from .deploy.akida import export_akida
 
         calibration = None
         if args.calibration is not None:
@@ -181,8 +181,8 @@ def cmd_export(args) -> int:
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
               f"{s['decay_dv']}/4096)")
         print(f"sidecar:    {sidecar_path(out)}")
-    from .export.hardware import fit_report
+    from .deploy.hardware import fit_report
 
-    print("hardware fit (documented limits; spikebridge.export.hardware):")
+    print("hardware fit (documented limits; spikebridge.deploy.hardware):")
     print("\n".join("  " + line for line in fit_report(model)))
     return 0

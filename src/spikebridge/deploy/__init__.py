@@ -1,27 +1,27 @@
 """Neuromorphic deployment of a trained CoLaNET.
 
-* :mod:`~spikebridge.export.network` -- the inference path as plain data (:class:`Network`,
+* :mod:`~spikebridge.deploy.network` -- the inference path as plain data (:class:`Network`,
   :func:`network_of`) and its readout (:func:`readout_scores`);
-* :mod:`~spikebridge.export.nir` -- NIR export/import (:func:`export_nir`, :func:`nir_graph`,
+* :mod:`~spikebridge.deploy.nir` -- NIR export/import (:func:`export_nir`, :func:`nir_graph`,
   :func:`import_nir`) with a typed, versioned sidecar (:class:`NIRSidecar`);
-* :mod:`~spikebridge.export.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
+* :mod:`~spikebridge.deploy.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
   :func:`quantise`);
-* :mod:`~spikebridge.export.lava_host` -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
-  (:func:`run_lava`; Lava's own Python 3.10 environment runs :mod:`~spikebridge.export.lava_worker`);
-* :mod:`~spikebridge.export.hardware` -- documented chip limits, core counts and :func:`fit_report`;
-* :mod:`~spikebridge.export.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :func:`export_akida`,
+* :mod:`~spikebridge.deploy.lava_host` -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
+  (:func:`run_lava`; Lava's own Python 3.10 environment runs :mod:`~spikebridge.deploy.lava_worker`);
+* :mod:`~spikebridge.deploy.hardware` -- documented chip limits, core counts and :func:`fit_report`;
+* :mod:`~spikebridge.deploy.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :func:`export_akida`,
   :func:`load_akida`; needs the ``akida`` extra);
-* :mod:`~spikebridge.export.integer_learning` -- CoLaNET trained in integer arithmetic
+* :mod:`~spikebridge.deploy.integer_learning` -- CoLaNET trained in integer arithmetic
   (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
-* :mod:`~spikebridge.export.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
+* :mod:`~spikebridge.deploy.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
   of the NIR, Akida and integer-rule sidecars;
-* :mod:`~spikebridge.export.formats` -- format names and conventions (no torch, for the CLI);
-* :mod:`~spikebridge.export.peer_agreement` -- exported graphs run by snnTorch's and Norse's NIR
+* :mod:`~spikebridge.deploy.formats` -- format names and conventions (no torch, for the CLI);
+* :mod:`~spikebridge.deploy.peer_agreement` -- exported graphs run by snnTorch's and Norse's NIR
   import (:func:`peer_predictions`; needs the ``peers`` extra);
-* :mod:`~spikebridge.export.nir_consumers` -- graphs laid out for Rockpool and Sinabs, run there
-  (Sinabs' own environment runs :mod:`~spikebridge.export.sinabs_worker`), and our simulation of each.
+* :mod:`~spikebridge.deploy.nir_consumers` -- graphs laid out for Rockpool and Sinabs, run there
+  (Sinabs' own environment runs :mod:`~spikebridge.deploy.sinabs_worker`), and our simulation of each.
 
-Names are imported on first use, so ``spikebridge.export.formats`` stays torch-free.
+Names are imported on first use, so ``spikebridge.deploy.formats`` stays torch-free.
 """
 
 from importlib import import_module
@@ -47,7 +47,7 @@ __all__ = sorted(_MODULE_OF)
 def __getattr__(name: str):
     module = _MODULE_OF.get(name)
     if module is None:
-        raise AttributeError(f"module 'spikebridge.export' has no attribute {name!r}")
+        raise AttributeError(f"module 'spikebridge.deploy' has no attribute {name!r}")
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
