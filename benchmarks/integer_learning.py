@@ -69,7 +69,7 @@ def run_dataset(name: str, path: Path, bits_list, seeds, args) -> dict:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         model = learner.model
         pred = model.predict_spiking(va.features, args.steps)
-        ptq = ex.quantise(model).predict(va.features, args.steps)
+        ptq = ex.Int8CoLaNET.quantise(model).predict(va.features, args.steps)
         f = out["float"].setdefault("runs", [])
         f.append({"seed": seed, "top1": top1(pred, va.labels), "int8_ptq_top1": top1(ptq, va.labels),
                   "train_seconds": seconds, "train_cpu_seconds": cpu, "epochs": hist["epochs_planned"], "neurons": int(model.active.sum()),

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+import spikebridge as sb
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
-from spikebridge.errors import SpikebridgeError
 from spikebridge.deploy import sidecar_path
-from spikebridge.deploy.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, export_akida, quantise_weights,
-                                      quantised_colanet, window_steps)
+from spikebridge.deploy.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, quantise_weights, quantised_colanet,
+                                      window_steps)
 from spikebridge.deploy.formats import check_akida_bits
+from spikebridge.errors import SpikebridgeError
 from spikebridge.export_cli import add_export_command
 from spikebridge.io import save_tensors
 
@@ -134,7 +135,7 @@ def test_error_feedback_rounding_lowers_the_drive_error(pixel_digits, pixel_mode
 def test_without_akida_the_export_says_how_to_install_it(pixel_model, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "akida", None)  # import akida -> ImportError
     with pytest.raises(SpikebridgeError, match=r"pip install 'spikebridge\[akida\]'"):
-        export_akida(pixel_model[0], tmp_path / "m.fbz")
+        sb.export(pixel_model[0], tmp_path / "m.fbz", format="akida")
 
 
 def _parser():
@@ -164,7 +165,7 @@ def test_export_command_refuses_bad_akida_options_before_reading_the_model(tmp_p
 # --------------------------------------------------------------------------- with Akida
 def test_network_layout_and_sidecar(akida, pixel_model, tmp_path):
     model, _, _ = pixel_model
-    summary = export_akida(model, tmp_path / "m.fbz", classes=[str(c) for c in range(10)])
+    summary = sb.export(model, tmp_path / "m.fbz", format="akida", classes=[str(c) for c in range(10)])
     net = akida.Model(str(tmp_path / "m.fbz"))  # Akida's own reader
     inp, fc = net.get_layer(0), net.get_layer(1)
     assert inp.parameters.layer_type == akida.LayerType.InputData
@@ -309,8 +310,8 @@ def test_maps_onto_an_akd1000(akida, pixel_model):
 
 def test_load_refuses_missing_or_mismatched_sidecars(akida, pixel_model, tmp_path):
     model, _, _ = pixel_model
-    export_akida(model, tmp_path / "four.fbz", weight_bits=4)
-    export_akida(model, tmp_path / "two.fbz", weight_bits=2)
+    sb.export(model, tmp_path / "four.fbz", format="akida", weight_bits=4)
+    sb.export(model, tmp_path / "two.fbz", format="akida", weight_bits=2)
     with pytest.raises(SpikebridgeError, match="Akida model not found"):
         AkidaCoLaNET.load(tmp_path / "absent.fbz")
     sidecar_path(tmp_path / "two.fbz").replace(tmp_path / "kept.json")
@@ -353,7 +354,7 @@ def test_export_command_reads_calibration_features(akida, pixel_model, digits_fe
     train_fs, _ = digits_features
     model = _train(train_fs.features, train_fs.labels)
     path = tmp_path / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     out = tmp_path / "m.fbz"
     args = _parser().parse_args(["export", "--model", str(path), "--format", "akida", "--out", str(out),
                                  "--calibration", str(train_fs.path)])

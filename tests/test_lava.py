@@ -131,7 +131,7 @@ def test_export_command_writes_the_loihi_model(pixel_models, tmp_path, capsys):
     models, xva, _ = pixel_models
     model = models[1]
     path = tmp_path / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     parser = argparse.ArgumentParser()
     add_export_command(parser.add_subparsers(dest="command"))
     out = tmp_path / "m.int8.safetensors"

@@ -1,5 +1,5 @@
 """The ``spikebridge export`` command line (argument parsing imports neither torch nor NIR;
-the export itself is :mod:`spikebridge.deploy`)."""
+the export itself is :func:`spikebridge.export`, :mod:`spikebridge.deploy.api`)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ formats:
         second Akida neuron per neuron for the first one's quantisation error. OUT.json holds the
         coder, T, scales, thresholds, class of each neuron and the decision rule. Needs
         pip install 'spikebridge[akida]'.
+
+In Python: spikebridge.export(model, OUT, format=...) writes the same files from a classifier,
+learner or CoLaNET; spikebridge.load(OUT) reads any of them back.
 """
 
 
@@ -142,23 +145,21 @@ def export_out(args) -> Path:
 def cmd_export(args) -> int:
     check_export_options(args)
     args.out = export_out(args)  # before the model is read
-    from .colanet import CoLaNET
-    from .deploy import Int8CoLaNET, export_nir, sidecar_path
+    from .deploy.api import colanet_of, export
     from .learner import load_learner
 
     learner, meta = load_learner(args.model)
-    model = getattr(learner, "model", None)
-    if not isinstance(model, CoLaNET):
-        raise SpikebridgeError(f"{args.model} holds a {meta.get('rule')!r} model; export supports CoLaNET only")
+    try:
+        model = colanet_of(learner)
+    except SpikebridgeError as exc:
+        raise SpikebridgeError(f"{args.model}: {exc}") from None
     if args.format == "nir":
-        out = args.out
-        s = export_nir(model, out, target=args.target, convention=args.convention, classes=meta.get("classes"))
+        s = export(model, args.out, format="nir", target=args.target, convention=args.convention,
+                   classes=meta.get("classes"))
         print(f"NIR graph: {s['path']} ({s['bytes']} bytes; nodes {', '.join(s['nodes'])}; "
               f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
         print(f"sidecar:   {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     elif args.format == "akida":
-        from .deploy.akida import export_akida
-
         calibration = None
         if args.calibration is not None:
             from .features import load_features
@@ -167,20 +168,18 @@ def cmd_export(args) -> int:
             if calibration.shape[1] != model.n_inputs:
                 raise SpikebridgeError(f"{args.calibration} holds {calibration.shape[1]}-dimensional features; the model "
                                        f"reads {model.n_inputs}")
-        out = args.out
-        s = export_akida(model, out, input_bits=args.input_bits, weight_bits=args.weight_bits,
-                         classes=meta.get("classes"), calibration=calibration, slices=args.weight_slices)
+        s = export(model, args.out, format="akida", input_bits=args.input_bits, weight_bits=args.weight_bits,
+                   classes=meta.get("classes"), calibration=calibration, slices=args.weight_slices)
         print(f"Akida model: {s['path']} ({s['bytes']} bytes; InputData {s['channels']} channels of "
               f"{s['input_bits']}-bit spike counts over T = {s['steps']} steps -> FullyConnected {s['neurons']} "
               f"neurons ({s['recruited']} recruited) x {s['slices']} slice(s), {s['weight_bits']}-bit weights)")
         print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     else:
-        out = args.out
-        s = Int8CoLaNET.quantise(model, args.reset, args.dynamics).save(out)
-        print(f"int8 model: {out} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
+        s = export(model, args.out, format="int8", reset=args.reset, dynamics=args.dynamics)
+        print(f"int8 model: {s['path']} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
               f"{s['decay_dv']}/4096)")
-        print(f"sidecar:    {sidecar_path(out)}")
+        print(f"sidecar:    {s['sidecar']}")
     from .deploy.hardware import fit_report
 
     print("hardware fit (documented limits; spikebridge.deploy.hardware):")

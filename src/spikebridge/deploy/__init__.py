@@ -1,20 +1,23 @@
 """Neuromorphic deployment of a trained CoLaNET.
 
+* :mod:`~spikebridge.deploy.api` -- the one export API, ``spikebridge.export(model, path, format=...)``
+  and ``spikebridge.load(path)`` (:func:`~.api.export`, :func:`~.api.load`): every format below,
+  from a classifier, learner or network, read back by format detection;
 * :mod:`~spikebridge.deploy.network` -- the inference path as plain data (:class:`Network`,
   :func:`network_of`) and its readout (:func:`readout_scores`);
 * :mod:`~spikebridge.deploy.nir` -- NIR export/import (:func:`export_nir`, :func:`nir_graph`,
   :func:`import_nir`) with a typed, versioned sidecar (:class:`NIRSidecar`);
 * :mod:`~spikebridge.deploy.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
-  :func:`quantise`);
+  :meth:`Int8CoLaNET.quantise`) and its versioned record (:class:`Int8Sidecar`);
 * :mod:`~spikebridge.deploy.lava_host` -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
   (:func:`run_lava`; Lava's own Python 3.10 environment runs :mod:`~spikebridge.deploy.lava_worker`);
 * :mod:`~spikebridge.deploy.hardware` -- documented chip limits, core counts and :func:`fit_report`;
-* :mod:`~spikebridge.deploy.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :func:`export_akida`,
-  :func:`load_akida`; needs the ``akida`` extra);
+* :mod:`~spikebridge.deploy.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :class:`AkidaSidecar`;
+  needs the ``akida`` extra);
 * :mod:`~spikebridge.deploy.integer_learning` -- CoLaNET trained in integer arithmetic
   (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
 * :mod:`~spikebridge.deploy.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
-  of the NIR, Akida and integer-rule sidecars;
+  of the NIR, int8, Akida and integer-rule sidecars;
 * :mod:`~spikebridge.deploy.formats` -- format names and conventions (no torch, for the CLI);
 * :mod:`~spikebridge.deploy.peer_agreement` -- exported graphs run by snnTorch's and Norse's NIR
   import (:func:`peer_predictions`; needs the ``peers`` extra);
@@ -27,15 +30,16 @@ Names are imported on first use, so ``spikebridge.deploy.formats`` stays torch-f
 from importlib import import_module
 
 _WHERE = {
-    "formats": ["AKIDA_BITS", "AKIDA_FORMAT", "CONVENTIONS", "FORMATS", "INT8_FORMAT", "SIDECAR_FORMAT",
-                "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
+    "formats": ["AKIDA_BITS", "AKIDA_FORMAT", "CONVENTIONS", "EXPORT_FORMATS", "FORMATS", "INT8_FORMAT",
+                "INT8_VERSION", "SIDECAR_FORMAT", "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
     "network": ["Network", "READOUT_RULE", "first_spike_steps", "network_of", "readout_scores"],
     "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
-    "fixed_point": ["DECAY_BITS", "DYNAMICS", "Int8CoLaNET", "IntRecord", "MEMBRANE_BITS", "WEIGHT_BITS", "quantise"],
+    "fixed_point": ["DECAY_BITS", "DYNAMICS", "Int8CoLaNET", "Int8Sidecar", "IntRecord", "MEMBRANE_BITS",
+                    "WEIGHT_BITS"],
     "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],
     "lava_host": ["LAVA_ENV", "lava_python", "run_lava"],
     "hardware": ["CHIPS", "fit_all", "fit_report"],
-    "akida": ["AkidaCoLaNET", "AkidaSidecar", "export_akida", "load_akida"],
+    "akida": ["AkidaCoLaNET", "AkidaSidecar"],
     "sidecar": ["VersionedSidecar"],
     "peer_agreement": ["peer_predictions"],
 }

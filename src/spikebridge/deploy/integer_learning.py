@@ -686,8 +686,17 @@ class IntegerCoLaNET:
 
     @classmethod
     def load(cls, path) -> "IntegerCoLaNET":
+        """The learner :meth:`save` wrote; its rule sidecar, when present, is checked as every
+        :class:`~.sidecar.VersionedSidecar` (format and version). Errors are one line naming the file."""
         tensors, meta = load_tensors(path)
-        return cls.from_tensors(meta, tensors)
+        if sidecar_path(path).is_file():
+            IntegerRuleSidecar.read(sidecar_path(path))
+        try:
+            return cls.from_tensors(meta, tensors)
+        except SpikebridgeError as exc:
+            raise SpikebridgeError(f"{path}: {exc}") from exc
+        except KeyError as exc:
+            raise SpikebridgeError(f"{path} is not a complete integer-learning model: it lacks {exc}") from exc
 
 
 def integer_learner(n_inputs: int, n_classes: int, weight_bits=8, config: CoLaNETConfig | None = None,
