@@ -7,20 +7,20 @@ file it wrote back; the package offers them as ``spikebridge.export`` and ``spik
     sb.export(clf, "model.nir", format="nir")      # or the CoLaNETLearner, or the CoLaNET itself
     model = sb.load("model.nir")                   # a CoLaNET; predictions identical
 
-==============  ====================================================  ===================================
-``format``      ``export`` writes (``<file>.json``: the sidecar)      ``load`` returns
-==============  ====================================================  ===================================
-``nir``         NIR graph (HDF5) + :class:`~.nir.NIRSidecar`           :class:`~spikebridge.colanet.CoLaNET`
-``int8``        fixed-point model (safetensors) + :class:`~.fixed_point.Int8Sidecar`
-                                                                      :class:`~.fixed_point.Int8CoLaNET`
-``akida``       BrainChip Akida ``.fbz`` + :class:`~.akida.AkidaSidecar` (needs ``akida``)
-                                                                      :class:`~.akida.AkidaCoLaNET`
-``integer``     the integer learner's state (safetensors) + :class:`~.integer_learning.IntegerRuleSidecar`
-                                                                      :class:`~.integer_learning.IntegerCoLaNET`
-``spikebridge`` the native safetensors file, no sidecar               a :class:`~spikebridge.SpikingClassifier`
-                                                                      (any rule's model), or the CoLaNET
-                                                                      that ``CoLaNET.save`` wrote
-==============  ====================================================  ===================================
+Formats (``format=``; the sidecar ``<file>.json`` is a versioned JSON record) and what
+:func:`load` returns for each:
+
+* ``nir`` -- NIR graph (HDF5) + :class:`~.nir.NIRSidecar`; loads as a
+  :class:`~spikebridge.colanet.CoLaNET` (inference, identical predictions);
+* ``int8`` -- the fixed-point model (safetensors) + :class:`~.fixed_point.Int8Sidecar`; loads as an
+  :class:`~.fixed_point.Int8CoLaNET`;
+* ``akida`` -- BrainChip Akida ``.fbz`` + :class:`~.akida.AkidaSidecar` (needs the ``akida`` package);
+  loads as an :class:`~.akida.AkidaCoLaNET`;
+* ``integer`` -- the integer learner's state (safetensors) + :class:`~.integer_learning.IntegerRuleSidecar`;
+  loads as an :class:`~.integer_learning.IntegerCoLaNET`;
+* ``spikebridge`` -- the native safetensors file, no sidecar; loads as a
+  :class:`~spikebridge.SpikingClassifier` (the model of any rule, ``spikebridge train`` files
+  included) or as the CoLaNET that ``CoLaNET.save`` wrote.
 
 ``nir``, ``int8`` and ``akida`` take a fitted :class:`~spikebridge.SpikingClassifier` of rule
 ``colanet``, a :class:`~spikebridge.colanet.CoLaNETLearner` or a :class:`~spikebridge.colanet.CoLaNET`
@@ -35,7 +35,7 @@ classifier's ``classes_``.
 :func:`load` tells the format from the file: a safetensors file by its metadata (int8 record,
 integer learner, a rule's model, ``CoLaNET.save``), any other file by the ``format`` of its
 sidecar (NIR, Akida). Every sidecar is a :class:`~.sidecar.VersionedSidecar` whose format and
-version are checked on load; every error is one line naming the file.
+version are checked on load; every error of :func:`load` is one line naming the file.
 """
 
 from __future__ import annotations
@@ -231,7 +231,10 @@ def load(path):
         if meta.get("kind") == "colanet":
             from ..colanet import CoLaNET
 
-            return CoLaNET.load(path)
+            try:
+                return CoLaNET.load(path)
+            except KeyError as exc:
+                raise SpikebridgeError(f"{path} is not a complete CoLaNET: it lacks {exc}") from exc
         raise SpikebridgeError(f"{path} is a safetensors file but not a spikebridge model or export (its metadata "
                                f"names no int8 record, rule or model kind)")
     if not side.is_file():
