@@ -8,7 +8,7 @@ Akida's own on-chip ("edge") learning as a peer of CoLaNET.
 imported instead of BrainChip's package by every process with this folder on ``sys.path``.)
 
 Deployment (``--deploy``, default Imagenette and imagenet64): trains CoLaNET with the library
-defaults (seed 0, T = 32), exports it with :class:`spikebridge.export.akida.AkidaCoLaNET` for each
+defaults (seed 0, T = 32), exports it with :class:`spikebridge.deploy.akida.AkidaCoLaNET` for each
 (input bits, weight bits), its weight quantiser calibrated on the train split's input rates (and,
 for comparison, uncalibrated), and reports on the full val split
 
@@ -95,7 +95,7 @@ def train_colanet(tr, epochs):
 
 # --------------------------------------------------------------------------- deployment
 def deployment(model, tr, va, classes, bits) -> dict:
-    from spikebridge.export.akida import AkidaCoLaNET, count_rates, input_second_moment, quantised_colanet
+    from spikebridge.deploy.akida import AkidaCoLaNET, count_rates, input_second_moment, quantised_colanet
 
     y = torch.as_tensor(va.labels)
     spiking = model.predict_spiking(va.features)  # T = 32, as the accuracy table

@@ -170,7 +170,7 @@ class IntegerOnline:
         self.seed, self.model, self.classes_ = seed, None, np.zeros(0, dtype=np.int64)
 
     def partial_fit(self, x, y, classes=None):
-        from spikebridge.export.integer_learning import integer_learner
+        from spikebridge.deploy.integer_learning import integer_learner
 
         if self.model is None:
             self.classes_ = np.asarray(classes if classes is not None else np.unique(y))

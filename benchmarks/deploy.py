@@ -30,9 +30,10 @@ import torch
 
 from harness import result_path
 
-from spikebridge import export as ex
+import spikebridge as sb
+from spikebridge import deploy as ex
 from spikebridge.currents import PRECISION_ENV
-from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 
@@ -99,8 +100,8 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        summary = ex.export_nir(model, Path(tmp) / "model.nir", classes=va.classes)
-        back = ex.import_nir(Path(tmp) / "model.nir")
+        summary = sb.export(model, Path(tmp) / "model.nir", format="nir", classes=va.classes)
+        back = sb.load(Path(tmp) / "model.nir")
         identical = bool(torch.equal(back.predict_spiking(va.features, args.steps), ours))
         result["nir"] = {"identical_predictions": identical, "graph_bytes": summary["bytes"],
                          "sidecar_bytes": summary["sidecar_bytes"], "nodes": summary["nodes"],
@@ -126,7 +127,7 @@ def main(argv=None):
                   f"spike counts equal to our simulation of that reset: {100 * p['reference_spike_match']:.2f} %)")
 
         for reset in ("subtract", "zero"):
-            q = ex.quantise(model, reset)
+            q = ex.Int8CoLaNET.quantise(model, reset)
             t0 = time.perf_counter()
             pred = q.predict(va.features, args.steps)
             entry = {"top1": top1(pred, va.labels), "agreement_with_float": float((pred == ours).double().mean()),

@@ -7,7 +7,7 @@
 For every data set and seed: CoLaNET trained in float with the library defaults (adaptive
 microcolumns and epochs, mini-batch 16, T = 32), its spiking top-1 at T = 32 and that of its
 post-training int8 quantisation (``Int8CoLaNET.quantise``); then the same settings and seed
-(same example order) trained by :class:`spikebridge.export.integer_learning.IntegerCoLaNET`
+(same example order) trained by :class:`spikebridge.deploy.integer_learning.IntegerCoLaNET`
 with ``b``-bit weights (8: [-127, 127]; "altai": [-255, 255]; 6; 4), whose inference model is
 the exact integer ``Int8CoLaNET`` it exports (top-1 at T = 32 on the full val split). Train
 times are wall-clock on a machine shared with other jobs (contended: not for publication).
@@ -54,8 +54,8 @@ def top1(pred, labels) -> float:
 def run_dataset(name: str, path: Path, bits_list, seeds, args) -> dict:
     from accuracy import features_for
 
-    from spikebridge import export as ex
-    from spikebridge.export.integer_learning import integer_learner
+    from spikebridge import deploy as ex
+    from spikebridge.deploy.integer_learning import integer_learner
     from spikebridge.learner import create_learner
     from spikebridge.train import train
 
@@ -69,7 +69,7 @@ def run_dataset(name: str, path: Path, bits_list, seeds, args) -> dict:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         model = learner.model
         pred = model.predict_spiking(va.features, args.steps)
-        ptq = ex.quantise(model).predict(va.features, args.steps)
+        ptq = ex.Int8CoLaNET.quantise(model).predict(va.features, args.steps)
         f = out["float"].setdefault("runs", [])
         f.append({"seed": seed, "top1": top1(pred, va.labels), "int8_ptq_top1": top1(ptq, va.labels),
                   "train_seconds": seconds, "train_cpu_seconds": cpu, "epochs": hist["epochs_planned"], "neurons": int(model.active.sum()),
@@ -124,7 +124,7 @@ def main(argv=None):
     args.out = result_path("deploy.json", args.quick, args.out)  # read, merged into and written
 
     from spikebridge.errors import SpikebridgeError
-    from spikebridge.export.integer_learning import weight_limit
+    from spikebridge.deploy.integer_learning import weight_limit
     from spikebridge.io import write_json_atomic
     from spikebridge.report import machine_info
 

@@ -7,8 +7,8 @@
 For each data set: CoLaNET trained with the library defaults (seed 0, T = 32, mini-batch 16, as
 benchmarks/deploy.py), quantised by :meth:`Int8CoLaNET.quantise` twice -- the default int8 model
 (24-bit membrane, subtractive reset) and ``dynamics="loihi"`` (Loihi's CUBA LIF arithmetic as
-Lava computes it: module docstring of :mod:`spikebridge.export.fixed_point`). The loihi model is
-run in Lava (:func:`spikebridge.export.lava_host.run_lava`: ``RingBuffer`` -> ``Dense`` -> ``LIFReset``
+Lava computes it: module docstring of :mod:`spikebridge.deploy.fixed_point`). The loihi model is
+run in Lava (:func:`spikebridge.deploy.lava_host.run_lava`: ``RingBuffer`` -> ``Dense`` -> ``LIFReset``
 with lateral ``Dense`` processes, ``Loihi2SimCfg(select_tag="fixed_pt")``, in the Lava environment
 ``$SPIKEBRIDGE_LAVA_PYTHON`` or ``--lava-python``; ``.ci/lava-env`` builds one) and compared with
 ``Int8CoLaNET.simulate`` of the same model on the same input spikes:
@@ -80,8 +80,8 @@ def train_colanet(tr, steps: int, seed: int, batch: int):
 
 
 def one(name: str, args) -> dict:
-    from spikebridge.export.fixed_point import Int8CoLaNET
-    from spikebridge.export.lava_host import copies_for, run_lava
+    from spikebridge.deploy.fixed_point import Int8CoLaNET
+    from spikebridge.deploy.lava_host import copies_for, run_lava
 
     tr, va, _ = features(name, args.cache_dir)
     model, train_s = train_colanet(tr, args.steps, args.seed, args.train_batch)

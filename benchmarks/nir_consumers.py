@@ -6,7 +6,7 @@ r"""More NIR consumers (Sinabs for Speck, Rockpool for Xylo) and the hardware fi
 
 For each consumer the exported graph is read with the consumer's own NIR entry point
 (``sinabs.from_nir``, ``rockpool.nn.modules.from_nir``), fed our input spikes, and decided by
-the library's readout (:func:`spikebridge.export.readout_scores`) on its output spikes (final
+the library's readout (:func:`spikebridge.deploy.readout_scores`) on its output spikes (final
 membrane for the last tie-break where the consumer exposes it). Each row reports
 
 * ``agreement``: the consumer's decisions vs ours (``CoLaNET.simulate`` + ``column_decision``);
@@ -16,12 +16,12 @@ membrane for the last tie-break where the consumer exposes it). Each row reports
 
 The graphs beside the exported one (``no_lateral``, ``feedforward_inhibition``, ``if``,
 ``rockpool``), our simulation of each and the consumers' runs are
-:mod:`spikebridge.export.nir_consumers`. Sinabs 3.1.3 pins ``nir<=1.0.4`` and runs in its own
+:mod:`spikebridge.deploy.nir_consumers`. Sinabs 3.1.3 pins ``nir<=1.0.4`` and runs in its own
 virtual environment (``/work/venvs/sinabs``, or ``--sinabs-python`` / ``$SPIKEBRIDGE_SINABS_PYTHON``;
-``.ci/sinabs-env`` builds one), where :mod:`spikebridge.export.sinabs_worker` runs with the graph
+``.ci/sinabs-env`` builds one), where :mod:`spikebridge.deploy.sinabs_worker` runs with the graph
 files and the input spikes (bit-packed ``.npy``) and writes the output spikes back (``.npz``, no pickle).
 
-Also records ``hardware_fit`` (:func:`spikebridge.export.hardware.fit_all`) for the trained model.
+Also records ``hardware_fit`` (:func:`spikebridge.deploy.hardware.fit_all`) for the trained model.
 Writes the keys ``nir_consumers`` and ``hardware_fit`` of benchmarks/results/deploy.json (other keys
 kept; ``--quick``: benchmarks/results/quick/deploy.json).
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from spikebridge.currents import PRECISION_ENV
-from spikebridge.export.nir_consumers import (SINABS_ENV, SINABS_PYTHON, decide, reference_spikes, run_rockpool,
+from spikebridge.deploy.nir_consumers import (SINABS_ENV, SINABS_PYTHON, decide, reference_spikes, run_rockpool,
                                               run_sinabs, sinabs_python, variant_graph, without_v_reset)
 
 os.environ.setdefault(PRECISION_ENV, "fp32")  # published accuracy: the fp32 simulation every CPU reproduces
@@ -64,7 +64,7 @@ def measure(model, features, labels, steps: int, sinabs_py: Path | None, batch: 
     """Agreement of every consumer x graph with our decisions on ``features`` (see the module docstring)."""
     import torch
 
-    from spikebridge import export as ex
+    from spikebridge import deploy as ex
 
     net = ex.network_of(model)
     g = model.config.lateral_inhibition
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
 
     args.out = result_path("deploy.json", args.quick, args.out)  # read, merged into and written
 
-    from spikebridge.export.hardware import fit_all, fit_report
+    from spikebridge.deploy.hardware import fit_all, fit_report
     from spikebridge.features import DEFAULT_CACHE
     from spikebridge.io import write_json_atomic
     from spikebridge.report import machine_info
@@ -282,7 +282,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     hardware = {"model": {"inputs": result["inputs"], "neurons": result["neurons"], "classes": model.n_classes},
                 "chips": {k: f.to_dict() for k, f in fits.items()}, "report": lines, "machine": result["machine"]}
-    from spikebridge.export.hardware import CHIPS
+    from spikebridge.deploy.hardware import CHIPS
 
     hardware["limits"] = {k: {"name": c.name, "toolchain": c.toolchain, "source": c.source, "uncertain": c.uncertain}
                           for k, c in CHIPS.items()}

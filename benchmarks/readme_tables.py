@@ -198,7 +198,7 @@ def hardware_fit(_: str = "") -> str:
     hw = res["hardware_fit"]
     m = hw["model"]
     out = [f"The trained Imagenette classifier: {m['inputs']:,} input channels -> {m['neurons']} neurons, "
-           f"{m['classes']} classes, 8-bit weights (`spikebridge.export.hardware.fit_report`).", "",
+           f"{m['classes']} classes, 8-bit weights (`spikebridge.deploy.hardware.fit_report`).", "",
            "| chip [toolchain] | fits as exported | cores needed | why not | what would have to change |",
            "| --- | --- | --- | --- | --- |"]
     for key, f in hw["chips"].items():

@@ -1,4 +1,4 @@
-r"""Accuracy of the TrueNorth mapping of :mod:`spikebridge.export.hardware` (simulated here: no
+r"""Accuracy of the TrueNorth mapping of :mod:`spikebridge.deploy.hardware` (simulated here: no
 TrueNorth toolchain or chip is available), step by step, on the full val splits.
 
     python benchmarks/truenorth_mapping.py                          # Imagenette + imagenet64
@@ -121,8 +121,8 @@ def simulate(net, x: torch.Tensor, w: torch.Tensor, theta_p: torch.Tensor | None
 def one(name: str, args) -> dict:
     from lava_deploy import features, train_colanet
 
-    from spikebridge.export.fixed_point import Int8CoLaNET
-    from spikebridge.export.network import network_of, readout_scores
+    from spikebridge.deploy.fixed_point import Int8CoLaNET
+    from spikebridge.deploy.network import network_of, readout_scores
 
     tr, va, _ = features(name, args.cache_dir)
     model, train_s = train_colanet(tr, args.steps, args.seed, args.train_batch)

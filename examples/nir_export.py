@@ -9,16 +9,15 @@ import torch
 from _digits import digits
 
 import spikebridge as sb
-from spikebridge.export import export_nir, import_nir
-from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.deploy.peer_agreement import peer_predictions
 
 X, X_val, y, y_val = digits()
 learner, _ = sb.train(sb.create_learner("colanet", X.shape[1], 10, seed=0), X, y, progress=False)
 model = learner.model
 with tempfile.TemporaryDirectory() as tmp:
-    summary = export_nir(model, Path(tmp) / "colanet.nir")
+    summary = sb.export(learner, Path(tmp) / "colanet.nir", format="nir")  # a SpikingClassifier works too
     print(f"NIR graph: nodes {summary['nodes']}, {summary['neurons']} LIF neurons, sidecar {Path(summary['sidecar']).name}")
-    again = import_nir(summary["path"])  # our own reader: bit-identical predictions
+    again = sb.load(summary["path"])  # a CoLaNET again: bit-identical predictions
     assert torch.equal(again.predict_spiking(X_val), model.predict_spiking(X_val))
 for peer in ("snntorch", "norse"):
     result = peer_predictions(model, X_val[:100], peer)

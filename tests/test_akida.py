@@ -1,4 +1,4 @@
-"""BrainChip Akida export (spikebridge.export.akida, ``spikebridge export --format akida``).
+"""BrainChip Akida export (spikebridge.deploy.akida, ``spikebridge export --format akida``).
 
 Needs BrainChip's ``akida`` package (``pip install 'spikebridge[akida]'``); without it every test
 that runs Akida skips and says so."""
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+import spikebridge as sb
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
+from spikebridge.deploy import sidecar_path
+from spikebridge.deploy.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, quantise_weights, quantised_colanet,
+                                      window_steps)
+from spikebridge.deploy.formats import check_akida_bits
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export import sidecar_path
-from spikebridge.export.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, export_akida, quantise_weights,
-                                      quantised_colanet, window_steps)
-from spikebridge.export.formats import check_akida_bits
 from spikebridge.export_cli import add_export_command
 from spikebridge.io import save_tensors
 
@@ -88,7 +89,7 @@ def test_quantiser_uses_akidas_integer_ranges_and_errors_shrink_with_bits(pixel_
 def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_model):
     """With the input second moment of the training rates, every neuron's expected squared drive
     error on those inputs is at most that of the plain weight-error quantiser (same codes, best scale)."""
-    from spikebridge.export.akida import input_second_moment
+    from spikebridge.deploy.akida import input_second_moment
 
     model, _, _ = pixel_model
     xt = pixel_digits[0]
@@ -109,7 +110,7 @@ def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_mode
 def test_error_feedback_rounding_lowers_the_drive_error(pixel_digits, pixel_model, monkeypatch):
     """Calibrated quantisation re-rounds with error feedback (GPTQ): per neuron never worse than
     nearest rounding at the same Sigma, and lower in total at every width; Sigma = I is untouched."""
-    from spikebridge.export import akida as ak
+    from spikebridge.deploy import akida as ak
 
     model, _, _ = pixel_model
     xt = pixel_digits[0]
@@ -134,7 +135,7 @@ def test_error_feedback_rounding_lowers_the_drive_error(pixel_digits, pixel_mode
 def test_without_akida_the_export_says_how_to_install_it(pixel_model, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "akida", None)  # import akida -> ImportError
     with pytest.raises(SpikebridgeError, match=r"pip install 'spikebridge\[akida\]'"):
-        export_akida(pixel_model[0], tmp_path / "m.fbz")
+        sb.export(pixel_model[0], tmp_path / "m.fbz", format="akida")
 
 
 def _parser():
@@ -164,7 +165,7 @@ def test_export_command_refuses_bad_akida_options_before_reading_the_model(tmp_p
 # --------------------------------------------------------------------------- with Akida
 def test_network_layout_and_sidecar(akida, pixel_model, tmp_path):
     model, _, _ = pixel_model
-    summary = export_akida(model, tmp_path / "m.fbz", classes=[str(c) for c in range(10)])
+    summary = sb.export(model, tmp_path / "m.fbz", format="akida", classes=[str(c) for c in range(10)])
     net = akida.Model(str(tmp_path / "m.fbz"))  # Akida's own reader
     inp, fc = net.get_layer(0), net.get_layer(1)
     assert inp.parameters.layer_type == akida.LayerType.InputData
@@ -214,7 +215,7 @@ def test_akida_decision_is_our_readout_on_the_same_counts(akida, pixel_model, in
 def test_akida_decision_is_the_readout_function(akida, pixel_ensemble, monkeypatch):
     """AkidaCoLaNET.scores decodes the drives and leaves the column decision to
     spikebridge.readout.continuous_column_scores (one home, shared with CoLaNET)."""
-    from spikebridge.export import akida as akida_export
+    from spikebridge.deploy import akida as akida_export
     from spikebridge.readout import continuous_column_scores
 
     model, xv, _ = pixel_ensemble
@@ -309,8 +310,8 @@ def test_maps_onto_an_akd1000(akida, pixel_model):
 
 def test_load_refuses_missing_or_mismatched_sidecars(akida, pixel_model, tmp_path):
     model, _, _ = pixel_model
-    export_akida(model, tmp_path / "four.fbz", weight_bits=4)
-    export_akida(model, tmp_path / "two.fbz", weight_bits=2)
+    sb.export(model, tmp_path / "four.fbz", format="akida", weight_bits=4)
+    sb.export(model, tmp_path / "two.fbz", format="akida", weight_bits=2)
     with pytest.raises(SpikebridgeError, match="Akida model not found"):
         AkidaCoLaNET.load(tmp_path / "absent.fbz")
     sidecar_path(tmp_path / "two.fbz").replace(tmp_path / "kept.json")
@@ -332,7 +333,7 @@ def test_digits_features_agree_at_four_bits(akida, digits_features):
     """Lite0 features of the digits set (slow: extracts them), quantiser calibrated on train: >= 99 %
     agreement with our quantised continuous readout on the same counts, and 4-bit weights cost at
     most a point of accuracy against our float weights on those counts."""
-    from spikebridge.export.akida import input_second_moment
+    from spikebridge.deploy.akida import input_second_moment
 
     train_fs, val_fs = digits_features
     model = _train(train_fs.features, train_fs.labels)
@@ -353,7 +354,7 @@ def test_export_command_reads_calibration_features(akida, pixel_model, digits_fe
     train_fs, _ = digits_features
     model = _train(train_fs.features, train_fs.labels)
     path = tmp_path / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     out = tmp_path / "m.fbz"
     args = _parser().parse_args(["export", "--model", str(path), "--format", "akida", "--out", str(out),
                                  "--calibration", str(train_fs.path)])

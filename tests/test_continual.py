@@ -174,7 +174,7 @@ def test_per_column_schedule_decays_with_each_columns_examples():
 
 
 def test_integer_colanet_learns_online_and_adds_classes(pixel_digits):
-    from spikebridge.export.integer_learning import IntegerCoLaNET, integer_learner
+    from spikebridge.deploy.integer_learning import IntegerCoLaNET, integer_learner
 
     xt, xv, yt, yv = pixel_digits
     old = yt < 8

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge import export as ex
+from spikebridge import deploy as ex
 from spikebridge.export_cli import add_export_command
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export.peer_agreement import peer_predictions
+from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.io import save_tensors
 from spikebridge.neurons import LIFParameters, lif_run
 from spikebridge import create_learner, train
@@ -183,7 +183,7 @@ def _reference_int_loop(q: ex.Int8CoLaNET, spikes: np.ndarray):
 
 def test_one_decay_formula():
     """dv = round(4096 (1 - beta)) clamped to [0, 4096]; v <- trunc(v (4096 - dv) / 4096) toward zero."""
-    from spikebridge.export.fixed_point import decay, decay_dv, decay_factor
+    from spikebridge.deploy.fixed_point import decay, decay_dv, decay_factor
 
     assert [decay_dv(b) for b in (1.0, 0.95, 0.0, -0.5, 1.5)] == [0, 205, 4096, 4096, 0]
     assert decay_factor(decay_dv(0.95)) == (4096 - 205) / 4096
@@ -194,7 +194,7 @@ def test_one_decay_formula():
 
 def test_int8_simulation_is_exact(pixel_ensemble, digits_model):
     for model, x in ((pixel_ensemble[0], pixel_ensemble[1][:3]), (digits_model[0], digits_model[1].features[:3])):
-        q = ex.quantise(model)
+        q = ex.Int8CoLaNET.quantise(model)
         assert q.weights.dtype == torch.int8 and q.weights.abs().max() <= 127
         spikes = q.spikes_for(x)
         rec = q.simulate(spikes)
@@ -206,7 +206,7 @@ def test_int8_simulation_is_exact(pixel_ensemble, digits_model):
 
 def test_int8_accuracy_and_size(digits_model, tmp_path):
     model, val = digits_model
-    q = ex.quantise(model)
+    q = ex.Int8CoLaNET.quantise(model)
     float_acc = (model.predict_spiking(val.features).numpy() == val.labels).mean()
     int_acc = (q.predict(val.features).numpy() == val.labels).mean()
     assert int_acc >= float_acc - 0.01, (float_acc, int_acc)
@@ -237,7 +237,7 @@ def test_export_help_explains_both_formats(capsys):
 def test_export_command_writes_both_formats(digits_model, tmp_path, capsys):
     model, _ = digits_model
     path = tmp_path / "run" / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     for fmt, out in (("nir", tmp_path / "x.nir"), ("int8", tmp_path / "x.int8.safetensors")):
         args = _parser().parse_args(["export", "--model", str(path), "--format", fmt, "--out", str(out)])
         assert args.func(args) == 0 and out.is_file() and ex.sidecar_path(out).is_file()
@@ -278,7 +278,7 @@ def test_export_refuses_an_output_that_is_an_input(fmt, pixel_ensemble, tmp_path
         pytest.skip("akida not installed")
     model = pixel_ensemble[0]
     path = tmp_path / "run" / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     before = path.read_bytes()
     for out, expected in ((path, "would overwrite the input"), (tmp_path / "run", "is a folder")):
         args = _parser().parse_args(["export", "--model", str(path), "--format", fmt, "--out", str(out)])
@@ -295,7 +295,7 @@ def test_export_refuses_an_output_that_is_an_input(fmt, pixel_ensemble, tmp_path
 def test_export_refuses_an_output_whose_sidecar_is_the_model(pixel_ensemble, tmp_path):
     model = pixel_ensemble[0]
     path = tmp_path / "x.nir.json"  # the sidecar name of x.nir
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     before = path.read_bytes()
     args = _parser().parse_args(["export", "--model", str(path), "--out", str(tmp_path / "x.nir")])
     with pytest.raises(SpikebridgeError, match=r"would overwrite the input .*x\.nir\.json \(with its sidecar\)"):

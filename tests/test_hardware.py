@@ -5,10 +5,10 @@ import torch
 
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
-from spikebridge.errors import SpikebridgeError
-from spikebridge.export import quantise
-from spikebridge.export.hardware import CHIPS, ModelShape, fit_all, fit_report, model_shape, speck_layer_memory, \
+from spikebridge.deploy import Int8CoLaNET
+from spikebridge.deploy.hardware import CHIPS, ModelShape, fit_all, fit_report, model_shape, speck_layer_memory, \
     truenorth_cores
+from spikebridge.errors import SpikebridgeError
 
 IMAGENETTE = ModelShape(inputs=2560, members=(50,), classes=10, weight_bits=8, lateral=True)
 
@@ -98,7 +98,7 @@ def test_fit_report_of_a_trained_model(small_ensemble):
     shape = model_shape(model)
     assert shape.inputs == model.n_channels == 128
     assert shape.members == tuple(int(n) for n in model.active.sum(1)) and shape.lateral
-    assert model_shape(quantise(model)) == shape
+    assert model_shape(Int8CoLaNET.quantise(model)) == shape
     lines = fit_report(model)
     assert len(lines) == 1 + len(CHIPS)
     assert lines[0].startswith(f"hardware fit of 128 inputs -> {shape.neurons} LIF neurons (2 member(s)")

@@ -1,4 +1,4 @@
-"""Plasticity in integer arithmetic (spikebridge.export.integer_learning): no float in the
+"""Plasticity in integer arithmetic (spikebridge.deploy.integer_learning): no float in the
 learning loop, one learning step re-implemented from the sidecar alone in plain Python
 integers and matched bit for bit, the int8 inference model, persistence, accuracy vs float."""
 
@@ -12,8 +12,8 @@ from torch.utils._pytree import tree_flatten
 from spikebridge import create_learner, train
 from spikebridge.colanet import schedule_rate
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export import Int8CoLaNET, sidecar_path
-from spikebridge.export.integer_learning import (
+from spikebridge.deploy import Int8CoLaNET, sidecar_path
+from spikebridge.deploy.integer_learning import (
     IntegerCoLaNET, IntegerRuleSidecar, integer_learner, rng_draws, stochastic_round, weight_limit)
 
 
@@ -238,7 +238,7 @@ def test_the_learning_loop_uses_integers_only(pixel_digits):
 # --------------------------------------------------------------------------- inference, accuracy, files
 def test_the_int8_model_decays_as_int8colanet_quantise(trained):
     """The integer learner and Int8CoLaNET.quantise share one decay constant (fixed_point.decay_dv)."""
-    from spikebridge.export import fixed_point
+    from spikebridge.deploy import fixed_point
 
     model = trained.to_int8()
     assert model.decay_dv == fixed_point.decay_dv(trained.config.beta)

@@ -12,8 +12,8 @@ import torch
 
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
-from spikebridge.export.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
+from spikebridge.deploy.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
+from spikebridge.deploy.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
 from spikebridge.learner import create_learner
 from spikebridge.train import train
 
@@ -131,7 +131,7 @@ def test_export_command_writes_the_loihi_model(pixel_models, tmp_path, capsys):
     models, xva, _ = pixel_models
     model = models[1]
     path = tmp_path / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata()})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     parser = argparse.ArgumentParser()
     add_export_command(parser.add_subparsers(dest="command"))
     out = tmp_path / "m.int8.safetensors"

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from spikebridge import create_learner, train
-from spikebridge import export as ex
+from spikebridge import deploy as ex
 from spikebridge.colanet import CoLaNETConfig
-from spikebridge.export import nir_consumers as nc
+from spikebridge.deploy import nir_consumers as nc
 
 nir = pytest.importorskip("nir")
 

@@ -1,4 +1,4 @@
-"""The versioned-sidecar base (spikebridge.export.sidecar) behind the NIR, Akida and integer-rule
+"""The versioned-sidecar base (spikebridge.deploy.sidecar) behind the NIR, int8, Akida and integer-rule
 sidecars: format, version, unknown and missing fields, unreadable files, each a one-line error
 naming the file."""
 
@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from spikebridge.deploy.akida import AkidaSidecar
+from spikebridge.deploy.fixed_point import Int8Sidecar
+from spikebridge.deploy.integer_learning import IntegerRuleSidecar
+from spikebridge.deploy.nir import NIRSidecar
+from spikebridge.deploy.sidecar import VersionedSidecar
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export.akida import AkidaSidecar
-from spikebridge.export.integer_learning import IntegerRuleSidecar
-from spikebridge.export.nir import NIRSidecar
-from spikebridge.export.sidecar import VersionedSidecar
 
 
 @dataclass
@@ -53,7 +54,8 @@ def test_versioned_sidecar_checks_and_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("cls, name", [(NIRSidecar, "spikebridge-nir"), (AkidaSidecar, "spikebridge-akida"),
-                                       (IntegerRuleSidecar, "spikebridge-integer-rule")])
+                                       (IntegerRuleSidecar, "spikebridge-integer-rule"),
+                                       (Int8Sidecar, "spikebridge-int8")])
 def test_the_export_sidecars_share_the_base(cls, name, tmp_path):
     assert issubclass(cls, VersionedSidecar) and cls.schema() == (name, 1)
     path = tmp_path / "side.json"

@@ -71,7 +71,7 @@ def test_evaluate_refuses_features_of_another_encoder(pixel_digits, tmp_path, ca
 
 # ------------------------------------------------------------------ export refuses what it cannot honour
 def test_nir_export_refuses_a_convention_the_target_cannot_honour():
-    from spikebridge.export import nir_graph
+    from spikebridge.deploy import nir_graph
 
     model = CoLaNET(4, 2, CoLaNETConfig(microcolumns=1))
     with pytest.raises(SpikebridgeError, match="needs --convention euler"):

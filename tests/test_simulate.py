@@ -154,7 +154,7 @@ def test_dense_and_event_paths_agree_on_a_float_trained_model(pixel_digits):
 def test_int8_model_currents_identical_on_both_paths(pixel_digits):
     """Sums of int8 weights are integers below 127 N < 2**24: exact in float32 in any order, so
     the integer model's currents, spikes and decisions do not depend on the path."""
-    from spikebridge.export.fixed_point import Int8CoLaNET
+    from spikebridge.deploy.fixed_point import Int8CoLaNET
 
     model, xva = _trained(pixel_digits, 3)
     q = Int8CoLaNET.quantise(model)
@@ -172,7 +172,7 @@ def test_dense_fp32_is_the_default_everywhere(monkeypatch):
     import inspect
 
     from spikebridge import currents
-    from spikebridge.export.fixed_point import Int8CoLaNET
+    from spikebridge.deploy.fixed_point import Int8CoLaNET
 
     for f in (CoLaNET.simulate, CoLaNET.scores_spiking, CoLaNET.spiking_activity, Int8CoLaNET.feedforward,
               Int8CoLaNET.simulate, Int8CoLaNET.predict, spike_currents, synaptic_currents):

@@ -9,6 +9,9 @@ Five lines from images to predictions::
     clf = sb.SpikingClassifier(rule="colanet").fit(X, y)
     print(clf.score(X_val, y_val))
 
+``sb.export(clf, "model.nir", format="nir")`` writes it for neuromorphic hardware (also ``"int8"``,
+``"akida"``, ...; :mod:`spikebridge.deploy.api`) and ``sb.load("model.nir")`` reads it back.
+
 Names are imported on first use (PEP 562), so ``spikebridge --help`` and argument errors do
 not pay for importing torch and timm. ``spikebridge.features`` is both the feature module and,
 called, :func:`spikebridge.features.dataset_features`.
@@ -24,6 +27,7 @@ _WHERE = {
     "coding": ["RateNormaliser", "bernoulli_spikes", "encode", "regular_spikes"],
     "colanet": ["CoLaNET", "CoLaNETConfig", "CoLaNETLearner"],
     "data": ["DataSplits", "ImageDataset", "digits", "image_folder", "imagenet64", "open_dataset"],
+    "deploy.api": ["export", "load"],
     "encoders": ["Encoder", "create_encoder", "load_pretrained"],
     "errors": ["SpikebridgeError"],
     "estimator": ["SpikingClassifier"],

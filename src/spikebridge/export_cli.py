@@ -1,5 +1,5 @@
 """The ``spikebridge export`` command line (argument parsing imports neither torch nor NIR;
-the export itself is :mod:`spikebridge.export`)."""
+the export itself is :func:`spikebridge.export`, :mod:`spikebridge.deploy.api`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from .errors import SpikebridgeError
-from .export.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
+from .deploy.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
 
 EXPORT_HELP = """\
 formats:
@@ -18,11 +18,11 @@ formats:
         are dropped. OUT.json (sidecar) holds what NIR has no field for: time step, reset rule,
         class column of each neuron, decision rule, rate coder and normaliser, plasticity rule.
         --target snntorch|norse writes an equivalent graph laid out for that simulator's NIR
-        import (snnTorch still resets to zero instead of subtracting; see spikebridge.export).
+        import (snnTorch still resets to zero instead of subtracting; see spikebridge.deploy).
   int8  fixed-point model as on Loihi-class chips: 8-bit signed weights with one power-of-two
         exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
         v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
-        by spikebridge.export.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
+        by spikebridge.deploy.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
         run spike for spike by Lava's bit-accurate models (benchmarks/lava_deploy.py).
   akida BrainChip Akida model (.fbz, Akida's own format; opens with akida.Model(path)): InputData
         (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with
@@ -32,6 +32,9 @@ formats:
         second Akida neuron per neuron for the first one's quantisation error. OUT.json holds the
         coder, T, scales, thresholds, class of each neuron and the decision rule. Needs
         pip install 'spikebridge[akida]'.
+
+In Python: spikebridge.export(model, OUT, format=...) writes the same files from a classifier,
+learner or CoLaNET; spikebridge.load(OUT) reads any of them back.
 """
 
 
@@ -57,7 +60,7 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dynamics", choices=["spikebridge", "loihi"], default=None,
                    help="int8 only: 'spikebridge' (default) or 'loihi': Loihi's CUBA LIF arithmetic as Lava's "
                         "bit-accurate model computes it (6-bit aligned input, strict threshold, reset to zero), "
-                        "which Lava runs spike for spike (spikebridge.export.lava_host)")
+                        "which Lava runs spike for spike (spikebridge.deploy.lava_host)")
     bits = "|".join(map(str, AKIDA_BITS))
     p.add_argument("--input-bits", type=int, default=None, metavar=bits,
                    help="akida only: input bit width (default 4); the counts cover T = 2**bits - 1 steps (15, 3, 1)")
@@ -142,23 +145,21 @@ def export_out(args) -> Path:
 def cmd_export(args) -> int:
     check_export_options(args)
     args.out = export_out(args)  # before the model is read
-    from .colanet import CoLaNET
-    from .export import Int8CoLaNET, export_nir, sidecar_path
+    from .deploy.api import colanet_of, export
     from .learner import load_learner
 
     learner, meta = load_learner(args.model)
-    model = getattr(learner, "model", None)
-    if not isinstance(model, CoLaNET):
-        raise SpikebridgeError(f"{args.model} holds a {meta.get('rule')!r} model; export supports CoLaNET only")
+    try:
+        model = colanet_of(learner)
+    except SpikebridgeError as exc:
+        raise SpikebridgeError(f"{args.model}: {exc}") from None
     if args.format == "nir":
-        out = args.out
-        s = export_nir(model, out, target=args.target, convention=args.convention, classes=meta.get("classes"))
+        s = export(model, args.out, format="nir", target=args.target, convention=args.convention,
+                   classes=meta.get("classes"))
         print(f"NIR graph: {s['path']} ({s['bytes']} bytes; nodes {', '.join(s['nodes'])}; "
               f"{s['neurons']} LIF neurons, {s['inputs']} inputs)")
         print(f"sidecar:   {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     elif args.format == "akida":
-        from .export.akida import export_akida
-
         calibration = None
         if args.calibration is not None:
             from .features import load_features
@@ -167,22 +168,20 @@ def cmd_export(args) -> int:
             if calibration.shape[1] != model.n_inputs:
                 raise SpikebridgeError(f"{args.calibration} holds {calibration.shape[1]}-dimensional features; the model "
                                        f"reads {model.n_inputs}")
-        out = args.out
-        s = export_akida(model, out, input_bits=args.input_bits, weight_bits=args.weight_bits,
-                         classes=meta.get("classes"), calibration=calibration, slices=args.weight_slices)
+        s = export(model, args.out, format="akida", input_bits=args.input_bits, weight_bits=args.weight_bits,
+                   classes=meta.get("classes"), calibration=calibration, slices=args.weight_slices)
         print(f"Akida model: {s['path']} ({s['bytes']} bytes; InputData {s['channels']} channels of "
               f"{s['input_bits']}-bit spike counts over T = {s['steps']} steps -> FullyConnected {s['neurons']} "
               f"neurons ({s['recruited']} recruited) x {s['slices']} slice(s), {s['weight_bits']}-bit weights)")
         print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
     else:
-        out = args.out
-        s = Int8CoLaNET.quantise(model, args.reset, args.dynamics).save(out)
-        print(f"int8 model: {out} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
+        s = export(model, args.out, format="int8", reset=args.reset, dynamics=args.dynamics)
+        print(f"int8 model: {s['path']} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
               f"{s['decay_dv']}/4096)")
-        print(f"sidecar:    {sidecar_path(out)}")
-    from .export.hardware import fit_report
+        print(f"sidecar:    {s['sidecar']}")
+    from .deploy.hardware import fit_report
 
-    print("hardware fit (documented limits; spikebridge.export.hardware):")
+    print("hardware fit (documented limits; spikebridge.deploy.hardware):")
     print("\n".join("  " + line for line in fit_report(model)))
     return 0

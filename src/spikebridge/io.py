@@ -73,8 +73,9 @@ def is_safetensors(path: str | Path) -> bool:
     return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata of a file written by :func:`save_tensors`."""
+def load_tensors(path: str | Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a file written by :func:`save_tensors` (``tensors=False``: the
+    metadata only, without reading the tensors)."""
     path = Path(path)
     if not path.is_file():
         raise SpikebridgeError(f"model file not found: {path}")
@@ -83,7 +84,9 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {}).get("meta", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            values = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as exc:
         raise SpikebridgeError(f"cannot read model file {path}: {exc}".splitlines()[0]) from exc
-    return tensors, meta
+    if not isinstance(meta, dict):
+        raise SpikebridgeError(f"{path} is not a spikebridge model (its metadata is not a JSON object)")
+    return values, meta

@@ -5,7 +5,7 @@ equations are written once, in :func:`lif_population` (integrate, lateral inhibi
 threshold, reset, refractoriness). ``I[t]`` is the synaptic input of step ``t`` in units of
 the threshold's (a dimensionless "voltage" per step), so ``v`` is the discretised solution
 of ``tau dv/dt = -v + tau * I(t)`` with delta-pulse inputs (IF: ``tau = inf``, ``beta = 1``).
-The same parameters map onto NIR's continuous-time ``LIF`` (see :mod:`spikebridge.export`).
+The same parameters map onto NIR's continuous-time ``LIF`` (see :mod:`spikebridge.deploy`).
 
 Entry points, all running :func:`lif_population`:
 
@@ -16,7 +16,7 @@ Entry points, all running :func:`lif_population`:
   :func:`lif_step` (one step) and the stateful :class:`LIF` module, parametrised by
   :class:`LIFParameters` (no lateral inhibition; ``refractory`` steps after a spike).
 
-The int8 model of :mod:`spikebridge.export.fixed_point` has its own integer loop (truncating
+The int8 model of :mod:`spikebridge.deploy.fixed_point` has its own integer loop (truncating
 decay, saturation).
 
 Closed forms used by the tests: for constant input ``I`` and ``reset="zero"``, the

@@ -1,7 +1,7 @@
 r"""What an online learner keeps instead of examples: running statistics of a stream.
 
 :class:`StreamStatistics` is shared by the float CoLaNET (:meth:`spikebridge.colanet.CoLaNET.partial_fit`)
-and the integer one (:meth:`spikebridge.export.integer_learning.IntegerCoLaNET.partial_fit`).
+and the integer one (:meth:`spikebridge.deploy.integer_learning.IntegerCoLaNET.partial_fit`).
 The host (which turns features into spikes) keeps the coder's statistics and each class's
 feature statistics; each column counts the dopamine (label) spikes it received.
 

@@ -466,17 +466,6 @@ class AkidaCoLaNET:
         return cls(net, side, norm)
 
 
-def export_akida(model: CoLaNET, path, *, input_bits: int = 4, weight_bits: int = 4, classes=None,
-                 calibration=None, slices: int = 1) -> dict:
-    """Write ``path`` (Akida ``.fbz``) and ``path.json``; returns :meth:`AkidaCoLaNET.save`'s summary
-    (``calibration``: features whose input rates the weight quantiser fits, see :meth:`AkidaCoLaNET.from_colanet`)."""
-    return AkidaCoLaNET.from_colanet(model, input_bits, weight_bits, classes, calibration, slices=slices).save(path)
-
-
-def load_akida(path) -> AkidaCoLaNET:
-    return AkidaCoLaNET.load(path)
-
-
 def count_rates(model: CoLaNET, features, input_bits: int = 4) -> torch.Tensor:
     """The input counts of :meth:`AkidaCoLaNET.counts` as rates ``x / T`` ``[B, N]`` for our own
     readout on the same counts: ``model.column_scores_continuous(count_rates(model, features))``."""

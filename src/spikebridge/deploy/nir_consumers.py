@@ -16,11 +16,11 @@ with ``nir``):
   decay ``b`` = 2^-24) with every weight divided by ``b`` (``b I / b = I``).
 
 :func:`reference_spikes` simulates each variant with our population loop; :func:`decide` applies
-the library readout (:func:`spikebridge.export.readout_scores`) to a consumer's output spikes.
+the library readout (:func:`spikebridge.deploy.readout_scores`) to a consumer's output spikes.
 :func:`run_rockpool` imports a graph with ``rockpool.nn.modules.from_nir`` in this process;
 :func:`run_sinabs` runs graphs in Sinabs' own environment (Sinabs 3.1.3 pins ``nir<=1.0.4``;
 ``$SPIKEBRIDGE_SINABS_PYTHON`` or ``/work/venvs/sinabs``, built by ``.ci/sinabs-env``), where
-:mod:`~spikebridge.export.sinabs_worker` runs as a file; :func:`without_v_reset` makes a file
+:mod:`~spikebridge.deploy.sinabs_worker` runs as a file; :func:`without_v_reset` makes a file
 readable by NIR 1.0.4. Used by ``benchmarks/nir_consumers.py``; needs ``nir`` (and Rockpool or
 the Sinabs environment for the consumers).
 """
@@ -53,7 +53,7 @@ def _full(j, value):
 
 
 def variant_graph(net, dt: float, variant: str):
-    """A NIR graph of the exported network ``net`` (:class:`spikebridge.export.Network`) laid out
+    """A NIR graph of the exported network ``net`` (:class:`spikebridge.deploy.Network`) laid out
     for a consumer (module docstring): ``no_lateral``, ``feedforward_inhibition``, ``if`` (Sinabs:
     ``tau`` in time steps) or ``rockpool``."""
     import nir

@@ -1,4 +1,4 @@
-"""Versioned JSON sidecars: the schema checks shared by every sidecar of :mod:`spikebridge.export`.
+"""Versioned JSON sidecars: the schema checks shared by every sidecar of :mod:`spikebridge.deploy`.
 
 A sidecar is a dataclass written as JSON beside an exported file (:func:`.formats.sidecar_path`).
 Its ``format`` and ``version`` fields identify the schema: their defaults are the format name

@@ -75,7 +75,7 @@ i.e. the float rule's calibration (the median winning neuron first fires at step
 ``first_spike_step``) on the integer drive per step ``a_b / T``. :meth:`IntegerCoLaNET.to_int8`
 returns the :class:`~.fixed_point.Int8CoLaNET` with weights ``W8`` of the recruited neurons
 (weight LSB ``2^e`` learned LSBs), ``theta8``, ``lateral8`` and the decay of
-:meth:`Int8CoLaNET.quantise <spikebridge.export.fixed_point.Int8CoLaNET.quantise>`; its
+:meth:`Int8CoLaNET.quantise <spikebridge.deploy.fixed_point.Int8CoLaNET.quantise>`; its
 simulation is the deployed integer network. With 8-bit weights ``W - gamma_q`` can leave
 ``[-127, 127]``; those synapses saturate (:attr:`IntegerCoLaNET.saturated`: 0.2 % of them on
 Imagenette, 2.7 % on imagenet64, where ``gamma_q < 0``; rounding with ``e = 1`` instead, or
@@ -630,7 +630,7 @@ class IntegerCoLaNET:
                                       "(T 2^first_spike_shift))",
                          "lateral": "lateral8 = (lateral_num * theta8 + 2^(lateral_shift-1)) >> lateral_shift",
                          "gamma_q": int(self.gamma), "threshold8": int(self.threshold[0]), "lateral8": int(self.lateral[0])},
-            inference={"model": "spikebridge.export.Int8CoLaNET (format spikebridge-int8) of the recruited neurons",
+            inference={"model": "spikebridge.deploy.Int8CoLaNET (format spikebridge-int8) of the recruited neurons",
                        "weights": "W8 (int8), weight LSB = 2^fold_shift learned LSBs",
                        "dynamics": f"v <- {DECAY_EQUATION} + sum_i W8[j,i] x_i[t] - lateral8 * (other spikes at "
                                    "t-1); v <- clamp(v, -2**23, 2**23-1); s = v >= theta8; v -= theta8 * s",
@@ -686,8 +686,17 @@ class IntegerCoLaNET:
 
     @classmethod
     def load(cls, path) -> "IntegerCoLaNET":
+        """The learner :meth:`save` wrote; its rule sidecar, when present, is checked as every
+        :class:`~.sidecar.VersionedSidecar` (format and version). Errors are one line naming the file."""
         tensors, meta = load_tensors(path)
-        return cls.from_tensors(meta, tensors)
+        if sidecar_path(path).is_file():
+            IntegerRuleSidecar.read(sidecar_path(path))
+        try:
+            return cls.from_tensors(meta, tensors)
+        except SpikebridgeError as exc:
+            raise SpikebridgeError(f"{path}: {exc}") from exc
+        except KeyError as exc:
+            raise SpikebridgeError(f"{path} is not a complete integer-learning model: it lacks {exc}") from exc
 
 
 def integer_learner(n_inputs: int, n_classes: int, weight_bits=8, config: CoLaNETConfig | None = None,

@@ -1,7 +1,7 @@
 """snnTorch / Norse agreement: run an exported CoLaNET in a peer simulator.
 
 :func:`peer_predictions` exports a model for ``"snntorch"`` or ``"norse"`` (see
-:mod:`spikebridge.export.nir` for what each target writes), loads the file with the peer's own
+:mod:`spikebridge.deploy.nir` for what each target writes), loads the file with the peer's own
 NIR import, feeds it the same input spikes as ours and decides from its output spikes with the
 library's readout. :func:`reference_counts` runs our population loop with the peer's reset and
 threshold test, so a spike-count match of 1.0 means the peer simulates exactly the exported
@@ -99,7 +99,7 @@ def peer_predictions(model, features, peer: str, *, steps: int | None = None, ba
     """Export ``model`` for ``peer`` (``"snntorch"`` or ``"norse"``), load the file with the
     peer's NIR import, feed it the same input spikes as ours and decide from its output spikes.
 
-    The decision is :func:`spikebridge.export.readout_scores` on the peer's output spikes, with the final
+    The decision is :func:`spikebridge.deploy.readout_scores` on the peer's output spikes, with the final
     membrane potential read from the peer's state for the last tie-break (two columns with
     equal counts and simultaneous first spikes: about 1 example in 200 on Imagenette).
 

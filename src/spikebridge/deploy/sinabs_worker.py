@@ -1,10 +1,10 @@
-r"""Run NIR graphs in Sinabs (``sinabs.from_nir``) for :func:`spikebridge.export.nir_consumers.run_sinabs`.
+r"""Run NIR graphs in Sinabs (``sinabs.from_nir``) for :func:`spikebridge.deploy.nir_consumers.run_sinabs`.
 
 Sinabs 3.1.3 pins ``nir<=1.0.4``, so it lives in its own environment (``.ci/sinabs-env`` builds
 one; ``$SPIKEBRIDGE_SINABS_PYTHON`` names its python) and this file runs there, as a file: it
 imports numpy, torch, nir and sinabs only -- never spikebridge::
 
-    $SPIKEBRIDGE_SINABS_PYTHON src/spikebridge/export/sinabs_worker.py JOBS.json
+    $SPIKEBRIDGE_SINABS_PYTHON src/spikebridge/deploy/sinabs_worker.py JOBS.json
 
 ``JOBS.json``: ``{"spikes": .npy of bit-packed input spikes [T, B, ceil(N / 8)] (``np.packbits``
 on the last axis), "inputs": N, "runs": [{"name", "graph": .nir file, "single_spike": bool,
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]  # run as a file: its folder (spikebridge/export, with nir.py) must not shadow packages
+    del sys.path[0]  # run as a file: its folder (spikebridge/deploy, with nir.py) must not shadow packages
 
 
 def sinabs_worker(jobs_file: str) -> int:

@@ -56,7 +56,7 @@ the weights are the Affine rows (``gamma`` stays folded in, so the imported mode
 ``gamma = 0`` and is meant for inference; ``W`` = weight + sidecar ``gamma`` to float
 rounding), ``theta`` the ``v_threshold``, ``g`` from the Linear, ``beta`` from ``tau``.
 
-:mod:`spikebridge.export.peer_agreement` runs the graphs below in snnTorch and Norse.
+:mod:`spikebridge.deploy.peer_agreement` runs the graphs below in snnTorch and Norse.
 
 Peer targets
 ------------
@@ -67,7 +67,7 @@ Peer targets
   ``"snntorch"`` therefore writes the nested layout with every time constant on the 0.1 ms
   time base (same per-step dynamics) and, for ensembles with different thresholds, divides
   each member's weights by its ``theta`` (threshold 1). The remaining difference is the
-  reset to zero; :func:`spikebridge.export.peer_agreement.reference_counts` with ``reset="zero"``
+  reset to zero; :func:`spikebridge.deploy.peer_agreement.reference_counts` with ``reset="zero"``
   reproduces snnTorch's spikes exactly, and predictions agree with our subtractive-reset model (benchmarks/deploy.py).
 * **Norse 1.1** (``norse.torch.from_nir``): its ``LIF`` import ignores ``r`` (logs a
   warning; inputs would be scaled by ``1 - beta``) and always resets to ``v_reset``. Target

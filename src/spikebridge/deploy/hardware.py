@@ -192,7 +192,7 @@ class Fit:
 
 def model_shape(model_or_network, lateral: bool | None = None) -> ModelShape:
     """:class:`ModelShape` of a :class:`~spikebridge.colanet.CoLaNET`, an exported
-    :class:`~spikebridge.export.network.Network`, an :class:`~spikebridge.export.Int8CoLaNET` or a
+    :class:`~spikebridge.deploy.network.Network`, an :class:`~spikebridge.deploy.Int8CoLaNET` or a
     :class:`ModelShape` (returned as is). Weights are counted at the int8 model's 8 bits."""
     from ..colanet import CoLaNET
     from .fixed_point import WEIGHT_BITS, Int8CoLaNET

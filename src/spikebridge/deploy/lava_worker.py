@@ -4,7 +4,7 @@ bit-accurate Loihi model (``Loihi2SimCfg(select_tag="fixed_pt")``).
 Run as a file by the Lava environment's python (``.ci/lava-env``; Lava 0.10 needs Python 3.10,
 spikebridge 3.11), so it imports numpy, safetensors and lava only -- never spikebridge or torch::
 
-    $SPIKEBRIDGE_LAVA_PYTHON src/spikebridge/export/lava_worker.py JOBS.json
+    $SPIKEBRIDGE_LAVA_PYTHON src/spikebridge/deploy/lava_worker.py JOBS.json
 
 ``JOBS.json``: ``{"model": int8 .safetensors, "spikes": .npy of bit-packed input spikes
 [T, B, ceil(N / 8)] (``np.packbits`` on the last axis), "out": .npz to write, "chunk": examples per
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]  # run as a file: its folder (spikebridge/export, with nir.py) must not shadow packages
+    del sys.path[0]  # run as a file: its folder (spikebridge/deploy, with nir.py) must not shadow packages
 
 ACT_DIGIT = 7  # lateral weight digits: 7 bits each (Dense weights -2 d, |2 d| <= 254)
 DIGITS = 4  # 4 x 7 = 28 bits cover the 24-bit lateral weight

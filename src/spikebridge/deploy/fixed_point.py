@@ -25,8 +25,8 @@ int8 weights is an integer below ``127 N``, which float32 holds exactly while ``
 :func:`spikebridge.currents.spike_currents` give the same integers in any summation order
 (the default is dense, as everywhere; ``method="auto"`` takes the faster); the state is
 simulated with int64 tensor ops. Saved as
-safetensors (int8 weights, int32 parameters, int16 maps; host-side normaliser float32) plus a
-JSON sidecar.
+safetensors (int8 weights, int32 parameters, int16 maps; host-side normaliser float32) whose
+metadata is an :class:`Int8Sidecar`, the same record (plus file sizes) written beside it as JSON.
 
 The integer model has its own simulation loop (:meth:`Int8CoLaNET.simulate`) rather than
 :func:`spikebridge.neurons.lif_population`: its decay truncates toward zero after an integer
@@ -37,7 +37,7 @@ the float loop can express without changing its rounding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +47,11 @@ from ..coding import RateNormaliser, encode
 from ..colanet import CoLaNET
 from ..currents import spike_currents
 from ..errors import SpikebridgeError
-from ..io import load_tensors, save_tensors, write_json_atomic
+from ..io import load_tensors, save_tensors
 from ..readout import READOUT_RULE
-from .formats import INT8_FORMAT, sidecar_path
+from .formats import INT8_FORMAT, INT8_VERSION, sidecar_path
 from .network import Network, network_of, readout_scores
+from .sidecar import VersionedSidecar
 
 DECAY_BITS = 12
 MEMBRANE_BITS = 24
@@ -59,6 +60,7 @@ DECAY_EQUATION = "trunc(v*(4096-dv)/4096)"  # written into the sidecars' "dynami
 DYNAMICS = ("spikebridge", "loihi")
 ACT_SHIFT = 6  # Loihi MSB-aligns the synaptic input and the threshold by 6 bits within the 24-bit state
 LOIHI_VTH_BITS = 17  # Lava's LIF vth: unsigned 17-bit
+_SIZES = ("file_bytes", "network_bytes", "float32_weight_bytes")  # Int8Sidecar fields of the sidecar only
 LATERAL_HEADROOM = 3  # dynamics "loihi": other neurons spiking in one step whose inhibition fits the current
 
 
@@ -83,6 +85,35 @@ def wrap24_loihi(x: torch.Tensor) -> torch.Tensor:
 def decay_factor(dv: int) -> float:
     """The float leak factor of ``dv``: ``beta_q = (4096 - dv) / 4096``."""
     return ((1 << DECAY_BITS) - dv) / (1 << DECAY_BITS)
+
+
+@dataclass
+class Int8Sidecar(VersionedSidecar):
+    """The record of an int8 model: the safetensors metadata of the file and, with the file sizes,
+    its JSON sidecar ``<file>.json``; read and checked as every :class:`~.sidecar.VersionedSidecar`
+    (:meth:`Int8CoLaNET.load` checks both)."""
+
+    KIND = "int8 model"
+
+    exponent: int
+    decay_dv: int
+    n_classes: int
+    n_inputs: int
+    normaliser: dict
+    steps: int
+    coder: str
+    dt_s: float
+    reset: str
+    dynamics_kind: str
+    bit_widths: dict
+    dynamics: str  # the update equations, in words (dynamics_kind: "spikebridge" or "loihi")
+    weight_value: str
+    readout: str
+    file_bytes: int | None = None  # the sidecar only: sizes of the saved model
+    network_bytes: int | None = None
+    float32_weight_bytes: int | None = None
+    format: str = INT8_FORMAT
+    version: int = INT8_VERSION
 
 
 @dataclass
@@ -239,15 +270,16 @@ class Int8CoLaNET:
                 + 2 * self.column.numel())
 
     def metadata(self) -> dict:
-        return {"format": INT8_FORMAT, "version": 1, "exponent": self.exponent, "decay_dv": self.decay_dv,
-                "n_classes": self.n_classes, "n_inputs": int(self.weights.shape[1]), "normaliser": self.normaliser.metadata(),
-                "steps": self.steps, "coder": self.coder, "dt_s": self.dt, "reset": self.reset,
-                "dynamics_kind": self.dynamics,
-                "bit_widths": {"weight": WEIGHT_BITS, "membrane": MEMBRANE_BITS, "threshold": MEMBRANE_BITS,
-                               "lateral": MEMBRANE_BITS, "decay": DECAY_BITS, "synaptic_sum": 32},
-                "dynamics": self.equations(),
-                "weight_value": "w_q * 2**exponent (float units of the CoLaNET current)",
-                "readout": READOUT_RULE}
+        """The :class:`Int8Sidecar` record of this model without the file sizes (the file's metadata)."""
+        side = Int8Sidecar(
+            exponent=self.exponent, decay_dv=self.decay_dv, n_classes=self.n_classes,
+            n_inputs=int(self.weights.shape[1]), normaliser=self.normaliser.metadata(), steps=self.steps,
+            coder=self.coder, dt_s=self.dt, reset=self.reset, dynamics_kind=self.dynamics,
+            bit_widths={"weight": WEIGHT_BITS, "membrane": MEMBRANE_BITS, "threshold": MEMBRANE_BITS,
+                        "lateral": MEMBRANE_BITS, "decay": DECAY_BITS, "synaptic_sum": 32},
+            dynamics=self.equations(), weight_value="w_q * 2**exponent (float units of the CoLaNET current)",
+            readout=READOUT_RULE)
+        return {k: v for k, v in asdict(side).items() if k not in _SIZES}
 
     def equations(self) -> str:
         if self.dynamics == "loihi":
@@ -259,26 +291,28 @@ class Int8CoLaNET:
                 + ("v -= threshold_q * s" if self.reset == "subtract" else "v = 0 where s"))
 
     def save(self, path) -> dict:
+        """Write ``path`` (safetensors, the record as metadata) and ``path.json`` (:class:`Int8Sidecar`
+        with the file sizes); returns the sidecar's fields."""
         path = Path(path)
         meta = self.metadata()
         save_tensors(path, self.tensors(), meta)
-        summary = {**meta, "file_bytes": path.stat().st_size, "network_bytes": self.network_bytes(),
-                   "float32_weight_bytes": 4 * self.weights.numel()}
-        write_json_atomic(sidecar_path(path), summary)
-        return summary
+        side = Int8Sidecar(**meta, file_bytes=path.stat().st_size, network_bytes=self.network_bytes(),
+                           float32_weight_bytes=4 * self.weights.numel())
+        side.write(sidecar_path(path))
+        return side.to_dict()
 
     @classmethod
     def load(cls, path) -> "Int8CoLaNET":
+        """The model :meth:`save` wrote; its record (file metadata) and, when present, its sidecar are
+        checked as :class:`Int8Sidecar` (format and version), each error one line naming the file."""
         t, meta = load_tensors(path)
-        if meta.get("format") != INT8_FORMAT:
-            raise SpikebridgeError(f"{path} is not a spikebridge int8 model")
-        return cls(t["weights"], int(meta["exponent"]), t["threshold"], t["lateral"], int(meta["decay_dv"]),
-                   t["member"].long(), t["row"].long(), t["column"].long(), int(meta["n_classes"]),
-                   RateNormaliser.from_tensors(t, meta["normaliser"]), int(meta["steps"]), meta["coder"],
-                   float(meta["dt_s"]), meta["reset"], meta["dynamics_kind"])
-
-
-def quantise(model: CoLaNET, reset: str = "subtract", dynamics: str = "spikebridge",
-             headroom: int = LATERAL_HEADROOM) -> Int8CoLaNET:
-    return Int8CoLaNET.quantise(model, reset, dynamics, headroom)
+        m = Int8Sidecar.from_dict(meta, path)
+        if sidecar_path(path).is_file():
+            Int8Sidecar.read(sidecar_path(path))
+        try:
+            return cls(t["weights"], m.exponent, t["threshold"], t["lateral"], m.decay_dv, t["member"].long(),
+                       t["row"].long(), t["column"].long(), m.n_classes, RateNormaliser.from_tensors(t, m.normaliser),
+                       m.steps, m.coder, float(m.dt_s), m.reset, m.dynamics_kind)
+        except KeyError as exc:
+            raise SpikebridgeError(f"{path} is not a complete int8 model: it lacks {exc}") from exc
 
