@@ -1,7 +1,7 @@
 """Variants of CoLaNET's online rule for continual learning, measured on a split of train (never val).
 
     python benchmarks/continual_study.py                       # imagenet64, 1 order
-    python benchmarks/continual_study.py --dataset digits --orders 5
+    python benchmarks/continual_study.py --dataset digits --orders 2
     python benchmarks/continual_study.py --dataset digits --quick   # 2 variants -> results/quick/
 
 Every variant tried for issue 20 is recorded here, kept or not. Each runs the class-incremental

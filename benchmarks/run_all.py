@@ -82,7 +82,7 @@ JOBS = [
         _acc("imagenette")[:2] + ["--quick"]),
     Job("continual_imagenet64", "continual.py", "continual_imagenet64.json", _acc("imagenet64")[:2],
         _acc("imagenet64")[:2] + ["--quick"]),
-    Job("continual_study_digits", "continual_study.py", "continual_study_digits.json", ["--dataset", "digits", "--orders", "5"],
+    Job("continual_study_digits", "continual_study.py", "continual_study_digits.json", ["--dataset", "digits", "--orders", "2"],
         ["--dataset", "digits", "--quick"]),
     Job("continual_study_imagenet64", "continual_study.py", "continual_study_imagenet64.json", _acc("imagenet64")[:2],
         _acc("imagenet64")[:2] + ["--quick"]),
