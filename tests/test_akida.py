@@ -364,7 +364,7 @@ def test_export_command_reads_calibration_features(akida, pixel_model, digits_fe
     with pytest.raises(SpikebridgeError, match="no readable feature manifest"):
         args.func(args)
     pixel = tmp_path / "pixel.safetensors"
-    save_tensors(pixel, pixel_model[0].tensors(), {"rule": "colanet", **pixel_model[0].metadata()})
+    save_tensors(pixel, pixel_model[0].tensors(), {"rule": "colanet", "learn_mode": "continuous", **pixel_model[0].metadata()})
     args = _parser().parse_args(["export", "--model", str(pixel), "--format", "akida", "--calibration", str(train_fs.path)])
     with pytest.raises(SpikebridgeError, match="holds 1280-dimensional features; the model reads 64"):
         args.func(args)
@@ -374,7 +374,7 @@ def test_export_command_reads_calibration_features(akida, pixel_model, digits_fe
 def test_export_command_writes_an_akida_model(akida, pixel_model, tmp_path):
     model, xv, _ = pixel_model
     path = tmp_path / "run" / "model.safetensors"
-    save_tensors(path, model.tensors(), {"rule": "colanet", **model.metadata(), "classes": [str(c) for c in range(10)]})
+    save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata(), "classes": [str(c) for c in range(10)]})
     done = subprocess.run([sys.executable, "-m", "spikebridge", "export", "--model", str(path), "--format", "akida",
                            "--weight-bits", "2", "--input-bits", "2", "--weight-slices", "2"],
                           capture_output=True, text=True, timeout=300)
