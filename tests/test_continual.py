@@ -281,3 +281,35 @@ def test_low_rank_statistics_survive_save_and_load(pixel_digits, tmp_path):
     loaded = CoLaNET.load(tmp_path / "m.safetensors")
     assert torch.equal(loaded.stream.basis, model.stream.basis) and torch.equal(loaded.stream.spread, model.stream.spread)
     assert loaded.state_bytes() == model.state_bytes()
+
+
+def test_replay_count_balances_old_and_new_classes():
+    """Balanced replay: replay * batch * old/new classes, capped at cap times the unbalanced count;
+    classes with fewer than 2 examples cannot be replayed and do not count as old."""
+    from spikebridge.streaming import StreamStatistics
+
+    st = StreamStatistics(2, 10)
+    st.observe(torch.zeros(17, 2), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8]))
+    frozen = torch.tensor([True] * 7 + [False] * 3)  # 6 replayable old classes (class 6 has 1 example)
+    assert st.replay_count(4, frozen, None) == 4  # unbalanced
+    assert st.replay_count(4, frozen, cap=4) == 12  # 4 * 6 old / 2 new
+    assert st.replay_count(4, frozen, cap=2) == 8  # capped at 2 * 4
+    assert st.replay_count(4, torch.zeros(10, dtype=torch.bool), cap=4) == 0  # nothing frozen
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_partial_fit_interleaves_the_balanced_number_of_replays(pixel_digits, balanced, monkeypatch):
+    from spikebridge.colanet import CoLaNET, CoLaNETConfig
+    from spikebridge.streaming import StreamStatistics
+
+    xt, _, yt, _ = pixel_digits
+    m = CoLaNET(64, 6, CoLaNETConfig(microcolumns=1, replay=2, replay_cap=4, balanced_replay=balanced))
+    old = np.flatnonzero(yt < 6)
+    m.partial_fit(xt[old], yt[old])
+    m.add_classes(1)
+    asked = []
+    replay = StreamStatistics.replay
+    monkeypatch.setattr(StreamStatistics, "replay", lambda self, n, *a, **k: asked.append(n) or replay(self, n, *a, **k))
+    new = np.flatnonzero(yt == 6)[:3]
+    m.partial_fit(xt[new], yt[new], batch_size=1)
+    assert asked == ([8, 8, 8] if balanced else [2, 2, 2])  # 2 * min(6 old / 1 new, 4)

@@ -58,7 +58,10 @@ Class-incremental learning: :meth:`CoLaNET.add_classes` appends empty columns an
 existing ones (no potentiation, depression or recruitment in a frozen column);
 :meth:`CoLaNET.partial_fit` then interleaves replayed prototypes of the frozen columns
 (drawn from running class statistics, :class:`spikebridge.streaming.StreamStatistics`) with the new examples, so that new columns are
-depressed where they would answer to an old class.
+depressed where they would answer to an old class. By default the replay is class-balanced: ``replay``
+replayed examples per new example times the ratio of old to new classes, at most ``replay_cap`` times
+``replay`` (:meth:`spikebridge.streaming.StreamStatistics.replay_count`), so an old class is rehearsed
+about as often as a new one is learned.
 """
 
 from __future__ import annotations
@@ -143,7 +146,9 @@ class CoLaNETConfig:
     percentile: float = 99.85  # percentile normalisation: the feature value coded as rate 1
     ensemble: int = 1  # K independently seeded members
     seed: int = 0
-    replay: int = 2  # class-incremental: replayed examples of frozen classes per new example
+    replay: int = 2  # class-incremental: replayed examples of frozen classes per new example (balanced: per old/new class ratio 1)
+    balanced_replay: bool = True  # replay in proportion to the old / new classes seen (StreamStatistics.replay_count) ...
+    replay_cap: int = 4  # ... at most replay_cap * replay per new example
     replay_noise: float = 1.0  # replayed features: class mean + replay_noise * class sd * N(0, 1)
     replay_rank: int = 64  # replay's shared within-class correlations: this many directions (0: independent features)
     stream_boost: float = 5.0  # partial_fit: a column's learning-rate factor for its first examples
@@ -173,6 +178,8 @@ class CoLaNETConfig:
         checks.integer("ensemble", self.ensemble, 1)
         checks.seed("seed", self.seed)
         checks.integer("replay", self.replay, 0)
+        checks.boolean("balanced_replay", self.balanced_replay)
+        checks.integer("replay_cap", self.replay_cap, 1)
         checks.number("replay_noise", self.replay_noise, 0.0)
         checks.integer("replay_rank", self.replay_rank, 0)
         checks.number("stream_boost", self.stream_boost, above=0.0)
@@ -475,7 +482,8 @@ class CoLaNET:
             stream.observe(features[b : b + batch_size], y)
             mask = None if K == 1 else torch.rand(K, len(y), generator=self.generator) < bagging
             rr, yy = r, y
-            replay = stream.replay(cfg.replay * len(y), self.frozen, cfg.replay_noise, self.generator, K)
+            n_replay = stream.replay_count(cfg.replay * len(y), self.frozen, cfg.replay_cap if cfg.balanced_replay else None)
+            replay = stream.replay(n_replay, self.frozen, cfg.replay_noise, self.generator, K)
             if replay is not None:  # interleave replayed examples of frozen classes
                 replayed = self.rates(replay[0].reshape(-1, self.n_inputs)).view(K, -1, self.n_channels)
                 rr = torch.cat([r.unsqueeze(0).expand(K, -1, -1), replayed], 1)

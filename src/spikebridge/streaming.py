@@ -26,6 +26,10 @@ feature statistics; each column counts the dopamine (label) spikes it received.
       P = E U;  Q R = qr(E^T - U P^T);  M = diag(s, 0) + [P^T; R] [P^T; R]^T;  M = V diag(s') V^T
       U <- [U, Q] V[:, :rank];  s <- s'[:rank]
 
+* **how many replays** interleave with ``B`` new examples (``replay`` per example): class-balanced,
+  ``min(cap * replay * B, round(replay * B * old / new))`` with ``old`` the frozen classes that can
+  be replayed and ``new`` the other classes seen so far, so each old class is rehearsed about as
+  often as each new one is learned; unbalanced, ``replay * B``.
 * **replay** of a frozen class ``c``: ``mu_c + noise * (sd_c / sd) * e`` with ``sd`` the pooled
   within-class standard deviation of each feature and ``e ~ N(0, L + diag(sd^2 - diag L))``,
   ``L = U diag(s) U^T / sum_c (n_c - 1)``: the class's own variances on the diagonal and the
@@ -149,6 +153,16 @@ class StreamStatistics:
     def slots(self, per_microcolumn: int, microcolumns: int) -> torch.Tensor:
         """Microcolumns each column may recruit: ``clip(round(n_c / per_microcolumn), 1, M)``, ``[C]``."""
         return (self.seen.double() / per_microcolumn).round().clamp(1, microcolumns).long()
+
+    def replay_count(self, n: int, pool: torch.Tensor, cap: int | None) -> int:
+        """Replayed examples to interleave with new ones for which the unbalanced rule gives ``n``:
+        ``min(cap * n, round(n * old / new))`` (module docstring; ``old``: classes in ``pool`` with at
+        least 2 examples, ``new``: the other classes seen, at least 1), or ``n`` when ``cap`` is None."""
+        if cap is None:
+            return n
+        old = int((pool & (self.seen > 1)).sum())
+        new = max(1, int((~pool & (self.seen > 0)).sum()))
+        return int(min(cap * n, round(n * old / new)))
 
     def replay(self, n: int, pool: torch.Tensor, noise: float, generator: torch.Generator,
                members: int = 1) -> tuple[torch.Tensor, torch.Tensor] | None:

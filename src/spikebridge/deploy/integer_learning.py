@@ -422,7 +422,9 @@ class IntegerCoLaNET:
                 stream.observe(features[b : b + batch_size], y)
                 mean_count = stream.observe_rates(c.float()).round().to(torch.int64)
                 centre = mean_count if cfg.stream_centred and bool(self.frozen.any()) else None
-                replay = stream.replay(cfg.replay * len(y), self.frozen, cfg.replay_noise, self.generator)
+                n_replay = stream.replay_count(cfg.replay * len(y), self.frozen,
+                                               cfg.replay_cap if cfg.balanced_replay else None)
+                replay = stream.replay(n_replay, self.frozen, cfg.replay_noise, self.generator)
                 if replay is not None:
                     c = torch.cat([c, self.rates(replay[0][0])])
                     y = torch.cat([y, replay[1][0]])
