@@ -1,11 +1,12 @@
-"""Render the README's result tables from ``benchmarks/results/*.json`` (never typed by hand).
+"""Render the result tables of the README and the docs from ``benchmarks/results/*.json`` (never typed by hand).
 
     python benchmarks/readme_tables.py --write     # refresh every table between its markers
     python benchmarks/readme_tables.py --check     # exit 1 if a table differs from its JSON
 
-A table lives in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``;
-NAME picks the renderer below and the JSON file it reads. ``tests/test_readme_tables.py``
-runs the check, so a README number that differs from its results file fails the suite.
+A table lives in README.md or a page under docs/ between ``<!-- table:NAME -->`` and
+``<!-- /table:NAME -->``; NAME picks the renderer below and the JSON file it reads.
+``tests/test_readme_tables.py`` runs the check, so a number that differs from its results file
+fails the suite.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+
+
+def pages() -> list[Path]:
+    """The files that hold tables: the README and every Markdown page of the docs."""
+    return [README, *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def all_text() -> str:
+    return "\n".join(page.read_text() for page in pages())
 
 
 def _load(name: str) -> dict | None:
@@ -644,11 +654,11 @@ RENDERERS = {
 PATTERN = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)\n?(<!-- /table:\2 -->)", re.S)
 
 
-def refresh(text: str) -> str:
+def refresh(text: str, where: str = "README.md") -> str:
     def sub(m):
         name = m.group(2)
         if name not in RENDERERS:
-            raise SystemExit(f"README.md: unknown table {name!r}; known: {sorted(RENDERERS)}")
+            raise SystemExit(f"{where}: unknown table {name!r}; known: {sorted(RENDERERS)}")
         return m.group(1) + RENDERERS[name]() + "\n" + m.group(4)
 
     return PATTERN.sub(sub, text)
@@ -659,17 +669,20 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
-    text = README.read_text()
-    new = refresh(text)
-    if args.write:
-        README.write_text(new)
-        print(f"refreshed {len(PATTERN.findall(text))} tables in {README}")
-    if args.check and new != text:
-        stale = [m.group(2) for m in PATTERN.finditer(text) if m.group(0) not in new]
-        print(f"README.md tables differ from benchmarks/results: {', '.join(stale)} "
-              f"(run python benchmarks/readme_tables.py --write)", file=sys.stderr)
-        return 1
-    return 0
+    failed = False
+    for page in pages():
+        text = page.read_text()
+        where = str(page.relative_to(ROOT))
+        new = refresh(text, where)
+        if args.write and new != text:
+            page.write_text(new)
+            print(f"refreshed {len(PATTERN.findall(text))} tables in {where}")
+        if args.check and new != text:
+            stale = [m.group(2) for m in PATTERN.finditer(text) if m.group(0) not in new]
+            print(f"{where}: tables differ from benchmarks/results: {', '.join(stale)} "
+                  f"(run python benchmarks/readme_tables.py --write)", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
