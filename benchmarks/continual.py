@@ -238,7 +238,7 @@ def step_cost(tr, seed: int = 0, n: int = 2000) -> dict:
     x, y = tr.features[order], tr.labels[order]
     clf.partial_fit(x[:1], y[:1], classes=np.unique(y))
     clf.partial_fit(x[1 : len(y) - n], y[1 : len(y) - n])
-    model = clf._colanet()
+    model = clf.learner_.model
     before = model.weights.clone()
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(len(y) - n, len(y)):

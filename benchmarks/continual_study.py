@@ -124,7 +124,7 @@ class Continuous(SpikingClassifier):
     ``weight_average``, by the averaged weights)."""
 
     def predict(self, X):
-        model = self._colanet()
+        model = self.learner_.model
         slow = getattr(model, "slow", None)
         if slow is None or slow.shape != model.weights.shape:
             return self.classes_[model.predict_continuous(X).numpy()]

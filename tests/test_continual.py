@@ -135,7 +135,7 @@ def test_colanet_learns_class_incrementally_without_storing_examples(pixel_digit
     xt, xv, yt, yv = pixel_digits
     clf = SpikingClassifier(seed=0, batch_size=1, steps=16)
     r = continual.class_incremental(clf, xt, yt, xv, yv, tasks=5, seed=0, batch=1)
-    model = clf._colanet()
+    model = clf.learner_.model
     assert model.frozen[:8].all() and not model.frozen[8:].any()
     assert r["final_top1"] > 0.5, r["final_top1"]  # 10 classes in 5 tasks, one pass each (chance: 0.1)
     assert r["state_bytes"] == model.state_bytes() < xt.nbytes  # less than the training examples themselves

@@ -12,7 +12,7 @@ import spikebridge as sb
 from spikebridge import SpikingClassifier, create_learner, list_rules, register_rule
 from spikebridge.errors import SpikebridgeError
 from spikebridge.learner import Learner, rule_settings
-from spikebridge.rules import RuleConfig, SupervisedSTDP
+from spikebridge.rules import SupervisedSTDP, SupervisedSTDPConfig
 
 # Every applicable sklearn check passes (none is expected to fail); sklearn itself skips the
 # array-API check (SCIPY_ARRAY_API unset) and the pandas checks (pandas not installed).
@@ -37,7 +37,7 @@ def test_a_registered_rule_is_created_trained_and_offered_by_the_cli(pixel_digit
     from spikebridge.cli import build_parser
 
     @dataclasses.dataclass
-    class LazyConfig(RuleConfig):
+    class LazyConfig(SupervisedSTDPConfig):
         teacher_period: int = 4
 
     @register_rule("lazy-teacher")

@@ -4,6 +4,7 @@ learning that depends on plasticity (disabled plasticity must fail the bar)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge import create_learner, train
+from spikebridge import create_learner, list_rules, train
 
 
 def _traces(seq: np.ndarray, lam: float) -> np.ndarray:
@@ -166,8 +167,8 @@ def test_every_rule_learns_beyond_its_frozen_network(rule, pixel_digits):
     assert plastic >= 0.5 and plastic >= baseline + MARGIN, (rule, plastic, baseline)
 
 
-# ------------------------------------------------------------------ issue 21: settings checked once, in the config
-@pytest.mark.parametrize("setting, value, expected", [
+# ------------------------------------------------------------------ settings checked once, in each rule's config
+BAD_SETTINGS = [
     ("steps", 0, "steps must be >= 1 (got 0)"),
     ("steps", 5000, "steps must be <= 4096 (got 5000)"),
     ("eta", float("nan"), "eta must be a finite number (got nan)"),
@@ -177,13 +178,23 @@ def test_every_rule_learns_beyond_its_frozen_network(rule, pixel_digits):
     ("theta_decay", 1.5, "theta_decay must be <= 1.0 (got 1.5)"),
     ("tau", 0.0, "tau must be > 0.0 (got 0.0)"),
     ("seed", -1, "seed must be >= 0 (got -1)"),
-])
-@pytest.mark.parametrize("rule", ["rstdp", "sstdp", "diehl-cook"])
+]
+
+
+def _settings_of(rule: str) -> set:
+    from spikebridge.learner import rule_class
+
+    return {f.name for f in dataclasses.fields(rule_class(rule).config_class)}
+
+
+@pytest.mark.parametrize("rule, setting, value, expected", [
+    (rule, *bad) for rule in ("rstdp", "sstdp", "diehl-cook") for bad in BAD_SETTINGS if bad[0] in _settings_of(rule)])
 def test_rule_config_refuses_useless_settings(rule, setting, value, expected):
     from spikebridge.errors import SpikebridgeError
-    from spikebridge.rules import RuleConfig
+    from spikebridge.learner import rule_class
 
-    for make in (lambda: RuleConfig(**{setting: value}), lambda: create_learner(rule, 64, 10, **{setting: value})):
+    config_class = rule_class(rule).config_class
+    for make in (lambda: config_class(**{setting: value}), lambda: create_learner(rule, 64, 10, **{setting: value})):
         with pytest.raises(SpikebridgeError, match=f"^{re.escape(expected)}$"):
             make()
 
@@ -199,3 +210,40 @@ def test_a_rule_model_whose_recorded_sizes_disagree_is_refused_on_load(pixel_dig
     save_tensors(path, learner.tensors(), {**learner.metadata(), "n_inputs": 1280})
     with pytest.raises(SpikebridgeError, match=r"its weights are \[10, 64\] but its recorded sizes \(n_inputs 1280"):
         load_learner(path)
+
+
+def test_each_rule_accepts_only_its_own_settings():
+    """One config per rule: a setting of another rule is refused, not silently ignored."""
+    from spikebridge.errors import SpikebridgeError
+
+    for rule, foreign in (("sstdp", "neurons_per_class"), ("sstdp", "x_tar"), ("rstdp", "teacher_period"),
+                          ("diehl-cook", "a_minus"), ("rstdp", "neurons_per_class")):
+        with pytest.raises(SpikebridgeError, match=f"rule {rule!r} has no setting {foreign}"):
+            create_learner(rule, 64, 10, **{foreign: 1})
+    assert create_learner("diehl-cook", 64, 10, neurons_per_class=3).n_neurons() == 30
+
+
+def test_rules_share_the_learner_base_class_and_its_defaults(pixel_digits):
+    """Every rule is a Learner: partial_fit learns online (prepare on the first call), add_classes
+    is refused by the single-layer rules and offered by CoLaNET, state_bytes counts the state."""
+    import torch
+
+    from spikebridge.errors import SpikebridgeError
+    from spikebridge.learner import Learner, register_rule
+
+    xt, _, yt, _ = pixel_digits
+    for rule in list_rules():
+        learner = create_learner(rule, 64, 10)
+        assert isinstance(learner, Learner)
+        learner.partial_fit(xt[:200], yt[:200], batch_size=16)
+        assert learner.prepared and learner.state_bytes() > 0
+        before = {k: v.clone() for k, v in learner.tensors().items() if isinstance(v, torch.Tensor)}
+        if rule == "colanet":
+            learner.add_classes(1)
+            assert learner.model.n_classes == 11
+        else:
+            with pytest.raises(SpikebridgeError, match=f"rule {rule!r} cannot add classes"):
+                learner.add_classes(1)
+            assert all(torch.equal(before[k], v) for k, v in learner.tensors().items() if k in before)
+    with pytest.raises(TypeError, match="must subclass spikebridge.learner.Learner"):
+        register_rule("not-a-learner")(type("NotALearner", (), {}))

@@ -13,7 +13,7 @@ from spikebridge import create_learner, train
 from spikebridge.cli import main
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
-from spikebridge.rules import DiehlCook, RuleConfig
+from spikebridge.rules import DiehlCook, RSTDPConfig
 
 
 def _one_line_error(capsys, argv, expected):
@@ -30,7 +30,7 @@ def test_create_learner_copies_the_config():
     other = create_learner("colanet", 64, 10, cfg, seed=7, steps=8)
     assert (other.config.seed, other.config.steps) == (7, 8)
     assert (cfg.seed, cfg.steps) == (5, 32) and other.config is not cfg
-    rule_cfg = RuleConfig(eta=0.5)
+    rule_cfg = RSTDPConfig(eta=0.5)
     assert create_learner("rstdp", 64, 10, rule_cfg, seed=3).config.seed == 3 and rule_cfg.seed == 0
 
 

@@ -34,7 +34,7 @@ _WHERE = {
     "features": ["FeatureSet", "dataset_features", "extract_features", "load_features"],
     "learner": ["Learner", "create_learner", "list_rules", "load_learner", "register_rule"],
     "neurons": ["LIF", "LIFParameters", "PopulationParameters", "lif_population", "lif_run", "lif_step", "run_population"],
-    "rules": ["RSTDP", "DiehlCook", "RuleConfig", "SupervisedSTDP"],
+    "rules": ["RSTDP", "DiehlCook", "SupervisedSTDP"],
     "train": ["make_learner", "train"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

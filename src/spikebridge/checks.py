@@ -1,5 +1,5 @@
 """Checks of setting values, one function per rule, shared by the config types
-(:class:`spikebridge.colanet.CoLaNETConfig`, :class:`spikebridge.rules.RuleConfig`, ...),
+(:class:`spikebridge.colanet.CoLaNETConfig`, :class:`spikebridge.rules.DiehlCookConfig`, ...),
 :func:`spikebridge.train.train` and the command line, so the Python API, a ``--config``
 file and a flag refuse the same values with the same one-line :class:`SpikebridgeError`.
 

@@ -77,7 +77,7 @@ from . import checks
 from .coding import RateNormaliser, channel_count, encode
 from .currents import default_bf16, synaptic_currents
 from .errors import SpikebridgeError, require_finite
-from .learner import check_recorded_shape, register_rule
+from .learner import Learner, check_recorded_shape, config_from_metadata, register_rule
 from .neurons import PopulationParameters, lif_population, single_threaded
 from .readout import NEG, column_scores, continuous_column_scores
 from .streaming import StreamStatistics
@@ -607,7 +607,7 @@ class CoLaNET:
 
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]) -> "CoLaNET":
-        model = cls(meta["n_inputs"], meta["n_classes"], CoLaNETConfig(**meta["config"]))
+        model = cls(meta["n_inputs"], meta["n_classes"], config_from_metadata(CoLaNETConfig, meta))
         check_recorded_shape("weights", tensors, model.weights.shape, meta)
         model.weights = tensors["weights"].clone()
         model.active = tensors["active"].bool().clone()
@@ -635,7 +635,7 @@ class CoLaNET:
 
 
 @register_rule("colanet")
-class CoLaNETLearner:
+class CoLaNETLearner(Learner):
     """CoLaNET as a registered :class:`~spikebridge.learner.Learner` (``create_learner("colanet", ...)``).
 
     ``learn_mode`` (an option, not a config field): plasticity from the continuous
@@ -684,6 +684,21 @@ class CoLaNETLearner:
         self.model.fit_normaliser(features)
         if labels is not None:  # what partial_fit keeps per class, so a trained model can go on learning online
             self.model.stream.set_from_training(features, labels)
+        self.prepared = True
+
+    def partial_fit(self, features, labels, batch_size: int = 1) -> "CoLaNETLearner":
+        """CoLaNET's own online rule (:meth:`CoLaNET.partial_fit`: running statistics, no example kept)."""
+        self.model.partial_fit(features, labels, batch_size=batch_size)
+        self.prepared = True
+        return self
+
+    def add_classes(self, count: int = 1) -> "CoLaNETLearner":
+        """Append ``count`` empty columns and freeze the existing ones (:meth:`CoLaNET.add_classes`)."""
+        self.model.add_classes(count)
+        return self
+
+    def state_bytes(self) -> int:
+        return self.model.state_bytes()
 
     def rates(self, features) -> torch.Tensor:
         return self.model.rates(features)
@@ -723,4 +738,5 @@ class CoLaNETLearner:
         obj.model = CoLaNET.from_tensors(meta, tensors)
         obj.requested = obj.model.config
         obj.learn_mode = meta["learn_mode"]
+        obj.prepared = True
         return obj

@@ -202,7 +202,3 @@ def few_shot(learner, train_x, train_y, val_x, val_y, seed: int = 0, base_fracti
             "session_classes": [g.tolist() for g, _ in plan], "examples": used, "base_seconds": base_seconds,
             "state_bytes": int(learner.state_bytes())}
 
-
-def tensor_bytes(tensors: dict) -> int:
-    """Bytes of the tensors of a learner's state (``Learner.tensors()``), the generator's state excluded."""
-    return int(sum(t.numel() * t.element_size() for k, t in tensors.items() if k != "rng_state"))

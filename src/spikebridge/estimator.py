@@ -29,8 +29,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .errors import SpikebridgeError
 from .learner import create_learner, load_learner, rule_settings
 
-#: examples kept for recalibrating thresholds / neuron labels in partial_fit (rules other than CoLaNET)
-WINDOW = 4096
 
 
 class SpikingClassifier(ClassifierMixin, BaseEstimator):
@@ -134,7 +132,6 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         learner = self._new_learner(X.shape[1], len(self.classes_))
         self.learner_, self.history_ = train(learner, X, codes, epochs=self.epochs, batch_size=self.batch_size,
                                              progress=self.progress)
-        self._window = None
         return self
 
     def partial_fit(self, X, y, classes=None) -> "SpikingClassifier":
@@ -147,8 +144,6 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         (:meth:`spikebridge.colanet.CoLaNET.partial_fit`); for the other rules, thresholds (and
         Diehl & Cook's neuron labels) are recalibrated on a running window of recent examples.
         """
-        import torch
-
         first = not hasattr(self, "learner_")
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
@@ -156,25 +151,12 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         if first:
             self.classes_ = np.unique(y if classes is None else np.asarray(classes))
             self.learner_ = self._new_learner(X.shape[1], len(self.classes_))
-            self._window = None
         new = np.setdiff1d(np.unique(y), self.classes_)
         if len(new):
             self.add_classes(new)
         order = {c: i for i, c in enumerate(self.classes_.tolist())}
         codes = np.array([order[c] for c in y.tolist()], dtype=np.int64)
-        model = self._colanet()
-        if model is not None:  # CoLaNET's own online rule
-            model.partial_fit(X, codes, batch_size=self.batch_size)
-            return self
-        if first:
-            self.learner_.prepare(X, codes)
-        rates, labels = self.learner_.rates(X), torch.as_tensor(codes)
-        for b in range(0, len(labels), self.batch_size):
-            self.learner_.learn(rates[None, b : b + self.batch_size], labels[None, b : b + self.batch_size])
-        window = (rates, labels) if self._window is None else (torch.cat([self._window[0], rates]),
-                                                              torch.cat([self._window[1], labels]))
-        self._window = (window[0][-WINDOW:], window[1][-WINDOW:])
-        self.learner_.end_epoch(*self._window)
+        self.learner_.partial_fit(X, codes, batch_size=self.batch_size)
         return self
 
     def add_classes(self, classes) -> "SpikingClassifier":
@@ -192,30 +174,18 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
             raise SpikebridgeError(f"add_classes: labels {known.tolist()} are classes already")
         if len(np.unique(new)) != len(new):
             raise SpikebridgeError(f"add_classes: labels {new.tolist()} repeat a label")
-        model = self._colanet()
-        if model is None:
-            raise SpikebridgeError(f"labels {new.tolist()} were not in the first partial_fit call's classes; "
-                                   f"rule {self.rule!r} cannot add classes (pass classes= on the first call)")
-        model.add_classes(len(new))
+        try:
+            self.learner_.add_classes(len(new))
+        except SpikebridgeError as exc:
+            raise SpikebridgeError(f"labels {new.tolist()} were not in the first partial_fit call's classes; {exc} "
+                                   f"(pass classes= on the first call)") from None
         self.classes_ = np.concatenate([self.classes_, new])
         return self
-
-    def _colanet(self):
-        """The CoLaNET network of a ``colanet`` learner (it learns online itself), else None."""
-        from .colanet import CoLaNET
-
-        model = getattr(self.learner_, "model", None)
-        return model if isinstance(model, CoLaNET) else None
 
     def state_bytes(self) -> int:
         """Bytes of the state the network keeps between examples (what a device would hold)."""
         check_is_fitted(self, "learner_")
-        model = self._colanet()
-        if model is not None:
-            return model.state_bytes()
-        from .continual import tensor_bytes
-
-        return tensor_bytes(self.learner_.tensors())
+        return self.learner_.state_bytes()
 
     # ------------------------------------------------------------------ inference
     def _counts(self, X):
@@ -263,7 +233,6 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         clf = cls(**saved["params"])
         clf.learner_, clf.n_features_in_ = learner, saved["n_features_in"]
         clf.classes_ = np.asarray(meta.get("classes") or np.arange(meta["n_classes"]))
-        clf._window = None
         if len(clf.classes_) != meta["n_classes"]:
             raise SpikebridgeError(f"{path}: {len(clf.classes_)} class labels for {meta['n_classes']} classes")
         return clf

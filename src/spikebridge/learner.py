@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpikebridgeError
 
@@ -33,53 +33,146 @@ _BUILTIN = {"colanet": "spikebridge.colanet", "rstdp": "spikebridge.rules", "sst
 _REGISTRY: dict[str, type] = {}
 
 
-@runtime_checkable
-class Learner(Protocol):
-    """A spiking classifier trained by a local rule, as :func:`spikebridge.train.train` drives it.
+DEFAULT_EPOCHS = 4  # epochs of train(epochs=None) for rules without their own default
+ONLINE_WINDOW = 4096  # Learner.partial_fit: thresholds are recalibrated on this many recent examples
 
-    Attributes: ``name`` (the registry name), ``config_class`` (a dataclass of the rule's
-    settings; ``config`` is the instance in use), ``members`` (ensemble members learning in
-    parallel; 1 for single networks) and ``generator`` (the seeded ``torch.Generator`` all
-    the rule's randomness comes from). Optional: ``annealed = True`` with ``rate_at(seen,
-    total, epochs)`` (the loop then passes ``rate=`` to :meth:`learn`), ``default_epochs(n)``,
-    ``supports_sync = True`` (data-parallel training) and ``options`` (constructor keywords
-    that are not config fields, e.g. CoLaNET's ``learn_mode``).
+
+class Learner:
+    """Base class of a spiking classifier trained by a local rule, as :func:`spikebridge.train.train`
+    and :class:`spikebridge.estimator.SpikingClassifier` drive it.
+
+    A rule subclasses it, sets ``config_class`` (a dataclass of its settings, validated on
+    construction; ``config`` is the instance in use) and implements the methods that raise
+    ``NotImplementedError`` here. The others have defaults a rule may override.
+
+    Attributes
+    ----------
+    name : str
+        The registry name (set by :func:`register_rule`).
+    config_class : type
+        The dataclass of the rule's settings.
+    options : tuple of str
+        Constructor keywords that are not config fields (e.g. CoLaNET's ``learn_mode``).
+    members : int
+        Ensemble members learning in parallel (1 for a single network).
+    annealed : bool
+        ``True`` if :meth:`learn` takes the schedule's ``rate=`` (from :meth:`rate_at`).
+    supports_sync : bool
+        ``True`` if :meth:`learn` takes ``sync=`` (data-parallel training).
+    prepared : bool
+        ``True`` once :meth:`prepare` ran (or the state was loaded): set by the rule.
+    generator : torch.Generator
+        The seeded generator all the rule's randomness comes from.
     """
 
-    name: str
-    members: int
+    name: str = ""
+    config_class: type
+    options: tuple = ()
+    members: int = 1
+    annealed: bool = False
+    supports_sync: bool = False
+    prepared: bool = False
+    _window = None  # partial_fit's most recent examples (rates, labels)
 
+    # ------------------------------------------------------------------ what every rule implements
     def prepare(self, features, labels) -> None:
-        """Fit what depends on the training data (rate normaliser, thresholds, sizes)
-        before the first epoch; ``features [n, D]``, ``labels [n]``."""
+        """Fit what depends on the training data (rate normaliser, thresholds, sizes) before
+        the first epoch; ``features [n, D]``, ``labels [n]``."""
+        raise NotImplementedError
 
     def rates(self, features) -> "torch.Tensor":
         """Firing rates in ``[0, 1]`` of the input channels, ``[n, N]``."""
+        raise NotImplementedError
 
     def learn(self, rates: "torch.Tensor", labels: "torch.Tensor", **kw) -> int:
-        """One mini-batch of plasticity on ``rates [K, B, N]`` and ``labels [K, B]``;
-        returns the number of plasticity events."""
+        """One mini-batch of plasticity on ``rates [K, B, N]`` and ``labels [K, B]``; returns the
+        number of plasticity events."""
+        raise NotImplementedError
 
     def end_epoch(self, rates: "torch.Tensor", labels: "torch.Tensor") -> None:
         """Work done once per pass over the data (threshold calibration, neuron labels)."""
+        raise NotImplementedError
 
     def scores(self, features, steps: int | None = None) -> tuple["torch.Tensor", dict]:
-        """Spiking simulation: ``(scores [B, C], stats)``; ``scores.argmax(1)`` is the
-        decision, ``stats`` holds ``input_spikes`` and ``output_spikes`` (mean per example)
-        and ``class_spikes [B, C]`` (each class's spike count as the decision counts it)."""
+        """Spiking simulation: ``(scores [B, C], stats)``; ``scores.argmax(1)`` is the decision,
+        ``stats`` holds ``input_spikes`` and ``output_spikes`` (mean per example) and
+        ``class_spikes [B, C]`` (each class's spike count as the decision counts it)."""
+        raise NotImplementedError
 
     def synaptic_fan_out(self) -> tuple[float, float]:
-        """(synapses reached by one input spike, by one output spike) for SynOps counting."""
+        """(synapses reached by one input spike, by one output spike), for SynOps counting."""
+        raise NotImplementedError
 
     def tensors(self) -> dict:
         """The complete state as tensors (with :meth:`metadata`, a checkpoint)."""
+        raise NotImplementedError
 
     def metadata(self) -> dict:
         """JSON-able description: ``rule``, sizes and config."""
+        raise NotImplementedError
 
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict) -> "Learner":
         """Rebuild a learner from :meth:`metadata` and :meth:`tensors`."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ defaults
+    def default_epochs(self, n_examples: int) -> int:
+        """Epochs of ``train(epochs=None)`` on ``n_examples``."""
+        return DEFAULT_EPOCHS
+
+    def rate_at(self, seen: int, total: int, epochs: int) -> float:
+        """The schedule's learning-rate factor at example ``seen`` of ``total`` (used if ``annealed``)."""
+        return 1.0
+
+    def predict_continuous(self, features) -> "torch.Tensor | None":
+        """Decisions of a continuous approximation of the network, or None if the rule has none."""
+        return None
+
+    def partial_fit(self, features, labels, batch_size: int = 1) -> "Learner":
+        """Learn each example once, as it comes (labels are class indices), ``batch_size`` at a time.
+
+        The default runs :meth:`learn` on each mini-batch and then :meth:`end_epoch` on the
+        ``ONLINE_WINDOW`` most recent examples (thresholds, neuron labels); the first call
+        runs :meth:`prepare` on its examples if the learner was never prepared. CoLaNET overrides it with its own online
+        rule (running statistics, no example kept)."""
+        import torch
+
+        import numpy as np
+        import torch
+
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        if not self.prepared:
+            self.prepare(features, labels)
+        rates = self.rates(features)
+        for b in range(0, len(labels), batch_size):
+            self.learn(rates[None, b : b + batch_size], labels[None, b : b + batch_size])
+        window = (rates, labels) if self._window is None else (torch.cat([self._window[0], rates]),
+                                                              torch.cat([self._window[1], labels]))
+        self._window = (window[0][-ONLINE_WINDOW:], window[1][-ONLINE_WINDOW:])
+        self.end_epoch(*self._window)
+        return self
+
+    def add_classes(self, count: int = 1) -> "Learner":
+        """Append ``count`` classes (class-incremental learning). Rules whose output layer is
+        fixed at construction refuse."""
+        raise SpikebridgeError(f"rule {self.name!r} cannot add classes (give every class when it is created)")
+
+    def state_bytes(self) -> int:
+        """Bytes of the state kept between examples (what a device would hold): by default every
+        tensor of :meth:`tensors` but the generator's state."""
+        return int(sum(t.numel() * t.element_size() for k, t in self.tensors().items() if k != "rng_state"))
+
+
+def config_from_metadata(config_class: type, meta: dict):
+    """The ``config_class`` instance a model file recorded (one-line error on unknown fields)."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    recorded = meta.get("config", {})
+    unknown = sorted(set(recorded) - fields)
+    if unknown:
+        raise SpikebridgeError(f"rule {meta.get('rule')!r} has no setting {', '.join(unknown)} "
+                               f"(the file was written for another rule or version)")
+    return config_class(**recorded)
 
 
 def register_rule(name: str):
@@ -89,6 +182,8 @@ def register_rule(name: str):
     an instance of its ``config_class`` dataclass."""
 
     def decorate(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Learner)):
+            raise TypeError(f"rule {name!r}: {getattr(cls, '__name__', cls)} must subclass spikebridge.learner.Learner")
         if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
             raise TypeError(f"rule {name!r}: {cls.__name__}.config_class must be a dataclass of its settings")
         _REGISTRY[name] = cls

@@ -47,8 +47,9 @@ def evaluate(learner, val_x, val_y, classes: list[str], steps: int, steps_sweep=
         "inference_seconds": seconds,
         "accuracy_vs_steps": {},
     }
-    if hasattr(learner, "predict_continuous"):
-        cont = learner.predict_continuous(val_x).numpy()
+    cont = learner.predict_continuous(val_x)
+    if cont is not None:  # the rule has a continuous approximation (CoLaNET)
+        cont = cont.numpy()
         metrics["top1_continuous"] = float((cont == np.asarray(val_y)).mean())
         metrics["agreement_spiking_continuous"] = float((cont == pred).mean())
     for T in steps_sweep:

@@ -30,20 +30,27 @@ synaptic resource ``sum_i W[j,i]`` rescaled to its initial value after each upda
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from . import checks
 from .coding import RateNormaliser, encode
-from .errors import require_finite
-from .learner import check_recorded_shape, register_rule
+from .errors import SpikebridgeError, require_finite
+from .learner import Learner, check_recorded_shape, config_from_metadata, register_rule
 from .neurons import PopulationParameters, lif_population
 
 
+CALIBRATION_EXAMPLES = 2048  # thresholds are calibrated on (at most) this many training examples
+LABEL_BATCH = 1024  # Diehl & Cook: examples simulated at once while labelling the neurons
+REWARD_BASELINE_DECAY = 0.99  # R-STDP: the running mean reward moves by 1 % per batch
+
+
 @dataclass
-class RuleConfig:
+class SingleLayerConfig:
+    """Settings every single-layer rule shares: coding, LIF dynamics, traces, rate, bounds."""
+
     steps: int = 32
     coder: str = "regular"
     dt: float = 1e-3
@@ -51,13 +58,6 @@ class RuleConfig:
     tau_trace: float = 20e-3
     eta: float = 0.01
     w_max: float = 1.0
-    a_minus: float = 0.5  # R-STDP depression weight
-    teacher_period: int = 2  # supervised STDP: teacher spike every k steps
-    neurons_per_class: int = 10  # Diehl & Cook
-    x_tar: float = 0.4  # Diehl & Cook presynaptic target trace
-    theta_plus: float = 0.05  # Diehl & Cook adaptive threshold step (fraction of theta)
-    theta_decay: float = 0.999
-    lateral_inhibition: float = 10.0
     first_spike_step: float = 4.0
     percentile: float = 99.0
     seed: int = 0
@@ -72,27 +72,69 @@ class RuleConfig:
         checks.choice("coder", self.coder, ("regular", "bernoulli"))
         for name in ("dt", "tau", "tau_trace", "w_max", "first_spike_step"):
             checks.number(name, getattr(self, name), above=0.0)
-        for name in ("eta", "a_minus", "x_tar", "theta_plus", "lateral_inhibition"):
-            checks.number(name, getattr(self, name), 0.0)
-        checks.integer("teacher_period", self.teacher_period, 1)
-        checks.integer("neurons_per_class", self.neurons_per_class, 1)
-        checks.number("theta_decay", self.theta_decay, 0.0, 1.0)
+        checks.number("eta", self.eta, 0.0)
         checks.number("percentile", self.percentile, maximum=100.0, above=0.0)
         checks.seed("seed", self.seed)
 
 
 @dataclass
-class SingleLayerLearner:
+class CompetitionConfig(SingleLayerConfig):
+    """Winner-take-all and adaptive thresholds (R-STDP, Diehl & Cook)."""
+
+    theta_plus: float = 0.05  # adaptive threshold step (fraction of theta)
+    theta_decay: float = 0.999
+    lateral_inhibition: float = 10.0
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("theta_plus", "lateral_inhibition"):
+            checks.number(name, getattr(self, name), 0.0)
+        checks.number("theta_decay", self.theta_decay, 0.0, 1.0)
+
+
+@dataclass
+class RSTDPConfig(CompetitionConfig):
+    a_minus: float = 0.5  # weight of the post-before-pre (depression) term of the eligibility
+
+    def validate(self) -> None:
+        super().validate()
+        checks.number("a_minus", self.a_minus, 0.0)
+
+
+@dataclass
+class SupervisedSTDPConfig(SingleLayerConfig):
+    teacher_period: int = 2  # the teacher makes the target neuron fire every teacher_period steps
+
+    def validate(self) -> None:
+        super().validate()
+        checks.integer("teacher_period", self.teacher_period, 1)
+
+
+@dataclass
+class DiehlCookConfig(CompetitionConfig):
+    neurons_per_class: int = 10
+    x_tar: float = 0.4  # presynaptic target trace
+
+    def validate(self) -> None:
+        super().validate()
+        checks.integer("neurons_per_class", self.neurons_per_class, 1)
+        checks.number("x_tar", self.x_tar, 0.0)
+
+
+class SingleLayerLearner(Learner):
     """Shared machinery: rates, one LIF layer, resource normalisation, spike-count decision."""
 
-    n_inputs: int
-    n_classes: int
-    config: RuleConfig = field(default_factory=RuleConfig)
-    name = "single-layer"
-    members = 1
-    config_class = RuleConfig
+    config_class = SingleLayerConfig
 
-    def __post_init__(self):
+    def __init__(self, n_inputs: int, n_classes: int, config: SingleLayerConfig | None = None):
+        self.n_inputs, self.n_classes = n_inputs, n_classes
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise SpikebridgeError(f"rule {self.name!r} takes a {self.config_class.__name__}, "
+                                   f"not a {type(self.config).__name__}")
+        self._build()
+
+    def _build(self) -> None:
         self.generator = torch.Generator().manual_seed(self.config.seed)
         J = self.n_neurons()
         self.weights = 0.1 + 0.2 * torch.rand(J, self.n_inputs, generator=self.generator)
@@ -112,7 +154,8 @@ class SingleLayerLearner:
 
     def prepare(self, features, labels=None) -> None:
         self.normaliser = RateNormaliser.fit(features, "percentile", percentile=self.config.percentile)
-        self.calibrate(self.rates(features[:2048]))
+        self.calibrate(self.rates(features[:CALIBRATION_EXAMPLES]))
+        self.prepared = True
 
     def rates(self, features) -> torch.Tensor:
         return self.normaliser(features)
@@ -195,7 +238,7 @@ class SingleLayerLearner:
     @torch.no_grad()
     def calibrate(self, rates: torch.Tensor) -> None:
         """Set the threshold so the most driven neuron first fires near ``first_spike_step``."""
-        drive = rates[:2048] @ self.weights.T
+        drive = rates[:CALIBRATION_EXAMPLES] @ self.weights.T
         self.threshold = (self.config.first_spike_step * drive.max(1).values.median()).clamp_min(1e-6).view(1)
 
     def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
@@ -211,18 +254,20 @@ class SingleLayerLearner:
 
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict[str, torch.Tensor]):
-        obj = cls(meta["n_inputs"], meta["n_classes"], RuleConfig(**meta["config"]))
+        obj = cls(meta["n_inputs"], meta["n_classes"], config_from_metadata(cls.config_class, meta))
         check_recorded_shape("weights", tensors, obj.weights.shape, meta)
         for k in ("weights", "threshold", "adaptive", "neuron_label", "reward_baseline"):
             setattr(obj, k, tensors[k].clone())
         obj.normaliser = RateNormaliser.from_tensors(tensors, {"kind": "percentile", "parameter": obj.config.percentile})
         obj.generator.set_state(tensors["rng_state"])
+        obj.prepared = True
         return obj
 
 
 @register_rule("rstdp")
 class RSTDP(SingleLayerLearner):
     name = "rstdp"
+    config_class = RSTDPConfig
 
     @property
     def lateral(self) -> float:  # winner-take-all, so the reward is credited to the winner (Mozafari et al. 2018)
@@ -238,7 +283,8 @@ class RSTDP(SingleLayerLearner):
         counts = post.sum(0)
         correct = (counts.argmax(1) == y).float() * (counts.max(1).values > 0)
         reward = 2 * correct - 1 - self.reward_baseline
-        self.reward_baseline = 0.99 * self.reward_baseline + 0.01 * (2 * correct.mean() - 1)
+        d = REWARD_BASELINE_DECAY
+        self.reward_baseline = d * self.reward_baseline + (1 - d) * (2 * correct.mean() - 1)
         # silent layer: no eligibility; nudge the target neuron so learning can start
         self.weights += self.config.eta * torch.einsum("b,bjn->jn", reward, elig) / len(y)
         silent = counts.sum(1) == 0
@@ -252,6 +298,7 @@ class RSTDP(SingleLayerLearner):
 @register_rule("sstdp")
 class SupervisedSTDP(SingleLayerLearner):
     name = "sstdp"
+    config_class = SupervisedSTDPConfig
 
     @torch.no_grad()
     def learn(self, rates: torch.Tensor, labels: torch.Tensor) -> int:
@@ -272,6 +319,7 @@ class SupervisedSTDP(SingleLayerLearner):
 @register_rule("diehl-cook")
 class DiehlCook(SingleLayerLearner):
     name = "diehl-cook"
+    config_class = DiehlCookConfig
 
     def n_neurons(self) -> int:
         return self.n_classes * self.config.neurons_per_class
@@ -296,10 +344,10 @@ class DiehlCook(SingleLayerLearner):
     def end_epoch(self, rates: torch.Tensor, labels: torch.Tensor) -> None:
         super().end_epoch(rates, labels)
         counts = torch.zeros(self.n_neurons(), self.n_classes)
-        for b in range(0, len(rates), 1024):
-            rec = self._run(self._spikes(rates[b : b + 1024], seed=b))
+        for b in range(0, len(rates), LABEL_BATCH):
+            rec = self._run(self._spikes(rates[b : b + LABEL_BATCH], seed=b))
             resp = rec.counts[0] + 1e-3 * torch.tanh(rec.v_final[0])
-            counts.index_add_(1, labels[b : b + 1024], resp.T)
+            counts.index_add_(1, labels[b : b + LABEL_BATCH], resp.T)
         per_class = torch.bincount(labels, minlength=self.n_classes).clamp_min(1)
         self.neuron_label = (counts / per_class).argmax(1)
 

@@ -23,7 +23,6 @@ from .io import load_tensors, save_tensors
 from .errors import SpikebridgeError, require_finite
 from .learner import create_learner
 
-DEFAULT_EPOCHS = 4  # learners without default_epochs(); CoLaNET adapts its epochs to the data (adaptive_epochs)
 DEFAULT_TRAIN_BATCH = 16
 
 
@@ -73,7 +72,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
     check_schedule(epochs, batch_size)
     require_finite(features, "train")
     sync = PlasticitySync.from_environment()
-    if sync is not None and not getattr(learner, "supports_sync", False):
+    if sync is not None and not learner.supports_sync:
         raise SpikebridgeError(f"distributed training supports the colanet rule only, not {learner.name!r}")
     ckpt = Path(run_dir) / "checkpoint.safetensors" if run_dir else None
     history: dict = {"epochs": [], "train_seconds": 0.0}
@@ -88,8 +87,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
     rates = learner.rates(features)
     n, K = len(y), learner.members
     if epochs is None:
-        epochs = learner.default_epochs(n) if hasattr(learner, "default_epochs") else DEFAULT_EPOCHS
-    annealed = getattr(learner, "annealed", False)
+        epochs = learner.default_epochs(n)
     history["epochs_planned"] = epochs
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -99,7 +97,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
         with tqdm(total=n, desc=f"{learner.name} epoch {epoch + 1}/{epochs}", unit="ex", disable=not show, leave=False) as bar:
             for b in range(0, n, batch_size):
                 idx = order[:, b : b + batch_size]
-                kw = {"rate": learner.rate_at(epoch * n + b, epochs * n, epochs)} if annealed else {}
+                kw = {"rate": learner.rate_at(epoch * n + b, epochs * n, epochs)} if learner.annealed else {}
                 if sync is None:
                     updates += learner.learn(rates[idx], y[idx], **kw)
                 else:

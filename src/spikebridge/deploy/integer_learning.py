@@ -91,6 +91,7 @@ import numpy as np
 import torch
 
 from ..coding import RateNormaliser, channel_count, encode, regular_counts
+from ..learner import Learner
 from ..colanet import (CALIBRATION_WINDOW, EXAMPLES_PER_MICROCOLUMN, CoLaNETConfig, adaptive_config, adaptive_epochs,
                        schedule_rate)
 from ..errors import SpikebridgeError, require_finite
@@ -197,7 +198,7 @@ class IntegerRuleSidecar(VersionedSidecar):
 
 
 # --------------------------------------------------------------------------- the learner
-class IntegerCoLaNET:
+class IntegerCoLaNET(Learner):
     """CoLaNET trained in integer arithmetic (the rule in the module docstring).
 
     A :class:`~spikebridge.learner.Learner` for :func:`spikebridge.train.train` (same example
