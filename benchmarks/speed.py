@@ -60,7 +60,10 @@ import torch
 
 from spikebridge.coding import encode
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.currents import cpu_has_native_bf16, event_crossover, resolve_method, spike_currents, spike_density
+from spikebridge.cpu import cpu_has_native_bf16
+from spikebridge.crossover import event_crossover
+from spikebridge.current_paths import spike_density
+from spikebridge.currents import resolve_method, spike_currents
 from spikebridge.energy import balanced_sample
 from spikebridge.learner import create_learner
 from spikebridge.peer_cells import norse_lifbox, norse_run, snntorch_leaky, snntorch_run

@@ -127,7 +127,7 @@ def _trained_colanet(pixel_digits, steps=16):
 
 
 def test_synops_consistent_with_spike_counts(pixel_digits, one_thread):
-    from spikebridge.currents import event_lists
+    from spikebridge.current_paths import event_lists
     from spikebridge.report import evaluate
 
     steps = 16

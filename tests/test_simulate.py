@@ -5,7 +5,8 @@ import torch
 
 from spikebridge.coding import encode
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.currents import event_lists, spike_currents, synaptic_currents
+from spikebridge.current_paths import event_lists
+from spikebridge.currents import spike_currents, synaptic_currents
 from spikebridge.neurons import PopulationParameters, lif_population, run_population
 
 
