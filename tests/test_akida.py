@@ -20,7 +20,7 @@ from spikebridge.deploy.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, q
                                       window_steps)
 from spikebridge.deploy.formats import check_akida_bits
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export_cli import add_export_command
+from spikebridge.cli.export import add_export_command
 from spikebridge.io import save_tensors
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spikebridge import deploy as ex
-from spikebridge.export_cli import add_export_command
+from spikebridge.cli.export import add_export_command
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
 from spikebridge.deploy.peer_agreement import peer_predictions
