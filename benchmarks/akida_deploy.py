@@ -85,7 +85,7 @@ def agree(a, b) -> float:
 
 def train_colanet(tr, epochs):
     from spikebridge.learner import create_learner
-    from spikebridge.train import train
+    from spikebridge.training import train
 
     t0 = time.perf_counter()
     learner = create_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=0, steps=32)

@@ -47,7 +47,7 @@ from spikebridge.features import DEFAULT_CACHE
 from spikebridge.io import write_json_atomic
 from spikebridge.learner import create_learner
 from spikebridge.report import machine_info
-from spikebridge.train import train
+from spikebridge.training import train
 
 from harness import ROOT, result_path
 

@@ -68,7 +68,7 @@ from spikebridge.energy import balanced_sample
 from spikebridge.learner import create_learner
 from spikebridge.peer_cells import norse_lifbox, norse_run, snntorch_leaky, snntorch_run
 from spikebridge.report import machine_info
-from spikebridge.train import train
+from spikebridge.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"

@@ -15,7 +15,7 @@ from spikebridge.errors import SpikebridgeError
 from spikebridge.deploy.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
 from spikebridge.deploy.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
 from spikebridge.learner import create_learner
-from spikebridge.train import train
+from spikebridge.training import train
 
 
 @pytest.fixture(scope="module")

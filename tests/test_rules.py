@@ -189,7 +189,7 @@ def test_rule_config_refuses_useless_settings(rule, setting, value, expected):
 
 
 def test_a_rule_model_whose_recorded_sizes_disagree_is_refused_on_load(pixel_digits, tmp_path):
-    from spikebridge import load_learner
+    from spikebridge.learner import load_learner
     from spikebridge.errors import SpikebridgeError
     from spikebridge.io import save_tensors
 

@@ -34,17 +34,6 @@ def test_create_learner_copies_the_config():
     assert create_learner("rstdp", 64, 10, rule_cfg, seed=3).config.seed == 3 and rule_cfg.seed == 0
 
 
-def test_deprecated_make_learner_keeps_the_config_seed():
-    from spikebridge.train import make_learner
-
-    cfg = CoLaNETConfig(seed=5)
-    with pytest.warns(DeprecationWarning, match="create_learner"):
-        learner = make_learner("colanet", 64, 10, colanet=cfg)
-    assert learner.config.seed == 5 and cfg.seed == 5
-    with pytest.warns(DeprecationWarning):
-        assert make_learner("colanet", 64, 10, colanet=cfg, seed=2).config.seed == 2 and cfg.seed == 5
-
-
 def test_tune_does_not_mutate_the_trial_config(pixel_digits):
     from spikebridge.tune import _fit_score
 

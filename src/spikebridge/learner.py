@@ -9,7 +9,8 @@ user-facing contract, as ``timm.create_model``'s are). The built-in rules are
 
 Example::
 
-    from spikebridge import create_learner, list_rules, train
+    from spikebridge import create_learner, train
+    from spikebridge.learner import list_rules
 
     list_rules()                                  # ['colanet', 'rstdp', 'sstdp', 'diehl-cook']
     learner = create_learner("diehl-cook", n_inputs=64, n_classes=10, eta=0.02, seed=3)
@@ -35,7 +36,7 @@ _REGISTRY: dict[str, type] = {}
 
 @runtime_checkable
 class Learner(Protocol):
-    """A spiking classifier trained by a local rule, as :func:`spikebridge.train.train` drives it.
+    """A spiking classifier trained by a local rule, as :func:`spikebridge.training.train` drives it.
 
     Attributes: ``name`` (the registry name), ``config_class`` (a dataclass of the rule's
     settings; ``config`` is the instance in use), ``members`` (ensemble members learning in

@@ -45,7 +45,7 @@ def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> i
     from ..learner import create_learner
     from ..baselines import tuned_logistic
     from ..report import evaluate, summary_rows, write_run
-    from ..train import train
+    from ..training import train
 
     if getattr(args, "continual", None):
         return _train_continual(args, run_dir, config, options, splits, encoder)

@@ -90,7 +90,7 @@ def rule_config(args) -> tuple:
             raise SpikebridgeError(f"bad configuration file {args.config}: {exc}".splitlines()[0]) from exc
         for name in ("epochs", "train_batch"):  # the settings were checked by the config type
             checked(checks.optional_integer, f"train.{name} in {args.config}", schedule.get(name), 1)
-    from ..train import DEFAULT_TRAIN_BATCH
+    from ..training import DEFAULT_TRAIN_BATCH
 
     if args.single_pass:
         args.epochs = 1

@@ -43,9 +43,6 @@ to each machine, so two machines may compute the same shard. Results stay correc
 content, atomic renames); only the work is duplicated.
 """
 
-import sys
-import types
-
 from .by_name import dataset_features
 from .cache import DEFAULT_CACHE, SHARD_SIZE, FeatureSet, cache_key, file_sha256, load_features, shard_is_complete
 from .distributed import extract_distributed
@@ -58,13 +55,3 @@ __all__ = [
     "extract_distributed", "extract_features", "file_sha256", "load_features", "pixel_loader", "shard_is_complete",
     "tune_allocator",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """``spikebridge.features(...)`` is :func:`dataset_features` (the module stays a module)."""
-
-    def __call__(self, *args, **kwargs):
-        return dataset_features(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
