@@ -95,7 +95,8 @@ def train_colanet(tr, epochs):
 
 # --------------------------------------------------------------------------- deployment
 def deployment(model, tr, va, classes, bits) -> dict:
-    from spikebridge.deploy.akida import AkidaCoLaNET, count_rates, input_second_moment, quantised_colanet
+    from spikebridge.deploy.akida import AkidaCoLaNET
+    from spikebridge.deploy.akida_quantisation import count_rates, input_second_moment, quantised_colanet
 
     y = torch.as_tensor(va.labels)
     spiking = model.predict_spiking(va.features)  # T = 32, as the accuracy table
