@@ -25,7 +25,7 @@ from .io import write_json_atomic
 
 
 CROSSOVER_ENV = "SPIKEBRIDGE_EVENT_CROSSOVER"
-CACHE_ENV = "SPIKEBRIDGE_CACHE"  # the project's cache folder (features.py caches features there too)
+CACHE_ENV = "SPIKEBRIDGE_CACHE"  # the project's cache folder (spikebridge.features caches features there too)
 CROSSOVER_DENSITIES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6)
 # (T steps, B examples, N input channels, neurons): Lite0's 1280 features (ON/OFF coding doubles
 # N, and both paths' work with it) into ~64 neurons (one model: 10 classes x up to 7 microcolumns)

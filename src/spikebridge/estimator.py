@@ -34,7 +34,7 @@ WINDOW = 4096
 
 
 class SpikingClassifier(ClassifierMixin, BaseEstimator):
-    """Spiking classifier trained with the local rule ``rule`` (see :func:`spikebridge.list_rules`).
+    """Spiking classifier trained with the local rule ``rule`` (see :func:`spikebridge.learner.list_rules`).
 
     Parameters
     ----------

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
 #: spare bytes after every input of a compiled graph (see graph_input)
-
-
 GRAPH_INPUT_SLACK = 256
 
 

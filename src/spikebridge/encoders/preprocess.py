@@ -15,7 +15,6 @@ from torchvision import transforms
 from ..errors import SpikebridgeError
 
 
-# ------------------------------------------------------------------------ preprocessing
 def _resized_size(stored: tuple[int, int], size: int | list[int] | tuple[int, ...], max_size: int | None) -> tuple[int, int]:
     """``(w, h)`` that torchvision's ``Resize(size, max_size=...)`` gives an image of ``stored`` ``(w, h)``."""
     from torchvision.transforms.functional import _compute_resized_output_size
