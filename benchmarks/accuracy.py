@@ -37,7 +37,7 @@ from spikebridge.encoders import create_encoder
 from spikebridge.features import DEFAULT_CACHE, extract_features
 from spikebridge.report import machine_info
 from spikebridge.learner import create_learner
-from spikebridge.train import train
+from spikebridge.training import train
 
 from harness import ROOT, result_path
 

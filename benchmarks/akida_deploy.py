@@ -85,7 +85,7 @@ def agree(a, b) -> float:
 
 def train_colanet(tr, epochs):
     from spikebridge.learner import create_learner
-    from spikebridge.train import train
+    from spikebridge.training import train
 
     t0 = time.perf_counter()
     learner = create_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=0, steps=32)
@@ -95,7 +95,8 @@ def train_colanet(tr, epochs):
 
 # --------------------------------------------------------------------------- deployment
 def deployment(model, tr, va, classes, bits) -> dict:
-    from spikebridge.deploy.akida import AkidaCoLaNET, count_rates, input_second_moment, quantised_colanet
+    from spikebridge.deploy.akida import AkidaCoLaNET
+    from spikebridge.deploy.akida_quantisation import count_rates, input_second_moment, quantised_colanet
 
     y = torch.as_tensor(va.labels)
     spiking = model.predict_spiking(va.features)  # T = 32, as the accuracy table

@@ -49,7 +49,7 @@ from spikebridge.estimator import SpikingClassifier
 from spikebridge.features import DEFAULT_CACHE
 from spikebridge.learner import create_learner
 from spikebridge.report import machine_info
-from spikebridge.train import train
+from spikebridge.training import train
 
 PROTOCOLS = ("streaming", "class-incremental", "few-shot")
 METHODS = ("colanet", "colanet-int8", "slda", "ncm", "sgd-softmax", "probe-joint", "akida-edge", "rstdp", "diehl-cook")

@@ -35,7 +35,7 @@ from spikebridge import deploy as ex
 from spikebridge.currents import PRECISION_ENV
 from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.learner import create_learner
-from spikebridge.train import train
+from spikebridge.training import train
 
 # published accuracy: the fp32 simulation every CPU reproduces (spikebridge.currents.default_bf16)
 os.environ.setdefault(PRECISION_ENV, "fp32")

@@ -38,7 +38,7 @@ from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ann_head_macs, en
 from spikebridge.features import DEFAULT_CACHE, extract_features, load_features
 from spikebridge.baselines import logistic_baseline
 from spikebridge.learner import create_learner
-from spikebridge.train import train
+from spikebridge.training import train
 from spikebridge.currents import PRECISION_ENV
 
 from harness import result_path

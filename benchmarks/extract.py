@@ -65,12 +65,12 @@ import timm
 import torch
 from PIL import Image
 
+from spikebridge.cpu import cpu_has_native_bf16
 from spikebridge.data import ImageDataset, draft_scale, open_dataset
 from spikebridge.encoders import (
     AUTO_COMPILE_MIN_IMAGES,
     AUTO_OPENVINO_MIN_IMAGES,
     Encoder,
-    cpu_has_native_bf16,
     create_encoder,
     cxx_compiler,
     fold_batchnorm,

@@ -137,7 +137,7 @@ def features_section(args) -> dict:
 
 def energy_section(args) -> dict:
     from spikebridge.learner import create_learner
-    from spikebridge.train import train
+    from spikebridge.training import train
 
     enc = create_encoder(device="cpu", precision="fp32", backend="torch")
     macs = encoder_macs(enc)

@@ -57,7 +57,7 @@ def run_dataset(name: str, path: Path, bits_list, seeds, args) -> dict:
     from spikebridge import deploy as ex
     from spikebridge.deploy.integer_learning import integer_learner
     from spikebridge.learner import create_learner
-    from spikebridge.train import train
+    from spikebridge.training import train
 
     tr, va, classes = features_for(str(path), "efficientnet_lite0", args.cache_dir)
     n_in, n_cls = tr.features.shape[1], len(classes)

@@ -71,7 +71,7 @@ def features(name: str, cache: Path):
 
 def train_colanet(tr, steps: int, seed: int, batch: int):
     from spikebridge.learner import create_learner
-    from spikebridge.train import train
+    from spikebridge.training import train
 
     t0 = time.perf_counter()
     learner = create_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=seed, steps=steps)

@@ -227,7 +227,7 @@ def load_model(args):
             raise SystemExit(f"{args.model} is not a CoLaNET model")
         return model
     from spikebridge.learner import create_learner
-    from spikebridge.train import train
+    from spikebridge.training import train
 
     tr = args.train_split
     learner = create_learner("colanet", tr.features.shape[1], len(np.unique(tr.labels)), seed=args.seed, steps=args.steps)

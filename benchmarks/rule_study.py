@@ -29,8 +29,9 @@ from spikebridge.colanet import CoLaNETConfig
 from spikebridge.data import open_dataset
 from spikebridge.encoders import create_encoder
 from spikebridge.features import DEFAULT_CACHE, extract_features
+from spikebridge.learner import create_learner
 from spikebridge.report import machine_info
-from spikebridge.train import make_learner, train
+from spikebridge.training import train
 from spikebridge.currents import PRECISION_ENV
 
 from harness import ROOT, result_path
@@ -112,7 +113,7 @@ def main(argv=None):
         for label, overrides, epochs, kept in variants:
             cfg = CoLaNETConfig(**overrides)
             t0 = time.perf_counter()
-            learner = make_learner("colanet", xa.shape[1], entry["classes"], colanet=cfg)
+            learner = create_learner("colanet", xa.shape[1], entry["classes"], cfg)
             learner, history = train(learner, xa, ya, epochs=epochs, progress=False)
             acc = float((learner.predict_continuous(xb).numpy() == yb).mean())
             entry["variants"].append({"variant": label, "kept": kept, "top1": acc, "overrides": overrides,

@@ -6,19 +6,19 @@
 Records (``benchmarks/results/simulation.json``; ``--quick``: ``benchmarks/results/quick/simulation.json``),
 stamped with :func:`spikebridge.report.machine_info`:
 
-* ``crossover``: :func:`spikebridge.currents.measure_crossover` in fp32 and bf16, at the shapes
+* ``crossover``: :func:`spikebridge.crossover.measure_crossover` in fp32 and bf16, at the shapes
   ``method="auto"`` measures (``CROSSOVER_SHAPES``: T=32, B=64, 1280 inputs, 64 and 640
   neurons) and at B=256 with 640 neurons (full run only): the curve (densities, dense and
   event seconds) and the crossover density; and the points ``auto`` interpolates between in
-  this process (:func:`spikebridge.currents.machine_crossovers`: from the cache or measured
+  this process (:func:`spikebridge.crossover.machine_crossovers`: from the cache or measured
   now, unless ``SPIKEBRIDGE_EVENT_CROSSOVER`` forces one value; ``--remember`` first caches
   this run's curves at ``CROSSOVER_SHAPES`` as this machine's).
 * ``precision``: a CoLaNET trained on cached EfficientNet-Lite0 features of Imagenette
   (``features_for`` of ``benchmarks/accuracy.py``; shipped defaults, adaptive epochs; quick:
   2,000 training examples, one pass), then on one batch of val (1,024; quick: 256)
-  :func:`spikebridge.currents.compare_precision` (seconds of currents and of
+  :func:`spikebridge.precision_comparison.compare_precision` (seconds of currents and of
   ``CoLaNET.simulate`` per path and precision, agreement, ``bf16_recommended``), and on all
-  of val (quick: 256) :func:`spikebridge.currents.precision_agreement` and the top-1 of the
+  of val (quick: 256) :func:`spikebridge.precision_comparison.precision_agreement` and the top-1 of the
   ``auto`` path in fp32 and bf16; the same on each ``--agreement-datasets`` (default the
   64-class set) in ``precision_val_by_dataset``.
 
@@ -38,14 +38,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikebridge.currents import (CROSSOVER_DENSITIES, CROSSOVER_ENV, CROSSOVER_SHAPES, compare_precision,
-                                  event_crossover, machine_crossovers, measure_crossover, precision_agreement,
-                                  remember_crossovers, resolve_method, spike_density)
+from spikebridge.crossover import (CROSSOVER_DENSITIES, CROSSOVER_ENV, CROSSOVER_SHAPES, event_crossover,
+                                   machine_crossovers, measure_crossover, remember_crossovers)
+from spikebridge.current_paths import spike_density
+from spikebridge.currents import resolve_method
+from spikebridge.precision_comparison import compare_precision, precision_agreement
 from spikebridge.features import DEFAULT_CACHE
 from spikebridge.io import write_json_atomic
 from spikebridge.learner import create_learner
 from spikebridge.report import machine_info
-from spikebridge.train import train
+from spikebridge.training import train
 
 from harness import ROOT, result_path
 

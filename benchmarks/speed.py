@@ -60,12 +60,15 @@ import torch
 
 from spikebridge.coding import encode
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.currents import cpu_has_native_bf16, event_crossover, resolve_method, spike_currents, spike_density
+from spikebridge.cpu import cpu_has_native_bf16
+from spikebridge.crossover import event_crossover
+from spikebridge.current_paths import spike_density
+from spikebridge.currents import resolve_method, spike_currents
 from spikebridge.energy import balanced_sample
 from spikebridge.learner import create_learner
 from spikebridge.peer_cells import norse_lifbox, norse_run, snntorch_leaky, snntorch_run
 from spikebridge.report import machine_info
-from spikebridge.train import train
+from spikebridge.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "imagenette"

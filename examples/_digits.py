@@ -1,7 +1,7 @@
 """Shared by the examples: scikit-learn's 8x8 digits as 64 pixel features (offline, instant).
 
 Pass ``--lite0`` to an example to use EfficientNet-Lite0 features of the same images instead
-(``spikebridge.features("digits")``, offline weights; about a minute the first time, cached after).
+(``spikebridge.dataset_features("digits")``, offline weights; about a minute the first time, cached after).
 """
 
 import sys
@@ -14,8 +14,8 @@ def digits():
     if "--lite0" in sys.argv:
         import spikebridge as sb
 
-        X, y = sb.features("digits", split="train")
-        X_val, y_val = sb.features("digits", split="val")
+        X, y = sb.dataset_features("digits", split="train")
+        X_val, y_val = sb.dataset_features("digits", split="val")
         return X, X_val, y, y_val
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

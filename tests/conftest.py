@@ -151,7 +151,7 @@ def one_thread():
 def pixel_pipeline(pixel_digits, monkeypatch, tmp_path):
     """``train``/``evaluate`` on raw digit pixels instead of encoder features: the run-folder and
     checkpoint logic under test does not care where features come from (seconds, not minutes)."""
-    import spikebridge.cli as cli
+    from spikebridge.cli import inputs
     from spikebridge.data import DataSplits, ImageDataset
     from spikebridge.features import FeatureSet
 
@@ -169,8 +169,8 @@ def pixel_pipeline(pixel_digits, monkeypatch, tmp_path):
 
     splits = DataSplits(split("train", yt), split("val", yv))
     sets = {"train": (xt, yt), "val": (xv, yv)}
-    monkeypatch.setattr(cli, "_open_inputs", lambda args: (splits, PixelEncoder()))
-    monkeypatch.setattr(cli, "_extract", lambda args, datasets, encoder: [
+    monkeypatch.setattr(inputs, "open_inputs", lambda args: (splits, PixelEncoder()))
+    monkeypatch.setattr(inputs, "extract_splits", lambda args, datasets, encoder: [
         FeatureSet(sets[d.split][0], sets[d.split][1], np.arange(len(sets[d.split][1])), classes, "k", tmp_path)
         for d in datasets])
     monkeypatch.chdir(tmp_path)

@@ -16,11 +16,11 @@ import spikebridge as sb
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.deploy import sidecar_path
-from spikebridge.deploy.akida import (AkidaCoLaNET, AkidaSidecar, count_rates, quantise_weights, quantised_colanet,
-                                      window_steps)
+from spikebridge.deploy.akida import AkidaCoLaNET, AkidaSidecar
+from spikebridge.deploy.akida_quantisation import count_rates, quantise_weights, quantised_colanet, window_steps
 from spikebridge.deploy.formats import check_akida_bits
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export_cli import add_export_command
+from spikebridge.cli.export import add_export_command
 from spikebridge.io import save_tensors
 
 
@@ -89,7 +89,7 @@ def test_quantiser_uses_akidas_integer_ranges_and_errors_shrink_with_bits(pixel_
 def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_model):
     """With the input second moment of the training rates, every neuron's expected squared drive
     error on those inputs is at most that of the plain weight-error quantiser (same codes, best scale)."""
-    from spikebridge.deploy.akida import input_second_moment
+    from spikebridge.deploy.akida_quantisation import input_second_moment
 
     model, _, _ = pixel_model
     xt = pixel_digits[0]
@@ -110,25 +110,25 @@ def test_calibrated_quantiser_has_the_least_drive_error(pixel_digits, pixel_mode
 def test_error_feedback_rounding_lowers_the_drive_error(pixel_digits, pixel_model, monkeypatch):
     """Calibrated quantisation re-rounds with error feedback (GPTQ): per neuron never worse than
     nearest rounding at the same Sigma, and lower in total at every width; Sigma = I is untouched."""
-    from spikebridge.deploy import akida as ak
+    from spikebridge.deploy import akida_quantisation as quantisation
 
     model, _, _ = pixel_model
     xt = pixel_digits[0]
     w = model.effective_weights()[0].double()
-    sigma = ak.input_second_moment(model, xt, 4)
+    sigma = quantisation.input_second_moment(model, xt, 4)
     x = count_rates(model, xt, 4).double()
     drive_error = lambda q: ((x @ (w - q.dequantised()).T) ** 2).mean(0)  # noqa: E731
-    with_feedback = {bits: ak.quantise_weights(w, bits, sigma) for bits in (4, 2, 1)}
+    with_feedback = {bits: quantisation.quantise_weights(w, bits, sigma) for bits in (4, 2, 1)}
     calls = []
-    monkeypatch.setattr(ak, "_error_feedback_codes", lambda t, s, f: calls.append(1) or t * float("nan"))  # never better
+    monkeypatch.setattr(quantisation, "_error_feedback_codes", lambda t, s, f: calls.append(1) or t * float("nan"))  # never better
     for bits, q in with_feedback.items():
-        nearest = ak.quantise_weights(w, bits, sigma)
+        nearest = quantisation.quantise_weights(w, bits, sigma)
         assert q.q.dtype == torch.int8 and int(q.q.min()) >= (0 if bits == 1 else -(2 ** (bits - 1) - 1))
         e_fb, e_near = drive_error(q), drive_error(nearest)
         assert bool((e_fb <= e_near * (1 + 1e-9) + 1e-12).all()), bits
         assert float(e_fb.sum()) < 0.97 * float(e_near.sum()), bits
     n = len(calls)
-    ak.quantise_weights(w, 4, None)
+    quantisation.quantise_weights(w, 4, None)
     assert len(calls) == n  # no calibration: plain nearest rounding of the weight error
 
 
@@ -333,7 +333,7 @@ def test_digits_features_agree_at_four_bits(akida, digits_features):
     """Lite0 features of the digits set (slow: extracts them), quantiser calibrated on train: >= 99 %
     agreement with our quantised continuous readout on the same counts, and 4-bit weights cost at
     most a point of accuracy against our float weights on those counts."""
-    from spikebridge.deploy.akida import input_second_moment
+    from spikebridge.deploy.akida_quantisation import input_second_moment
 
     train_fs, val_fs = digits_features
     model = _train(train_fs.features, train_fs.labels)

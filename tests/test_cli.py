@@ -83,15 +83,15 @@ def test_bad_options_exit_2(tmp_path, capsys, flags, expected):
 def test_precision_and_compile_flags_reach_the_encoder():
     import argparse
 
-    from spikebridge.cli import _create_encoder
+    from spikebridge.cli.inputs import encoder_from_options
 
     args = argparse.Namespace(weights=None, device="cpu", precision="bf16", compile="off")
-    enc = _create_encoder(args, "efficientnet_lite0", None)
+    enc = encoder_from_options(args, "efficientnet_lite0", None)
     assert enc.precision == "bf16" and enc.compile is False
     args = argparse.Namespace(weights=None, device="cpu", precision=None, compile="on")
-    enc = _create_encoder(args, "efficientnet_lite0", None, precision="bf16")  # evaluate: the model's precision
+    enc = encoder_from_options(args, "efficientnet_lite0", None, precision="bf16")  # evaluate: the model's precision
     assert enc.precision == "bf16" and enc.compile is True
-    assert _create_encoder(argparse.Namespace(weights=None, device="cpu"), "efficientnet_lite0", None).precision == "fp32"
+    assert encoder_from_options(argparse.Namespace(weights=None, device="cpu"), "efficientnet_lite0", None).precision == "fp32"
 
 
 # ------------------------------------------------------------------ issue 21

@@ -213,7 +213,7 @@ def test_train_refuses_a_schedule_that_never_changes_a_weight(kw, expected, pixe
 
 
 def test_a_model_whose_recorded_sizes_disagree_with_its_weights_is_refused_on_load(pixel_digits, tmp_path):
-    from spikebridge import load_learner
+    from spikebridge.learner import load_learner
     from spikebridge.errors import SpikebridgeError
     from spikebridge.io import load_tensors, save_tensors
 

@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 
-from spikebridge import currents
+from spikebridge import crossover as autotuner
+from spikebridge import current_paths, currents
 from spikebridge.colanet import CoLaNET, CoLaNETConfig
-from spikebridge.currents import (CROSSOVER_ENV, compare_precision, crossover_from_curve, event_crossover,
-                                  measure_crossover, resolve_method, spike_currents, synaptic_currents)
+from spikebridge.crossover import CROSSOVER_ENV, crossover_from_curve, event_crossover, measure_crossover
+from spikebridge.currents import resolve_method, spike_currents, synaptic_currents
+from spikebridge.precision_comparison import compare_precision
 from spikebridge.errors import SpikebridgeError
 
 TINY = ((4, 8, 64, 8), (4, 8, 64, 32))  # (T, B, N, neurons): measurements that take milliseconds
@@ -20,8 +22,8 @@ def private_crossover(tmp_path, monkeypatch):
     """The cache folder is ``tmp_path``, nothing is forced, nothing remembered from earlier calls."""
     monkeypatch.setenv("SPIKEBRIDGE_CACHE", str(tmp_path))
     monkeypatch.delenv(CROSSOVER_ENV, raising=False)
-    monkeypatch.setattr(currents, "_crossovers", {})
-    monkeypatch.setattr(currents, "CROSSOVER_SHAPES", TINY)
+    monkeypatch.setattr(autotuner, "_crossovers", {})
+    monkeypatch.setattr(autotuner, "CROSSOVER_SHAPES", TINY)
     return tmp_path
 
 
@@ -36,20 +38,20 @@ def test_crossover_measured_once_cached_under_the_cache_folder_and_reused(privat
         calls.append(kw)
         return measure_crossover(repeats=1, **kw)
 
-    monkeypatch.setattr(currents, "measure_crossover", counted)
+    monkeypatch.setattr(autotuner, "measure_crossover", counted)
     first = event_crossover(20)
     err = capsys.readouterr().err.strip().splitlines()
     assert [c["shape"] for c in calls] == list(TINY)  # one curve per shape
     assert len(err) == 1 and "measuring" in err[0] and CROSSOVER_ENV in err[0]
     files = list((private_crossover / "event-crossover").glob("*.json"))
-    assert len(files) == 1 and files[0] == currents.crossover_path(currents.machine_identity())
+    assert len(files) == 1 and files[0] == autotuner.crossover_path(autotuner.machine_identity())
     record = json.loads(files[0].read_text())
-    assert record["identity"] == currents.machine_identity() and len(record["curves"]) == 2
+    assert record["identity"] == autotuner.machine_identity() and len(record["curves"]) == 2
     for curve in record["curves"]:
         assert len(curve["densities"]) == len(curve["dense_s"]) == len(curve["event_s"])
     points = [(c["shape"]["neurons"], c["crossover"]) for c in record["curves"]]
-    assert first == pytest.approx(currents.crossover_at(points, 20))
-    monkeypatch.setattr(currents, "_crossovers", {})  # a new process: only the file remains
+    assert first == pytest.approx(autotuner.crossover_at(points, 20))
+    monkeypatch.setattr(autotuner, "_crossovers", {})  # a new process: only the file remains
     assert event_crossover(20) == first and len(calls) == 2 and capsys.readouterr().err == ""
     event_crossover(20, bf16=True)  # another precision is another entry
     assert len(calls) == 4 and calls[-1]["bf16"] is True
@@ -57,8 +59,8 @@ def test_crossover_measured_once_cached_under_the_cache_folder_and_reused(privat
 
 
 def test_unusable_cache_file_is_said_and_measured_again(private_crossover, monkeypatch, capsys):
-    monkeypatch.setattr(currents, "measure_crossover", lambda **kw: measure_crossover(repeats=1, **kw))
-    path = currents.crossover_path(currents.machine_identity())
+    monkeypatch.setattr(autotuner, "measure_crossover", lambda **kw: measure_crossover(repeats=1, **kw))
+    path = autotuner.crossover_path(autotuner.machine_identity())
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     event_crossover(100)
@@ -71,7 +73,7 @@ def test_auto_takes_event_below_and_dense_above_a_forced_crossover(private_cross
     def refuse(**kw):
         raise AssertionError("a forced crossover must not be measured")
 
-    monkeypatch.setattr(currents, "measure_crossover", refuse)
+    monkeypatch.setattr(autotuner, "measure_crossover", refuse)
     x = _spikes(0.1)
     assert resolve_method(x, "auto", 64, crossover=0.2) == "event"
     assert resolve_method(x, "auto", 64, crossover=0.05) == "dense"
@@ -91,8 +93,8 @@ def test_simulate_auto_runs_the_chosen_path(pixel_digits, private_crossover, mon
     model.calibrate(model.rates(xtr[:300]))
     spikes = model.spikes_for(xva[:64])
     used = []
-    real = currents._event_currents
-    monkeypatch.setattr(currents, "_event_currents", lambda *a: used.append(1) or real(*a))
+    real = current_paths._event_currents
+    monkeypatch.setattr(current_paths, "_event_currents", lambda *a: used.append(1) or real(*a))
     for forced, path in (("1", "event"), ("0", "dense")):
         monkeypatch.setenv(CROSSOVER_ENV, forced)
         used.clear()
@@ -123,17 +125,17 @@ def test_crossover_from_curve_fits_the_event_line_against_the_median_dense_time(
 
 def test_crossover_at_interpolates_in_log_neurons():
     points = [(64, 0.1), (640, 0.3)]
-    assert currents.crossover_at(points, 64) == pytest.approx(0.1)
-    assert currents.crossover_at(points, 202) == pytest.approx(0.1 + 0.2 * math.log(202 / 64) / math.log(10))
-    assert currents.crossover_at(points, 8) == 0.1 and currents.crossover_at(points, 5000) == 0.3
+    assert autotuner.crossover_at(points, 64) == pytest.approx(0.1)
+    assert autotuner.crossover_at(points, 202) == pytest.approx(0.1 + 0.2 * math.log(202 / 64) / math.log(10))
+    assert autotuner.crossover_at(points, 8) == 0.1 and autotuner.crossover_at(points, 5000) == 0.3
 
 
 def test_auto_in_simulate_uses_the_crossover_of_its_neuron_count(private_crossover, monkeypatch):
     """Shared input reaches K*J neurons per spike, per-member input J."""
     seen = []
-    monkeypatch.setattr(currents, "machine_crossovers", lambda bf16=False: [(10, 0.0), (1000, 1.0)])
-    real = currents.crossover_at
-    monkeypatch.setattr(currents, "crossover_at", lambda points, n: seen.append(n) or real(points, n))
+    monkeypatch.setattr(autotuner, "machine_crossovers", lambda bf16=False: [(10, 0.0), (1000, 1.0)])
+    real = autotuner.crossover_at
+    monkeypatch.setattr(autotuner, "crossover_at", lambda points, n: seen.append(n) or real(points, n))
     w = torch.ones(3, 10, 200)
     spike_currents(_spikes(0.1), w, "auto")
     synaptic_currents(_spikes(0.1, (6, 3, 5, 200)), w, "auto")
@@ -198,7 +200,8 @@ def test_compare_precision_reports_speed_and_agreement(pixel_digits, private_cro
 def test_auto_estimates_the_density_from_a_sample_of_rows():
     """``auto`` counts the spikes of DENSITY_SAMPLE_ROWS evenly spaced rows, not all of them: exact
     for small inputs, within 1e-2 on large ones, and the chosen path follows the crossover."""
-    from spikebridge import currents as cu
+    from spikebridge import current_paths as cu
+    from spikebridge.currents import resolve_method
 
     g = torch.Generator().manual_seed(0)
     small = (torch.rand(4, 8, 100, generator=g) < 0.3).to(torch.uint8)
@@ -206,8 +209,8 @@ def test_auto_estimates_the_density_from_a_sample_of_rows():
     big = (torch.rand(32, 256, 1280, generator=g) < torch.linspace(0.02, 0.2, 256).view(1, 256, 1)).to(torch.uint8)
     assert abs(cu.estimated_density(big) - cu.spike_density(big)) < 1e-2
     density = cu.spike_density(big)
-    assert cu.resolve_method(big, "auto", 50, crossover=density + 0.02) == "event"
-    assert cu.resolve_method(big, "auto", 50, crossover=density - 0.02) == "dense"
+    assert resolve_method(big, "auto", 50, crossover=density + 0.02) == "event"
+    assert resolve_method(big, "auto", 50, crossover=density - 0.02) == "dense"
 
 
 # ------------------------------------------------------------------ issue 21: the same answer on every machine
@@ -228,12 +231,12 @@ def test_library_default_is_dense_fp32_and_times_nothing(pixel_digits, private_c
 
     monkeypatch.delenv(currents.METHOD_ENV, raising=False)
     monkeypatch.delenv(currents.PRECISION_ENV, raising=False)
-    monkeypatch.setattr(currents, "measure_crossover", refuse)
+    monkeypatch.setattr(autotuner, "measure_crossover", refuse)
     monkeypatch.setattr(currents, "cpu_has_native_bf16", lambda: True)
     model, spikes = _small_model(pixel_digits)
     used = []
-    real = currents._event_currents
-    monkeypatch.setattr(currents, "_event_currents", lambda *a: used.append(1) or real(*a))
+    real = current_paths._event_currents
+    monkeypatch.setattr(current_paths, "_event_currents", lambda *a: used.append(1) or real(*a))
     default, fp32_dense = model.simulate(spikes), model.simulate(spikes, method="dense", bf16=False)
     assert torch.equal(default.counts, fp32_dense.counts) and torch.equal(default.v_final, fp32_dense.v_final)
     assert used == [] and not (private_crossover / "event-crossover").exists()
@@ -245,8 +248,8 @@ def test_library_default_is_dense_fp32_and_times_nothing(pixel_digits, private_c
 def test_simulation_method_variable_opts_in_and_is_checked(pixel_digits, private_crossover, monkeypatch):
     model, spikes = _small_model(pixel_digits)
     used = []
-    real = currents._event_currents
-    monkeypatch.setattr(currents, "_event_currents", lambda *a: used.append(1) or real(*a))
+    real = current_paths._event_currents
+    monkeypatch.setattr(current_paths, "_event_currents", lambda *a: used.append(1) or real(*a))
     monkeypatch.setenv(currents.METHOD_ENV, "event")
     event = model.simulate(spikes)
     assert used == [1] and torch.equal(event.counts, model.simulate(spikes, method="event").counts)
@@ -263,7 +266,7 @@ def test_simulation_method_variable_opts_in_and_is_checked(pixel_digits, private
 def test_opt_in_autotuning_with_an_unwritable_cache_warns_once_and_runs(pixel_digits, private_crossover, monkeypatch):
     """A cache folder that cannot be written (here a file: read-only folders are writable for
     root) costs the crossover its cache, never the call."""
-    monkeypatch.setattr(currents, "measure_crossover", lambda **kw: measure_crossover(repeats=1, **kw))
+    monkeypatch.setattr(autotuner, "measure_crossover", lambda **kw: measure_crossover(repeats=1, **kw))
     blocker = private_crossover / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("SPIKEBRIDGE_CACHE", str(blocker))

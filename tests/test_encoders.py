@@ -435,18 +435,18 @@ def test_precision_validation():
 
 
 def test_precision_auto_follows_native_bf16(monkeypatch):
-    from spikebridge import encoders
+    from spikebridge.encoders import options
 
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: True)
-    assert encoders.resolve_precision("auto", torch.device("cpu")) == "bf16"
-    assert encoders.resolve_precision("auto", torch.device("cuda")) == "fp32"
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: False)
-    assert encoders.resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert encoders.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(options, "cpu_has_native_bf16", lambda: True)
+    assert options.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert options.resolve_precision("auto", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(options, "cpu_has_native_bf16", lambda: False)
+    assert options.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert options.resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
 def test_native_bf16_detection_reads_cpu_flags():
-    from spikebridge.encoders import cpu_has_native_bf16
+    from spikebridge.cpu import cpu_has_native_bf16
 
     flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
@@ -477,6 +477,7 @@ def test_compile_option_validation_and_auto_policy(lite0, monkeypatch):
     import dataclasses
 
     from spikebridge import encoders
+    from spikebridge.encoders import encoder as encoder_module
 
     with pytest.raises(SpikebridgeError, match="compile"):
         create_encoder(device="cpu", compile="yes")
@@ -484,7 +485,7 @@ def test_compile_option_validation_and_auto_policy(lite0, monkeypatch):
     assert eager.prepare(10**6, 32) is False
     auto = dataclasses.replace(lite0, compile="auto", backend="torch")
     assert auto.prepare(encoders.AUTO_COMPILE_MIN_IMAGES - 1, 32) is False
-    monkeypatch.setattr(encoders, "cxx_compiler", lambda: None)
+    monkeypatch.setattr(encoder_module, "cxx_compiler", lambda: None)
     assert auto.prepare(encoders.AUTO_COMPILE_MIN_IMAGES, 32) is False  # no compiler: eager, as documented
     with pytest.raises(SpikebridgeError, match="C\\+\\+ compiler"):
         dataclasses.replace(lite0, compile=True).prepare(1, 32)
@@ -496,6 +497,8 @@ def test_backend_validation_and_auto_policy(lite0, monkeypatch):
     import dataclasses
 
     from spikebridge import encoders
+    from spikebridge.encoders import encoder as encoder_module
+    from spikebridge.encoders import options
 
     with pytest.raises(SpikebridgeError, match="backend must be one of"):
         create_encoder(device="cpu", backend="tensorrt")
@@ -504,15 +507,16 @@ def test_backend_validation_and_auto_policy(lite0, monkeypatch):
     with pytest.raises(SpikebridgeError, match="conflicts with backend='openvino'"):
         dataclasses.replace(lite0, precision="fp32", compile=True, backend="openvino")
     auto = dataclasses.replace(lite0, precision="fp32", backend="auto")
-    monkeypatch.setattr(encoders, "openvino_installed", lambda: True)
+    monkeypatch.setattr(encoder_module, "openvino_installed", lambda: True)
     assert auto.prepare(encoders.AUTO_OPENVINO_MIN_IMAGES, 32) is True and auto.engine == "openvino"
     assert auto.prepare(encoders.AUTO_OPENVINO_MIN_IMAGES - 1, 32) is False and auto.engine == "torch eager"
     bf16 = dataclasses.replace(lite0, precision="bf16", backend="auto", compile=False)
     assert bf16.prepare(10**6, 32) is False and bf16.engine == "torch eager"  # OpenVINO runs fp32 jobs only
     forced = dataclasses.replace(lite0, precision="fp32", backend="auto", compile=True)
-    monkeypatch.setattr(encoders, "cxx_compiler", lambda: "/usr/bin/g++")
+    monkeypatch.setattr(encoder_module, "cxx_compiler", lambda: "/usr/bin/g++")
     assert forced.prepare(10**6, 32) is True and forced.engine == "torch compiled"  # compile=True asks for PyTorch
-    monkeypatch.setattr(encoders, "openvino_installed", lambda: False)
+    monkeypatch.setattr(encoder_module, "openvino_installed", lambda: False)
+    monkeypatch.setattr(options, "openvino_installed", lambda: False)
     assert dataclasses.replace(auto).prepare(10**6, 32) in (True, False)
     with pytest.raises(SpikebridgeError, match="pip install openvino"):
         dataclasses.replace(lite0, precision="fp32", backend="openvino")
@@ -574,12 +578,12 @@ def test_openvino_telemetry_is_declined_without_touching_the_environment(monkeyp
     pytest.importorskip("openvino_telemetry")
     from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
 
-    from spikebridge.encoders import _openvino_telemetry_declined
+    from spikebridge.encoders.openvino_engine import openvino_telemetry_declined
 
     for name in ("CI", "TF_BUILD", "JENKINS_URL"):
         monkeypatch.delenv(name, raising=False)
     before, check = dict(os.environ), OptInChecker.check
-    with _openvino_telemetry_declined():
+    with openvino_telemetry_declined():
         during = dict(os.environ)
         assert OptInChecker().check(False, disable_in_ci=True) == ConsentCheckResult.DECLINED
     assert during == before and dict(os.environ) == before
@@ -599,11 +603,11 @@ def test_compiled_encoder_matches_eager(fp32, chelsea_rgb):
     pre = fp32.preprocess()
     x = torch.stack([pre.pixels(Image.fromarray(np.ascontiguousarray(chelsea_rgb[:, i:]))) for i in range(0, 60, 10)])
     got = compiled(x)  # 6 images: one full batch of 4 and one padded batch of 2
-    from spikebridge.encoders import _GRAPH_INPUT_SLACK, _graph_input
+    from spikebridge.encoders.compiled import GRAPH_INPUT_SLACK, graph_input
 
-    padded = _graph_input(x[:3], 4, channels_last=False)
+    padded = graph_input(x[:3], 4, channels_last=False)
     assert padded.shape == (4, 224, 224, 3) and torch.equal(padded[:3], x[:3]) and not padded[3].any()
-    assert padded.untyped_storage().nbytes() >= padded.numel() + _GRAPH_INPUT_SLACK
+    assert padded.untyped_storage().nbytes() >= padded.numel() + GRAPH_INPUT_SLACK
     torch.testing.assert_close(got, fp32(x), rtol=1e-4, atol=1e-4)
     assert torch.equal(compiled(x[:3]), got[:3])  # padding does not leak into other images
 
@@ -630,7 +634,7 @@ print(tuple(enc(pixels).shape))
 @pytest.mark.slow  # compiles Lite0 in a subprocess
 def test_compiled_encoder_survives_input_ending_at_a_guard_page():
     """A batch that ends exactly at an unmapped page (as DataLoader shared memory can) must not
-    crash the compiled graph (inductor reads past the end of a uint8 input: _graph_input)."""
+    crash the compiled graph (inductor reads past the end of a uint8 input: graph_input)."""
     import subprocess
     import sys
 
@@ -646,7 +650,8 @@ def test_compiled_encoder_survives_input_ending_at_a_guard_page():
 def test_default_precision_is_fp32_and_auto_follows_the_cpu():
     import torch
 
-    from spikebridge.encoders import DEFAULT_PRECISION, cpu_has_native_bf16, resolve_precision
+    from spikebridge.cpu import cpu_has_native_bf16
+    from spikebridge.encoders import DEFAULT_PRECISION, resolve_precision
 
     assert DEFAULT_PRECISION == "fp32"  # published results and existing caches are fp32 features
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
@@ -805,7 +810,7 @@ def test_int8_options_are_refused_with_one_line_errors(fp32, int8_run, monkeypat
         enc(torch.zeros(1, 3, 224, 224))  # the quantised graph includes the normalisation
     with pytest.raises(SpikebridgeError, match="for precision='int8'"):
         fp32.calibrate(splits.train, int8_run["cache"])
-    monkeypatch.setattr(encoders, "nncf_installed", lambda: False)
+    monkeypatch.setattr(encoders.options, "nncf_installed", lambda: False)
     with pytest.raises(SpikebridgeError, match=r"pip install spikebridge\[int8\]") as e:
         create_encoder(device="cpu", precision="int8")
     one_line(e)
@@ -834,7 +839,7 @@ def test_int8_cli_without_nncf_names_the_extra(tmp_path, capsys, monkeypatch):
     from spikebridge import encoders
     from spikebridge.cli import main
 
-    monkeypatch.setattr(encoders, "nncf_installed", lambda: False)
+    monkeypatch.setattr(encoders.options, "nncf_installed", lambda: False)
     data = make_image_folder(tmp_path / "pets", per_class=1, size=16)
     rc = main(["extract", "--dataset", str(data), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
                "--no-progress", "--precision", "int8"])

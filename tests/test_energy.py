@@ -8,7 +8,7 @@ from torch import nn
 
 from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ann_head_macs, count_macs, encoder_macs, energy_report,
                                 format_energy, learner_ops, report_rows, spiking_synops)
-from spikebridge.energy_cli import add_energy_command
+from spikebridge.cli.energy import add_energy_command
 from spikebridge.errors import SpikebridgeError
 
 
@@ -127,7 +127,7 @@ def _trained_colanet(pixel_digits, steps=16):
 
 
 def test_synops_consistent_with_spike_counts(pixel_digits, one_thread):
-    from spikebridge.currents import event_lists
+    from spikebridge.current_paths import event_lists
     from spikebridge.report import evaluate
 
     steps = 16

@@ -9,7 +9,8 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import spikebridge as sb
-from spikebridge import SpikingClassifier, create_learner, list_rules, register_rule
+from spikebridge import SpikingClassifier, create_learner
+from spikebridge.learner import list_rules, register_rule
 from spikebridge.errors import SpikebridgeError
 from spikebridge.learner import Learner, rule_settings
 from spikebridge.rules import SupervisedSTDP, SupervisedSTDPConfig
@@ -104,21 +105,30 @@ def test_partial_fit_streams_and_colanet_adds_classes(rule, pixel_digits):
 @pytest.mark.slow
 def test_features_is_one_call_from_data_set_to_arrays(digits_features):
     train_fs, _ = digits_features  # fills the session cache that spikebridge.features reads
-    X, y = sb.features("digits", encoder="efficientnet_lite0", split="train")
+    X, y = sb.dataset_features("digits", encoder="efficientnet_lite0", split="train")
     assert np.array_equal(X, train_fs.features) and np.array_equal(y, train_fs.labels)
     with pytest.raises(SpikebridgeError, match="split must be one of"):
-        sb.features("digits", split="test")
+        sb.dataset_features("digits", split="test")
 
 
-def test_public_names_are_lazy_and_features_is_a_callable_module():
+def test_the_package_offers_a_few_plain_names():
+    """A plain module: a dozen public names (imported on first use), no callable submodule,
+    ``spikebridge.train`` the training function (its module is ``spikebridge.training``)."""
     import types
 
-    assert isinstance(sb.features, types.ModuleType) and callable(sb.features)
-    assert sb.features.dataset_features is sb.dataset_features
-    for name in ("SpikingClassifier", "create_learner", "list_rules", "register_rule", "Learner", "load_learner",
-                 "create_encoder", "open_dataset", "extract_features", "train"):
-        assert name in sb.__all__ and getattr(sb, name) is not None
-    assert callable(sb.train)  # the function, although a submodule of that name is loaded
+    import spikebridge.features
+    import spikebridge.training
+
+    assert type(sb) is types.ModuleType
+    assert sb.__all__ == ["CoLaNET", "CoLaNETConfig", "SpikebridgeError", "SpikingClassifier", "create_encoder",
+                          "create_learner", "dataset_features", "export", "extract_features", "load", "open_dataset",
+                          "train"]
+    for name in sb.__all__:
+        assert getattr(sb, name) is not None and name in dir(sb)
+    assert sb.train is spikebridge.training.train and sb.dataset_features is spikebridge.features.dataset_features
+    assert isinstance(sb.features, types.ModuleType) and not callable(sb.features)
+    with pytest.raises(AttributeError, match="make_learner"):
+        sb.make_learner
 
 
 @pytest.mark.parametrize("params, expected", [
@@ -134,7 +144,7 @@ def test_bad_params_are_one_line_value_errors_before_any_work(params, expected, 
     import importlib
     import re
 
-    train_module = importlib.import_module("spikebridge.train")  # the package's name 'train' is the function
+    train_module = importlib.import_module("spikebridge.training")
     xt, _, yt, _ = pixel_digits
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("trained with a bad setting"))
     clf = SpikingClassifier(seed=0).set_params(**params)

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from spikebridge import deploy as ex
-from spikebridge.export_cli import add_export_command
+from spikebridge.cli.export import add_export_command
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
 from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.io import save_tensors
-from spikebridge.neurons import LIFParameters, lif_run
+from spikebridge.neurons import PopulationParameters, lif_population
 from spikebridge import create_learner, train
 
 nir = pytest.importorskip("nir")
@@ -44,7 +44,7 @@ def pixel_ensemble(pixel_digits):
 @pytest.mark.parametrize("convention", ["euler", "exact"])
 def test_parameter_mapping_round_trip(convention):
     for dt, tau, theta in [(1e-3, 20e-3, 203.7), (1e-4, 5e-3, 1.0), (1e-3, 1e-3, 0.25), (2e-3, 0.5, 3e4)]:
-        beta = LIFParameters(dt=dt, tau=tau).beta
+        beta = math.exp(-dt / tau)
         p = ex.lif_to_nir(beta, theta, dt, convention)
         assert p.v_leak == 0 and p.v_reset == 0 and p.v_threshold == theta
         beta2, gain, theta2 = ex.nir_to_lif(p.tau, p.r, p.v_threshold, dt, convention)
@@ -61,10 +61,11 @@ def test_mapped_parameters_integrate_the_nir_equation_to_our_neuron(convention):
     """Integrate NIR's tau dv/dt = (v_leak - v) + r I (current held over each step) with the
     mapped parameters, Euler steps or finely sub-stepped, and compare with our discrete LIF."""
     dt, tau, theta = 1e-3, 20e-3, 1.0
-    p_ours = LIFParameters(dt=dt, tau=tau, threshold=theta)
-    p = ex.lif_to_nir(p_ours.beta, theta, dt, convention)
+    beta = math.exp(-dt / tau)
+    p = ex.lif_to_nir(beta, theta, dt, convention)
     current = torch.rand(40, generator=torch.Generator().manual_seed(0)) * 0.4
-    spikes, _ = lif_run(current.view(-1, 1).double(), p_ours)
+    ours = PopulationParameters(beta, torch.tensor([theta], dtype=torch.float64))
+    spikes = lif_population(current.view(1, -1, 1, 1).double(), ours, keep_spikes=True).spikes
     v, out, sub = 0.0, [], 1 if convention == "euler" else 2000
     for i in current.double().tolist():
         for _ in range(sub):

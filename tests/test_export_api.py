@@ -19,7 +19,7 @@ from spikebridge.deploy.api import OPTIONS
 from spikebridge.deploy.formats import EXPORT_FORMATS
 from spikebridge.deploy.integer_learning import IntegerCoLaNET, integer_learner
 from spikebridge.errors import SpikebridgeError
-from spikebridge.export_cli import add_export_command
+from spikebridge.cli.export import add_export_command
 from spikebridge.io import load_tensors, save_arrays, save_tensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module

@@ -390,7 +390,7 @@ def test_energy_reports_which_examples_it_simulated(tmp_path, pixel_digits, caps
     from torch import nn
 
     from spikebridge.io import save_tensors
-    from spikebridge.energy_cli import add_energy_command
+    from spikebridge.cli.energy import add_energy_command
     from spikebridge import create_learner, train
 
     xt, xv, yt, yv = pixel_digits

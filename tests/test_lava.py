@@ -15,7 +15,7 @@ from spikebridge.errors import SpikebridgeError
 from spikebridge.deploy.fixed_point import ACT_SHIFT, Int8CoLaNET, wrap24_loihi
 from spikebridge.deploy.lava_host import LAVA_ENV, copies_for, lava_python, run_lava
 from spikebridge.learner import create_learner
-from spikebridge.train import train
+from spikebridge.training import train
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_lava_spikes_equal_ours(pixel_models, ensemble):
 def test_export_command_refuses_bad_dynamics_options(tmp_path, argv, message):
     import argparse
 
-    from spikebridge.export_cli import add_export_command
+    from spikebridge.cli.export import add_export_command
 
     parser = argparse.ArgumentParser()
     add_export_command(parser.add_subparsers(dest="command"))
@@ -125,7 +125,7 @@ def test_export_command_refuses_bad_dynamics_options(tmp_path, argv, message):
 def test_export_command_writes_the_loihi_model(pixel_models, tmp_path, capsys):
     import argparse
 
-    from spikebridge.export_cli import add_export_command
+    from spikebridge.cli.export import add_export_command
     from spikebridge.io import save_tensors
 
     models, xva, _ = pixel_models

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge import create_learner, list_rules, train
+from spikebridge import create_learner, train
+from spikebridge.learner import list_rules
 
 
 def _traces(seq: np.ndarray, lam: float) -> np.ndarray:
@@ -200,7 +201,7 @@ def test_rule_config_refuses_useless_settings(rule, setting, value, expected):
 
 
 def test_a_rule_model_whose_recorded_sizes_disagree_is_refused_on_load(pixel_digits, tmp_path):
-    from spikebridge import load_learner
+    from spikebridge.learner import load_learner
     from spikebridge.errors import SpikebridgeError
     from spikebridge.io import save_tensors
 

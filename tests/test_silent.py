@@ -34,17 +34,6 @@ def test_create_learner_copies_the_config():
     assert create_learner("rstdp", 64, 10, rule_cfg, seed=3).config.seed == 3 and rule_cfg.seed == 0
 
 
-def test_deprecated_make_learner_keeps_the_config_seed():
-    from spikebridge.train import make_learner
-
-    cfg = CoLaNETConfig(seed=5)
-    with pytest.warns(DeprecationWarning, match="create_learner"):
-        learner = make_learner("colanet", 64, 10, colanet=cfg)
-    assert learner.config.seed == 5 and cfg.seed == 5
-    with pytest.warns(DeprecationWarning):
-        assert make_learner("colanet", 64, 10, colanet=cfg, seed=2).config.seed == 2 and cfg.seed == 5
-
-
 def test_tune_does_not_mutate_the_trial_config(pixel_digits):
     from spikebridge.tune import _fit_score
 
@@ -134,15 +123,15 @@ def test_partial_fit_moves_theta_smoothly_and_keeps_no_window(pixel_digits):
 
 # ------------------------------------------------------------------ --resume compares settings
 def test_resume_compares_settings_and_accepts_adaptive_ones(pixel_digits, tmp_path):
-    from spikebridge.cli import _check_resume
+    from spikebridge.cli.run_dir import check_resume
 
     xt, _, yt, _ = pixel_digits
     train(create_learner("colanet", 64, 10, seed=2), xt, yt, epochs=2, run_dir=tmp_path, progress=False, stop_after_epoch=1)
-    _check_resume(create_learner("colanet", 64, 10, seed=2), tmp_path)  # microcolumns=None matches the one chosen
+    check_resume(create_learner("colanet", 64, 10, seed=2), tmp_path)  # microcolumns=None matches the one chosen
     with pytest.raises(SpikebridgeError, match="seed 2 \\(now 3\\)"):
-        _check_resume(create_learner("colanet", 64, 10, seed=3), tmp_path)
+        check_resume(create_learner("colanet", 64, 10, seed=3), tmp_path)
     with pytest.raises(SpikebridgeError, match="microcolumns 1 \\(now 4\\)"):
-        _check_resume(create_learner("colanet", 64, 10, seed=2, microcolumns=4), tmp_path)
+        check_resume(create_learner("colanet", 64, 10, seed=2, microcolumns=4), tmp_path)
 
 
 # ------------------------------------------------------------------ options a rule ignores are refused

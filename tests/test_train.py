@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge import create_learner, list_rules, load_learner, train
+from spikebridge import create_learner, train
+from spikebridge.learner import list_rules, load_learner
 
 
 @pytest.mark.parametrize("rule", list_rules())

@@ -1,6 +1,6 @@
 """Checks of setting values, one function per rule, shared by the config types
 (:class:`spikebridge.colanet.CoLaNETConfig`, :class:`spikebridge.rules.DiehlCookConfig`, ...),
-:func:`spikebridge.train.train` and the command line, so the Python API, a ``--config``
+:func:`spikebridge.training.train` and the command line, so the Python API, a ``--config``
 file and a flag refuse the same values with the same one-line :class:`SpikebridgeError`.
 
 No module here imports torch or NumPy (the CLI checks options before importing them).

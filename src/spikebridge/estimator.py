@@ -32,7 +32,7 @@ from .learner import create_learner, load_learner, rule_settings
 
 
 class SpikingClassifier(ClassifierMixin, BaseEstimator):
-    """Spiking classifier trained with the local rule ``rule`` (see :func:`spikebridge.list_rules`).
+    """Spiking classifier trained with the local rule ``rule`` (see :func:`spikebridge.learner.list_rules`).
 
     Parameters
     ----------
@@ -97,14 +97,14 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        """The checks of the rule's config type and of :func:`spikebridge.train.train`, run
+        """The checks of the rule's config type and of :func:`spikebridge.training.train`, run
         first by :meth:`fit` and :meth:`partial_fit` (``set_params`` does not raise, as
         scikit-learn asks): a bad value is one :class:`~spikebridge.errors.SpikebridgeError`
         (a ``ValueError``) naming it, before any work."""
         import dataclasses
 
         from .learner import rule_class
-        from .train import check_schedule
+        from .training import check_schedule
 
         check_schedule(self.epochs, self.batch_size)
         config_class = rule_class(self.rule).config_class
@@ -123,7 +123,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ training
     def fit(self, X, y) -> "SpikingClassifier":
         """Train a new network on ``X [n, D]`` and labels ``y [n]`` (any hashable values)."""
-        from .train import train
+        from .training import train
 
         self._check_params()
         X, y = validate_data(self, X, y, dtype=np.float32)

@@ -9,7 +9,8 @@ user-facing contract, as ``timm.create_model``'s are). The built-in rules are
 
 Example::
 
-    from spikebridge import create_learner, list_rules, train
+    from spikebridge import create_learner, train
+    from spikebridge.learner import list_rules
 
     list_rules()                                  # ['colanet', 'rstdp', 'sstdp', 'diehl-cook']
     learner = create_learner("diehl-cook", n_inputs=64, n_classes=10, eta=0.02, seed=3)
@@ -38,7 +39,7 @@ ONLINE_WINDOW = 4096  # Learner.partial_fit: thresholds are recalibrated on this
 
 
 class Learner:
-    """Base class of a spiking classifier trained by a local rule, as :func:`spikebridge.train.train`
+    """Base class of a spiking classifier trained by a local rule, as :func:`spikebridge.training.train`
     and :class:`spikebridge.estimator.SpikingClassifier` drive it.
 
     A rule subclasses it, sets ``config_class`` (a dataclass of its settings, validated on

@@ -7,14 +7,9 @@ the threshold's (a dimensionless "voltage" per step), so ``v`` is the discretise
 of ``tau dv/dt = -v + tau * I(t)`` with delta-pulse inputs (IF: ``tau = inf``, ``beta = 1``).
 The same parameters map onto NIR's continuous-time ``LIF`` (see :mod:`spikebridge.deploy`).
 
-Entry points, all running :func:`lif_population`:
-
-* :func:`lif_population` / :func:`run_population`: ``K`` populations over ``T`` steps with
-  lateral inhibition, the loop every simulation in the package uses (CoLaNET, the other
-  rules, the NIR reference run);
-* :func:`lif_run` (``T`` steps of neurons of any shape, from a :class:`LIFState`),
-  :func:`lif_step` (one step) and the stateful :class:`LIF` module, parametrised by
-  :class:`LIFParameters` (no lateral inhibition; ``refractory`` steps after a spike).
+:func:`lif_population` runs ``K`` populations over ``T`` steps with lateral inhibition and
+optional refractoriness: the loop every simulation in the package uses (CoLaNET, the other
+rules, the NIR reference run).
 
 The int8 model of :mod:`spikebridge.deploy.fixed_point` has its own integer loop (truncating
 decay, saturation).
@@ -27,91 +22,15 @@ fires every ``k*`` steps, ``k*`` the smallest ``k`` reaching the threshold
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
 
-@dataclass(frozen=True)
-class LIFParameters:
-    """Explicit discrete-time parameters. ``tau = inf`` (``beta = 1``) gives an IF neuron."""
-
-    dt: float = 1e-3
-    tau: float = 20e-3
-    threshold: float = 1.0
-    reset: str = "subtract"  # or "zero"
-    refractory: int = 0
-
-    def __post_init__(self):
-        if self.reset not in ("subtract", "zero"):
-            raise ValueError(f"reset must be 'subtract' or 'zero', not {self.reset!r}")
-        if self.dt <= 0 or self.tau <= 0 or self.threshold <= 0:
-            raise ValueError("dt, tau and threshold must be positive")
-        _check_refractory(self.refractory)
-
-    @property
-    def beta(self) -> float:
-        return 0.0 if self.tau == 0 else math.exp(-self.dt / self.tau)
-
-    @classmethod
-    def integrate_and_fire(cls, **kw) -> "LIFParameters":
-        return cls(tau=math.inf, **kw)
-
-
 def _check_refractory(steps) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"refractory must be a whole number of steps >= 0, not {steps!r}")
-
-
-class LIFState(NamedTuple):
-    v: torch.Tensor  # membrane potential
-    refractory_left: torch.Tensor  # int steps left in refractoriness
-
-
-def initial_state(shape, device=None, dtype=torch.float32) -> LIFState:
-    return LIFState(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=torch.int32))
-
-
-def lif_step(current: torch.Tensor, state: LIFState, p: LIFParameters) -> tuple[torch.Tensor, LIFState]:
-    """One step: input current -> (spikes, new state) (:func:`lif_run` with ``T = 1``)."""
-    spikes, state = lif_run(current.unsqueeze(0), p, state)
-    return spikes[0], state
-
-
-def lif_run(currents: torch.Tensor, p: LIFParameters, state: LIFState | None = None) -> tuple[torch.Tensor, LIFState]:
-    """Run ``currents [T, ...]`` through LIF neurons (one population of independent neurons in
-    :func:`lif_population`); returns spikes ``[T, ...]`` and the final state."""
-    T, shape = currents.shape[0], currents.shape[1:]
-    M = math.prod(shape)
-    if state is not None:
-        state = LIFState(state.v.expand(shape).reshape(1, 1, M), state.refractory_left.expand(shape).reshape(1, 1, M))
-    threshold = torch.tensor([p.threshold], dtype=currents.dtype, device=currents.device)  # in the currents' precision
-    params = PopulationParameters(p.beta, threshold, reset=p.reset, refractory=p.refractory)
-    rec = lif_population(currents.reshape(1, T, 1, M), params, keep_spikes=True, state=state)
-    left = rec.refractory_left
-    if left is None:
-        left = torch.zeros(M, dtype=torch.int32, device=currents.device)
-    return rec.spikes.reshape(currents.shape), LIFState(rec.v_final.reshape(shape), left.reshape(shape))
-
-
-class LIF(torch.nn.Module):
-    """Thin stateful wrapper: ``layer(current)`` advances one step and returns spikes."""
-
-    def __init__(self, params: LIFParameters = LIFParameters()):
-        super().__init__()
-        self.params, self.state = params, None
-
-    def reset_state(self) -> None:
-        self.state = None
-
-    def forward(self, current: torch.Tensor) -> torch.Tensor:
-        if self.state is None:
-            self.state = initial_state(current.shape, current.device, current.dtype)
-        spikes, self.state = lif_step(current, self.state, self.params)
-        return spikes
 
 
 class PopulationParameters(NamedTuple):
@@ -131,7 +50,7 @@ class PopulationRecord(NamedTuple):
     first_spike: torch.Tensor  # [K, B, J] 1-based step of the first spike, T + 1 if none
     v_final: torch.Tensor  # [K, B, J]
     spikes: torch.Tensor | None  # [T, K, B, J] all spikes (when asked for)
-    refractory_left: torch.Tensor | None = None  # [K, B, J] int32 refractory steps left (refractory or state given)
+    refractory_left: torch.Tensor | None = None  # [K, B, J] int32 refractory steps left (p.refractory > 0)
 
 
 @contextmanager
@@ -154,13 +73,12 @@ def single_threaded():
 
 
 @torch.no_grad()
-def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes: bool = False,
-                   state: LIFState | None = None) -> PopulationRecord:
+def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes: bool = False) -> PopulationRecord:
     r"""LIF populations with all-to-all lateral inhibition: the one LIF loop of the package.
 
     ``currents [K, T, B, J]`` (``K`` independent populations, any strides: a permuted view is
-    fine), ``p.threshold [K]``; from rest (``v[0] = 0``, no refractoriness) or from ``state``
-    (``v`` and ``refractory_left``, ``[K, B, J]``), no spikes before the first step; per step
+    fine), ``p.threshold [K]``; from rest (``v[0] = 0``, no refractoriness), no spikes before
+    the first step; per step
     ``t = 1..T`` and neuron ``j`` of population ``k``, with ``r_j`` its refractory steps left::
 
         v_j[t] = beta * v_j[t-1] + I_j[t] - g * theta_k * sum_{l != j} s_l[t-1]   if r_j = 0
@@ -172,8 +90,8 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
 
     Returns spike counts, the 1-based step of each neuron's first spike (``T + 1`` if none),
     the final membrane ``v[T]``, with ``keep_spikes`` every spike ``[T, K, B, J]``, and the
-    refractory steps left when refractoriness is in play (``p.refractory > 0`` or a ``state``
-    with steps left; otherwise ``r`` stays 0 and is not computed).
+    refractory steps left when refractoriness is in play (``p.refractory > 0``; otherwise ``r``
+    stays 0 and is not computed).
 
     Written with preallocated buffers and in-place operations (float spikes straight from
     the comparison, the first-spike step counted rather than selected), one intra-op thread
@@ -184,9 +102,6 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
         raise ValueError(f"reset must be 'subtract' or 'zero', not {p.reset!r}")
     _check_refractory(p.refractory)
     K, T, B, J = currents.shape
-    if state is not None and p.lateral:
-        raise ValueError("lif_population: a starting state cannot be combined with lateral inhibition "
-                         "(the previous call's last spikes are not part of LIFState)")
     dtype, device = currents.dtype, currents.device
     like = {"dtype": dtype, "device": device}
     theta = p.threshold.view(K, 1, 1).to(**like)
@@ -196,12 +111,10 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     if p.silent is not None:
         theta_cmp.masked_fill_(p.silent.view(K, 1, J).to(device), float("inf"))
     compare = torch.gt if p.strict else torch.ge
-    v = torch.zeros(K, B, J, **like) if state is None else state.v.to(**like).expand(K, B, J).clone()
+    v = torch.zeros(K, B, J, **like)
     left = None  # refractory steps left, tracked only when refractoriness can occur
-    if p.refractory > 0 or (state is not None and bool((state.refractory_left > 0).any())):
+    if p.refractory > 0:
         left = torch.zeros(K, B, J, dtype=torch.int32, device=device)
-        if state is not None:
-            left.copy_(state.refractory_left.expand(K, B, J))
     sf = torch.zeros(K, B, J, **like)  # this (then the previous) step's spikes, 0.0 / 1.0
     tmp = torch.empty(K, B, J, **like)
     tot = torch.empty(K, B, 1, **like)
@@ -235,8 +148,3 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     first = silent_steps.add_(1.0)  # 1-based first-spike step, T + 1 when the neuron never fired
     return PopulationRecord(counts, first, v, spikes, left)
 
-
-def run_population(currents: torch.Tensor, beta: float, threshold: torch.Tensor, lateral: float = 0.0,
-                   silent: torch.Tensor | None = None, keep_spikes: bool = False) -> PopulationRecord:
-    """:func:`lif_population` with positional parameters (subtractive reset, ``v >= theta``)."""
-    return lif_population(currents, PopulationParameters(beta, threshold, lateral, silent=silent), keep_spikes)

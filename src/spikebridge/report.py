@@ -90,7 +90,8 @@ def machine_info() -> dict:
     """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
     import os
 
-    from .currents import cpu_has_native_bf16, cpu_model, default_bf16
+    from .cpu import cpu_has_native_bf16, cpu_model
+    from .currents import default_bf16
 
     cpu = cpu_model()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

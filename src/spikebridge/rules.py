@@ -1,6 +1,6 @@
 r"""Other local learning rules on a single LIF output layer, each a registered
 :class:`~spikebridge.learner.Learner` (``create_learner("rstdp" | "sstdp" | "diehl-cook", ...)``),
-so one training loop (:func:`spikebridge.train.train`) drives them and CoLaNET alike.
+so one training loop (:func:`spikebridge.training.train`) drives them and CoLaNET alike.
 
 All three simulate ``J`` LIF neurons (:func:`~spikebridge.neurons.lif_population`: subtractive reset, decay
 ``beta``) on the input spikes ``x[t]`` of ``T`` steps, with traces

@@ -26,7 +26,7 @@ import numpy as np
 from .colanet import CoLaNETConfig, adaptive_config, adaptive_epochs
 from .errors import SpikebridgeError
 from .learner import create_learner
-from .train import DEFAULT_TRAIN_BATCH, train
+from .training import DEFAULT_TRAIN_BATCH, train
 
 
 def carve_validation(labels: np.ndarray, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -5,15 +5,16 @@
   from a classifier, learner or network, read back by format detection;
 * :mod:`~spikebridge.deploy.network` -- the inference path as plain data (:class:`Network`,
   :func:`network_of`) and its readout (:func:`readout_scores`);
-* :mod:`~spikebridge.deploy.nir` -- NIR export/import (:func:`export_nir`, :func:`nir_graph`,
-  :func:`import_nir`) with a typed, versioned sidecar (:class:`NIRSidecar`);
+* :mod:`~spikebridge.deploy.nir` -- NIR export (:func:`export_nir`, :func:`nir_graph`) with a typed,
+  versioned sidecar (:class:`NIRSidecar`); :mod:`~spikebridge.deploy.nir_import` reads it back
+  (:func:`import_nir`); :mod:`~spikebridge.deploy.nir_lif` maps LIF parameters to NIR's and back;
 * :mod:`~spikebridge.deploy.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
   :meth:`Int8CoLaNET.quantise`) and its versioned record (:class:`Int8Sidecar`);
 * :mod:`~spikebridge.deploy.lava_host` -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
   (:func:`run_lava`; Lava's own Python 3.10 environment runs :mod:`~spikebridge.deploy.lava_worker`);
 * :mod:`~spikebridge.deploy.hardware` -- documented chip limits, core counts and :func:`fit_report`;
 * :mod:`~spikebridge.deploy.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :class:`AkidaSidecar`;
-  needs the ``akida`` extra);
+  needs the ``akida`` extra); :mod:`~spikebridge.deploy.akida_quantisation` -- their weights and input counts;
 * :mod:`~spikebridge.deploy.integer_learning` -- CoLaNET trained in integer arithmetic
   (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
 * :mod:`~spikebridge.deploy.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
@@ -33,7 +34,9 @@ _WHERE = {
     "formats": ["AKIDA_BITS", "AKIDA_FORMAT", "CONVENTIONS", "EXPORT_FORMATS", "FORMATS", "INT8_FORMAT",
                 "INT8_VERSION", "SIDECAR_FORMAT", "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
     "network": ["Network", "READOUT_RULE", "first_spike_steps", "network_of", "readout_scores"],
-    "nir": ["NIRLIF", "NIRSidecar", "export_nir", "import_nir", "lif_to_nir", "nir_graph", "nir_to_lif"],
+    "nir": ["NIRSidecar", "export_nir", "nir_graph"],
+    "nir_import": ["import_nir"],
+    "nir_lif": ["NIRLIF", "lif_to_nir", "nir_to_lif"],
     "fixed_point": ["DECAY_BITS", "DYNAMICS", "Int8CoLaNET", "Int8Sidecar", "IntRecord", "MEMBRANE_BITS",
                     "WEIGHT_BITS"],
     "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],

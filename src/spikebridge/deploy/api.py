@@ -242,7 +242,7 @@ def load(path):
                                f"sidecar {side.name} beside it")
     fmt = _sidecar_format(side)
     if fmt == SIDECAR_FORMAT:
-        from .nir import import_nir
+        from .nir_import import import_nir
 
         return import_nir(path)
     if fmt == AKIDA_FORMAT:

@@ -201,7 +201,7 @@ class IntegerRuleSidecar(VersionedSidecar):
 class IntegerCoLaNET(Learner):
     """CoLaNET trained in integer arithmetic (the rule in the module docstring).
 
-    A :class:`~spikebridge.learner.Learner` for :func:`spikebridge.train.train` (same example
+    A :class:`~spikebridge.learner.Learner` for :func:`spikebridge.training.train` (same example
     order as the float learner with the same seed: the host shuffles with ``generator``):
     :meth:`rates` returns the integer spike counts, :meth:`rate_at` the integer annealing
     numerator, :meth:`learn` one integer step, :meth:`end_epoch` the integer calibration.

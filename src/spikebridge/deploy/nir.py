@@ -1,4 +1,5 @@
-r"""NIR export and import of a trained CoLaNET, with a typed, versioned JSON sidecar.
+r"""NIR export of a trained CoLaNET, with a typed, versioned JSON sidecar (read back by
+:mod:`~spikebridge.deploy.nir_import`; the LIF parameter mapping is :mod:`~spikebridge.deploy.nir_lif`).
 
 NIR graph of a trained CoLaNET (``export_nir``)
 -----------------------------------------------
@@ -36,6 +37,8 @@ choice above makes the decay ``beta`` and the gain 1, so the Affine weights are 
 currents unchanged. "euler" is the default because both NIR importers checked here
 (snnTorch, Norse) integrate that way, and Loihi's decay ``v (4096 - dv) / 4096`` has the same
 form; "exact" suits simulators that decay by ``exp(-dt/tau)``. ``dt`` itself is not a NIR
+
+
 field: it is in the sidecar. Two things NIR cannot say are in the sidecar too: our reset subtracts ``theta``
 (NIR's LIF resets to ``v_reset``; ``v_reset = 0`` is written for readers that ignore the
 sidecar) and spikes fire at ``v >= theta`` (snnTorch and Norse fire at ``v > theta``;
@@ -50,7 +53,7 @@ spikes (column spike counts summed over members, ties by the earliest first spik
 the highest final ``v/theta``; see :func:`spikebridge.readout.column_scores`); ``coder``: the feature -> rate map
 (``source``, ``center``, ``gain`` per input channel), coder name, ``steps``, ``max_rate_hz``; ``plasticity``: the rule that
 trained the weights (NIR has no plasticity primitive: the graph holds frozen weights);
-``colanet_config`` and ``classes``. :func:`import_nir` reads both files back into a
+``colanet_config`` and ``classes``. :func:`~spikebridge.deploy.nir_import.import_nir` reads both files back into a
 :class:`~spikebridge.colanet.CoLaNET` whose predictions are bit-identical to the original:
 the weights are the Affine rows (``gamma`` stays folded in, so the imported model has
 ``gamma = 0`` and is meant for inference; ``W`` = weight + sidecar ``gamma`` to float
@@ -77,69 +80,31 @@ Peer targets
   subtractive reset.
 """
 
+
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..coding import RateNormaliser
-from ..colanet import CoLaNET, CoLaNETConfig
+from ..colanet import CoLaNET
 from ..errors import SpikebridgeError
 from ..readout import READOUT_RULE
 from .formats import CONVENTIONS, SIDECAR_FORMAT, SIDECAR_VERSION, SNNTORCH_DT, TARGETS, sidecar_path
 from .network import Network, network_of
-from .sidecar import VersionedSidecar, model_and_sidecar
+from .nir_lif import lif_to_nir
+from .sidecar import VersionedSidecar
 
 
-def _nir():
+def require_nir():
+    """The ``nir`` package, or a one-line error saying how to install it."""
     try:
         import nir
     except ImportError as exc:  # pragma: no cover - nir is a dev dependency
         raise SpikebridgeError("NIR export needs the 'nir' package: pip install 'spikebridge[nir]'") from exc
     return nir
-
-
-
-# --------------------------------------------------------------------------- parameter mapping
-@dataclass(frozen=True)
-class NIRLIF:
-    """NIR ``LIF`` parameters of one neuron (seconds, volts in threshold units)."""
-
-    tau: float
-    r: float
-    v_leak: float
-    v_threshold: float
-    v_reset: float = 0.0
-
-
-def lif_to_nir(beta: float, threshold: float, dt: float, convention: str = "euler") -> NIRLIF:
-    """Our discrete LIF (decay ``beta`` per step ``dt``, gain 1) -> NIR continuous-time LIF."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
-    if not 0.0 < beta < 1.0 or dt <= 0:
-        raise ValueError("need 0 < beta < 1 and dt > 0")
-    tau = dt / (1.0 - beta) if convention == "euler" else -dt / math.log(beta)
-    return NIRLIF(tau=tau, r=1.0 / (1.0 - beta), v_leak=0.0, v_threshold=float(threshold))
-
-
-def nir_to_lif(tau: float, r: float, v_threshold: float, dt: float, convention: str = "euler",
-               v_leak: float = 0.0) -> tuple[float, float, float]:
-    """NIR LIF parameters -> ``(beta, input_gain, threshold)`` of the discrete neuron at step ``dt``."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, not {convention!r}")
-    if v_leak != 0.0:
-        raise ValueError("v_leak != 0 (a constant drive) has no CoLaNET equivalent")
-    if convention == "euler":
-        beta, gain = 1.0 - dt / tau, r * dt / tau
-    else:
-        beta = math.exp(-dt / tau)
-        gain = r * (1.0 - beta)
-    return beta, gain, float(v_threshold)
-
 
 
 # --------------------------------------------------------------------------- the sidecar
@@ -222,7 +187,7 @@ def _sidecar(model: CoLaNET, net: Network, dt: float, convention: str, target: s
 def nir_graph(model: CoLaNET, *, target: str = "generic", convention: str = "euler", layout: str = "nested",
               classes=None):
     """``(nir.NIRGraph, NIRSidecar)`` of ``model``'s inference path for ``target``."""
-    nir = _nir()
+    nir = require_nir()
     if target not in TARGETS:
         raise SpikebridgeError(f"unknown NIR target {target!r}; choose one of {TARGETS}")
     if layout not in ("nested", "flat"):
@@ -279,7 +244,7 @@ def nir_graph(model: CoLaNET, *, target: str = "generic", convention: str = "eul
 def export_nir(model: CoLaNET, path, *, target: str = "generic", convention: str = "euler",
                layout: str = "nested", classes=None) -> dict:
     """Write ``path`` (NIR, HDF5) and ``path.json`` (sidecar); returns a summary."""
-    nir = _nir()
+    nir = require_nir()
     graph, side = nir_graph(model, target=target, convention=convention, layout=layout, classes=classes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,135 +253,3 @@ def export_nir(model: CoLaNET, path, *, target: str = "generic", convention: str
     return {"path": str(path), "sidecar": str(sidecar_path(path)), "neurons": len(side.neurons),
             "inputs": model.n_inputs, "nodes": sorted(graph.nodes), "bytes": path.stat().st_size,
             "sidecar_bytes": sidecar_path(path).stat().st_size}
-
-
-# --------------------------------------------------------------------------- NIR import
-def _flatten(graph, prefix: str = ""):
-    """Nodes and edges of a (possibly nested) NIR graph with sub-graph inputs/outputs bypassed."""
-    nir = _nir()
-    nodes, edges, entry, exit_ = {}, [], {}, {}
-    for name, node in graph.nodes.items():
-        full = prefix + name
-        if isinstance(node, nir.NIRGraph):
-            sub_nodes, sub_edges = _flatten(node, full + ".")
-            nodes.update(sub_nodes)
-            edges += sub_edges
-            entry[full] = full + "." + next(k for k, v in node.nodes.items() if isinstance(v, nir.Input))
-            exit_[full] = full + "." + next(k for k, v in node.nodes.items() if isinstance(v, nir.Output))
-        else:
-            nodes[full] = node
-    edges += [(exit_.get(prefix + a, prefix + a), entry.get(prefix + b, prefix + b)) for a, b in graph.edges]
-    if prefix:
-        return nodes, edges
-    # bypass the inputs/outputs of sub-graphs
-    inner = {n for n in nodes if "." in n and isinstance(nodes[n], (nir.Input, nir.Output))}
-    while inner:
-        n = inner.pop()
-        srcs = [a for a, b in edges if b == n]
-        dsts = [b for a, b in edges if a == n]
-        edges = [e for e in edges if n not in e] + [(a, b) for a in srcs for b in dsts]
-        del nodes[n]
-    return nodes, edges
-
-
-def _neuron_parameters(node, dt: float, convention: str):
-    """(beta, gain [J], threshold [J]) of a LIF or instantaneous-synapse CubaLIF node."""
-    nir = _nir()
-    if isinstance(node, nir.LIF):
-        tau, w_in = np.asarray(node.tau, np.float64), 1.0
-    elif isinstance(node, nir.CubaLIF):
-        if convention != "euler" or not np.allclose(node.tau_syn, dt, rtol=1e-9, atol=0):
-            raise SpikebridgeError("CubaLIF with a synaptic time constant other than dt is not a CoLaNET neuron")
-        tau, w_in = np.asarray(node.tau_mem, np.float64), np.asarray(node.w_in, np.float64)
-    else:
-        raise SpikebridgeError(f"unsupported neuron node {type(node).__name__} (expected LIF or CubaLIF)")
-    if not np.all(np.asarray(node.v_leak) == 0):
-        raise SpikebridgeError("v_leak != 0 (a constant drive) has no CoLaNET equivalent")
-    r = np.asarray(node.r, np.float64) * w_in
-    mapped = [nir_to_lif(float(t), float(rr), 1.0, dt, convention) for t, rr in zip(np.ravel(tau), np.ravel(r))]
-    betas = np.array([m[0] for m in mapped])
-    if np.ptp(betas) > 1e-12:
-        raise SpikebridgeError("neurons with different time constants are not a CoLaNET population")
-    gain = np.array([m[1] for m in mapped])
-    return float(betas[0]), gain, np.asarray(node.v_threshold, np.float32).ravel()
-
-
-def import_nir(path) -> CoLaNET:
-    """Read ``path`` (+ ``path.json``) back into a :class:`CoLaNET` (inference; gamma folded)."""
-    nir = _nir()
-    path, side_file = model_and_sidecar(path, "NIR file", "columns, coder and normaliser of the graph",
-                                        "a bare NIR graph has no class readout")
-    try:
-        graph = nir.read(str(path))
-    except Exception as exc:
-        raise SpikebridgeError(f"cannot read {path}: {exc}".splitlines()[0]) from exc
-    side = NIRSidecar.read(side_file)
-    nodes, edges = _flatten(graph)
-    kinds = {n: type(v).__name__ for n, v in nodes.items()}
-    src = [n for n, k in kinds.items() if k == "Input"]
-    neuron = [n for n, k in kinds.items() if k in ("LIF", "CubaLIF")]
-    if len(src) != 1 or len(neuron) != 1:
-        raise SpikebridgeError(f"unsupported NIR graph: expected one input and one LIF/CubaLIF node, found {kinds}")
-    src, neuron = src[0], neuron[0]
-    ff = [a for a, b in edges if b == neuron and (src, a) in edges]
-    rec = [a for a, b in edges if b == neuron and (neuron, a) in edges]
-    if len(ff) != 1 or len(rec) > 1 or kinds[ff[0]] not in ("Affine", "Linear"):
-        raise SpikebridgeError("unsupported NIR graph: expected input -> Affine/Linear -> LIF (-> Linear -> LIF)")
-    ff_node = nodes[ff[0]]
-    if kinds[ff[0]] == "Affine" and np.any(np.asarray(ff_node.bias) != 0):
-        raise SpikebridgeError("a non-zero Affine bias (a constant drive) has no CoLaNET equivalent")
-
-    beta, gain, v_th = _neuron_parameters(nodes[neuron], side.time_step_s, side.convention)
-    w = torch.from_numpy(np.asarray(ff_node.weight, np.float32).copy())
-    lat = torch.from_numpy(np.asarray(nodes[rec[0]].weight, np.float32).copy()) if rec else None
-    if np.any(np.abs(gain - 1.0) > 1e-9):  # fold NIR's r (input gain) into the weights
-        g = torch.from_numpy(gain.astype(np.float32)).view(-1, 1)
-        w = w * g
-        lat = lat * g if lat is not None else None
-
-    neurons = side.neurons
-    if len(neurons) != w.shape[0]:
-        raise SpikebridgeError(f"{side_file} lists {len(neurons)} neurons, the graph has {w.shape[0]}")
-    member = torch.tensor([n["member"] for n in neurons])
-    row = torch.tensor([n["row"] for n in neurons])
-    cfg_values = dict(side.colanet_config)
-    K = int(member.max()) + 1
-    theta = torch.zeros(K)
-    for k in range(K):
-        t = torch.from_numpy(v_th)[member == k]
-        if len(torch.unique(t)) != 1:
-            raise SpikebridgeError(f"member {k} has neurons with different thresholds")
-        theta[k] = t[0]
-    # lateral inhibition: -g theta between different neurons of a member, nothing else
-    lateral = float(cfg_values.get("lateral_inhibition", 0.0))
-    if lat is None:
-        lateral = 0.0
-    else:
-        same = member.view(-1, 1) == member.view(1, -1)
-        off = same & ~torch.eye(len(member), dtype=torch.bool)
-        if torch.any(lat[~off] != 0):
-            raise SpikebridgeError("recurrent weights other than uniform lateral inhibition are not supported")
-        expected = (lateral * theta.view(K, 1, 1)).view(K)[member]
-        if not torch.equal(lat, torch.where(off, -expected.view(-1, 1).expand_as(lat), torch.zeros(()))):
-            ratios = (-lat[off] / theta[member].view(-1, 1).expand_as(lat)[off]).double()
-            if (ratios.max() - ratios.min()) > 1e-6 * ratios.abs().max():
-                raise SpikebridgeError("lateral inhibition differs between neurons; not a CoLaNET population")
-            lateral = float(ratios.mean())
-    cfg_values["lateral_inhibition"] = lateral
-    cfg_values["ensemble"] = K
-    cfg = CoLaNETConfig(**cfg_values)
-    if abs(cfg.beta - beta) > 1e-12:  # the graph's time constant wins over the sidecar's config
-        cfg.tau = -cfg.dt / math.log(beta)
-
-    model = CoLaNET(int(side.n_inputs), int(side.n_classes), cfg)
-    model.weights[member, row] = w
-    model.active[member, row] = True
-    model.gamma = torch.zeros(K)
-    model.threshold = theta
-    coder = side.coder
-    model.normaliser = RateNormaliser(torch.tensor(coder["source"], dtype=torch.int64),
-                                      torch.tensor(coder["center"], dtype=torch.float32),
-                                      torch.tensor(coder["gain"], dtype=torch.float32), coder["kind"], coder["parameter"])
-    return model
-
-

@@ -11,7 +11,6 @@ there and reaches the same final weights as an uninterrupted run with the same s
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,8 @@ from tqdm.auto import tqdm
 from . import checks
 from .io import load_tensors, save_tensors
 from .errors import SpikebridgeError, require_finite
-from .learner import create_learner
 
 DEFAULT_TRAIN_BATCH = 16
-
-
-def make_learner(rule: str, n_inputs: int, n_classes: int, *, seed: int | None = None, steps: int | None = None,
-                 colanet=None, learn_mode: str | None = None, **rule_kw):
-    """Deprecated: use :func:`spikebridge.create_learner`. ``colanet`` is the CoLaNET config
-    (copied, never modified); ``seed``/``steps`` given here override the config's."""
-    warnings.warn("make_learner is deprecated; use spikebridge.create_learner(rule, n_inputs, n_classes, **settings)",
-                  DeprecationWarning, stacklevel=2)
-    settings = {k: v for k, v in (("seed", seed), ("steps", steps), ("learn_mode", learn_mode)) if v is not None}
-    return create_learner(rule, n_inputs, n_classes, colanet if rule == "colanet" else None, **settings, **rule_kw)
 
 
 def check_schedule(epochs: int | None, batch_size: int) -> None:

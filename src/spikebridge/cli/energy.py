@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from . import checks
-from .cli_common import check_model_classes, encoder_of_model
-from .energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE, INT8_PJ_MAC
-from .errors import SpikebridgeError
+from .. import checks
+from ..energy import DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ENERGY_SOURCE, INT8_PJ_MAC
+from ..errors import SpikebridgeError
+from .common import check_model_classes, encoder_of_model
+
 
 def add_energy_command(subparsers) -> argparse.ArgumentParser:
     """Register ``spikebridge energy`` on an ``argparse`` sub-parser collection."""
@@ -53,11 +54,11 @@ def cmd_energy(args) -> int:
     import json
     from pathlib import Path
 
-    from .data import open_dataset
-    from .encoders import create_encoder
-    from .energy import ann_head_macs, encoder_macs, energy_report, learner_ops, report_rows, stratified_sample
-    from .features import DEFAULT_CACHE, extract_features
-    from .learner import load_learner
+    from ..data import open_dataset
+    from ..encoders import create_encoder
+    from ..energy import ann_head_macs, encoder_macs, energy_report, learner_ops, report_rows, stratified_sample
+    from ..features import DEFAULT_CACHE, extract_features
+    from ..learner import load_learner
 
     if not Path(args.model).is_file():
         raise SpikebridgeError(f"model file not found: {args.model}")

@@ -7,8 +7,9 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-from .errors import SpikebridgeError
-from .deploy.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
+from ..deploy.formats import AKIDA_BITS, CONVENTIONS, FORMATS, TARGETS, check_akida_bits, sidecar_path
+from ..errors import SpikebridgeError
+
 
 EXPORT_HELP = """\
 formats:
@@ -145,8 +146,8 @@ def export_out(args) -> Path:
 def cmd_export(args) -> int:
     check_export_options(args)
     args.out = export_out(args)  # before the model is read
-    from .deploy.api import colanet_of, export
-    from .learner import load_learner
+    from ..deploy.api import colanet_of, export
+    from ..learner import load_learner
 
     learner, meta = load_learner(args.model)
     try:
@@ -162,7 +163,7 @@ def cmd_export(args) -> int:
     elif args.format == "akida":
         calibration = None
         if args.calibration is not None:
-            from .features import load_features
+            from ..features import load_features
 
             calibration = load_features(args.calibration).features
             if calibration.shape[1] != model.n_inputs:
@@ -180,7 +181,7 @@ def cmd_export(args) -> int:
               f"{s['float32_weight_bytes']} bytes of float32 weights; weight LSB 2^{s['exponent']}, decay dv "
               f"{s['decay_dv']}/4096)")
         print(f"sidecar:    {s['sidecar']}")
-    from .deploy.hardware import fit_report
+    from ..deploy.hardware import fit_report
 
     print("hardware fit (documented limits; spikebridge.deploy.hardware):")
     print("\n".join("  " + line for line in fit_report(model)))

@@ -1,0 +1,58 @@
+"""Features of a data set split in one call, data set and encoder given by name (:func:`dataset_features`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..encoders.encoder import Encoder
+from ..errors import SpikebridgeError
+from .cache import DEFAULT_CACHE
+from .extraction import extract_features
+
+
+def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficientnet_lite0", split: str = "train", *,
+                     cut: int | None = None, weights: str | None = None, cache_dir: str | Path | None = None,
+                     max_per_class: int | None = None, device: str = "cpu", batch_size: int = 32,
+                     precision: str | None = None, workers: int | None = None,
+                     calibration_images: int | None = None, calibration_seed: int | None = None,
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(X [n, D] float32, y [n] int64)``: encoder features of one split of a data set, in one call.
+
+    ``dataset`` is what :func:`spikebridge.data.open_dataset` accepts (``"digits"``, an image
+    folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
+    default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
+    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
+    ``"auto"`` (bf16 on CPUs with native bf16; see :func:`~spikebridge.encoders.create_encoder`) or
+    ``"int8"`` (NNCF, calibrated on ``calibration_images`` train images drawn with ``calibration_seed``);
+    with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default
+    :func:`default_workers`).
+    Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
+    ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
+    Also available as ``spikebridge.dataset_features(...)``.
+    """
+    from ..data import SPLITS, open_dataset
+    from ..encoders import DEFAULT_PRECISION, create_encoder, resolve_precision
+
+    if split not in SPLITS:
+        raise SpikebridgeError(f"split must be one of {SPLITS}, not {split!r}")
+    if isinstance(encoder, Encoder):
+        if cut is not None or weights is not None:
+            raise SpikebridgeError("cut= and weights= apply when the encoder is given by name; this Encoder "
+                                   f"is already built (cut {encoder.cut}, weights {encoder.weight_source})")
+        if precision is not None and resolve_precision(precision, encoder.device) != encoder.precision:
+            raise SpikebridgeError(f"precision={precision!r} conflicts with the given encoder's precision "
+                                   f"{encoder.precision!r}: create the encoder with that precision instead")
+    else:
+        resolve_precision(precision or DEFAULT_PRECISION, torch.device(device))  # a bad value fails before the data set is scanned
+    splits = open_dataset(dataset, max_per_class)
+    if isinstance(encoder, str):
+        encoder = create_encoder(encoder, weights=weights, cut=cut, device=device, precision=precision or DEFAULT_PRECISION,
+                                 calibration_images=calibration_images, calibration_seed=calibration_seed)
+    if encoder.precision == "int8" and encoder.calibration is None:  # calibrated on train, whichever split is asked for
+        encoder.calibrate(splits.train, cache_dir or DEFAULT_CACHE, progress=progress)
+    fs = extract_features(getattr(splits, split), encoder, cache_dir or DEFAULT_CACHE, batch_size=batch_size,
+                          workers=workers, progress=progress)
+    return fs.features, fs.labels
