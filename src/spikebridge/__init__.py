@@ -10,9 +10,9 @@ Five lines from images to predictions::
     print(clf.score(X_val, y_val))
 
 ``sb.export(clf, "model.nir", format="nir")`` writes it for neuromorphic hardware (also ``"int8"``,
-``"akida"``, ...; :mod:`spikebridge.deploy.api`) and ``sb.load("model.nir")`` reads it back.
+``"akida"``, ...; [`api`][spikebridge.deploy.api]) and ``sb.load("model.nir")`` reads it back.
 
-The package offers the few names of :data:`__all__`; everything else is imported from its module
+The package offers the few names of `__all__`; everything else is imported from its module
 (``spikebridge.learner``, ``spikebridge.encoders``, ``spikebridge.features``, ...). Those names are
 imported on first use (PEP 562), so ``spikebridge --help`` and argument errors do not pay for
 importing torch and timm.

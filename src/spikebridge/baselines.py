@@ -3,13 +3,13 @@
 Every reference sees exactly the training features the local rule sees and is scored on
 the same val split; any setting it has is chosen on the training split only:
 
-* :func:`tuned_logistic` -- multinomial logistic regression on standardised features,
+* [`tuned_logistic()`][spikebridge.baselines.tuned_logistic] -- multinomial logistic regression on standardised features,
   ``C`` chosen by stratified k-fold cross-validation on train over a log grid that is
   widened until the choice is not at its edge. This is *the best backprop linear probe*.
-* :func:`logistic_baseline` -- the same with a fixed ``C`` (1 by default), for reference.
-* :func:`mlp_baseline` -- one hidden ReLU layer trained with backprop (Adam), early stopping
+* `logistic_baseline()` -- the same with a fixed ``C`` (1 by default), for reference.
+* `mlp_baseline()` -- one hidden ReLU layer trained with backprop (Adam), early stopping
   on a held-out tenth of train.
-* :func:`nearest_class_mean` -- the class means of the features (no training).
+* `nearest_class_mean()` -- the class means of the features (no training).
 
 Each returns ``{"top1", "top5", "train_seconds", ...}``.
 """
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import torch
 
-#: decades of ``C`` searched first by :func:`tuned_logistic` (widened when the best is at an edge)
+#: decades of ``C`` searched first by [`tuned_logistic()`][spikebridge.baselines.tuned_logistic] (widened when the best is at an edge)
 C_GRID = tuple(10.0 ** e for e in range(-4, 2))
 
 

@@ -1,7 +1,7 @@
 """Checks of setting values, one function per rule, shared by the config types
-(:class:`spikebridge.colanet.CoLaNETConfig`, :class:`spikebridge.rules.DiehlCookConfig`, ...),
-:func:`spikebridge.training.train` and the command line, so the Python API, a ``--config``
-file and a flag refuse the same values with the same one-line :class:`SpikebridgeError`.
+([`CoLaNETConfig`][spikebridge.colanet.CoLaNETConfig], [`DiehlCookConfig`][spikebridge.rules.DiehlCookConfig], ...),
+[`train()`][spikebridge.training.train] and the command line, so the Python API, a ``--config``
+file and a flag refuse the same values with the same one-line `SpikebridgeError`.
 
 No module here imports torch or NumPy (the CLI checks options before importing them).
 """
@@ -30,7 +30,7 @@ def simulation_bytes(steps: int, channels: int, neurons: int) -> int:
 
 def simulation_batch(batch_size: int, steps_: int, channels: int, neurons: int) -> int:
     """Examples to simulate at once: ``batch_size``, fewer when their spikes and currents would
-    pass :data:`SIMULATION_MEMORY`; ``steps_`` is checked first (:func:`steps`)."""
+    pass `SIMULATION_MEMORY`; ``steps_`` is checked first (`steps()`)."""
     steps("steps", steps_)
     return max(1, min(batch_size, SIMULATION_MEMORY // simulation_bytes(steps_, channels, neurons)))
 

@@ -5,7 +5,7 @@ reads one feature ``source[c]`` and maps it to a rate in [0, 1] with one equatio
 
     r_c = clip((x_{source[c]} - center_c) * gain_c, 0, 1)
 
-Two ways of fitting ``(source, center, gain)`` (:meth:`RateNormaliser.fit`):
+Two ways of fitting ``(source, center, gain)`` (`fit()`):
 
 * ``"onoff"`` (default) -- standardise, then split into ON and OFF channels, as retinal
   ON/OFF cells do: channel ``i`` has ``center = mean_i``, ``gain = +1 / (s * std_i)`` and
@@ -17,9 +17,9 @@ Two ways of fitting ``(source, center, gain)`` (:meth:`RateNormaliser.fit`):
 
 Coders (``a`` in [0, 1], ``dt`` in seconds, ``max_rate`` in Hz):
 
-* :func:`bernoulli_spikes` -- ``P(spike at step t) = a * max_rate * dt`` (clipped to 1),
+* `bernoulli_spikes()` -- ``P(spike at step t) = a * max_rate * dt`` (clipped to 1),
   independent over steps; the discrete-time Poisson coder.
-* :func:`regular_spikes` -- deterministic accumulator: ``phase += a * max_rate * dt`` each
+* `regular_spikes()` -- deterministic accumulator: ``phase += a * max_rate * dt`` each
   step; emit a spike and ``phase -= 1`` when ``phase >= 1``. ``phase`` starts at 0.5, so
   ``T`` steps carry ``round(T * a * max_rate * dt)`` spikes, evenly spaced.
 
@@ -86,7 +86,7 @@ class RateNormaliser:
 
     @classmethod
     def from_tensors(cls, tensors: dict, meta: dict) -> "RateNormaliser":
-        """Inverse of :meth:`tensors` / :meth:`metadata`."""
+        """Inverse of `tensors()` / `metadata()`."""
         return cls(tensors["rate_source"].clone(), tensors["rate_center"].clone(), tensors["rate_gain"].clone(),
                    meta["kind"], meta["parameter"])
 
@@ -122,7 +122,7 @@ def regular_spikes(rates: torch.Tensor, steps: int, *, max_rate: float = 1000.0,
 
 def regular_counts(rates: torch.Tensor, steps: int, *, max_rate: float = 1000.0, dt: float = 1e-3,
                    phase: float = 0.5) -> torch.Tensor:
-    """Spike counts ``[B, N]`` (int64) of :func:`regular_spikes` over ``steps`` steps without the
+    """Spike counts ``[B, N]`` (int64) of `regular_spikes()` over ``steps`` steps without the
     spike trains: the accumulator's closed form at ``t = T`` (the same float operations)."""
     p = _probabilities(rates, max_rate, dt)
     t = torch.tensor(float(steps), dtype=p.dtype)

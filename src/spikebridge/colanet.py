@@ -5,7 +5,7 @@ Structure (per ensemble member ``k``; ``K`` members are simulated as one batched
 * One **column** per class ``c``; each holds up to ``M`` **microcolumns**, one plastic LIF
   neuron each (``J = C * M`` neurons), a prototype of one kind of instance of the class.
   Microcolumns are *recruited* on demand (see below); unrecruited ones are silent.
-* Input channels ``i`` carry rate-coded features (:mod:`spikebridge.coding`; by default each
+* Input channels ``i`` carry rate-coded features (`coding`; by default each
   standardised feature has an ON and an OFF channel).
 * Plastic synapses ``W[j, i]`` in ``[w_min, w_max]`` (signed: ``w_min = -w_max`` by default)
   from input channel ``i`` to neuron ``j``.
@@ -54,13 +54,13 @@ measured to change accuracy by well under a point (see the tests). Data-parallel
 splits a batch over ranks and sums their updates before applying them (``sync``), which gives
 the single-process result.
 
-Class-incremental learning: :meth:`CoLaNET.add_classes` appends empty columns and freezes the
+Class-incremental learning: [`add_classes()`][spikebridge.colanet.CoLaNET.add_classes] appends empty columns and freezes the
 existing ones (no potentiation, depression or recruitment in a frozen column);
-:meth:`CoLaNET.partial_fit` then interleaves replayed prototypes of the frozen columns
-(drawn from running class statistics, :class:`spikebridge.streaming.StreamStatistics`) with the new examples, so that new columns are
+[`partial_fit()`][spikebridge.colanet.CoLaNET.partial_fit] then interleaves replayed prototypes of the frozen columns
+(drawn from running class statistics, [`StreamStatistics`][spikebridge.streaming.StreamStatistics]) with the new examples, so that new columns are
 depressed where they would answer to an old class. By default the replay is class-balanced: ``replay``
 replayed examples per new example times the ratio of old to new classes, at most ``replay_cap`` times
-``replay`` (:meth:`spikebridge.streaming.StreamStatistics.replay_count`), so an old class is rehearsed
+``replay`` ([`replay_count()`][spikebridge.streaming.StreamStatistics.replay_count]), so an old class is rehearsed
 about as often as a new one is learned.
 """
 
@@ -248,7 +248,7 @@ class CoLaNET:
     # ------------------------------------------------------------------ decisions
     def column_scores_continuous(self, rates: torch.Tensor) -> torch.Tensor:
         """Expected spike counts per column and member, summed over members: ``[B, C]``
-        (:func:`spikebridge.readout.continuous_column_scores`)."""
+        ([`continuous_column_scores()`][spikebridge.readout.continuous_column_scores])."""
         return continuous_column_scores(self.drive(rates), self.threshold, self.n_classes)
 
     @torch.no_grad()
@@ -262,12 +262,12 @@ class CoLaNET:
         """Run the spiking network on ``input_spikes [T, B, N]`` (the same input to every
         member) or ``[T, K, B, N]`` (one input per member).
 
-        Currents ``(W - gamma) x[t]`` (:func:`spikebridge.currents.synaptic_currents`:
+        Currents ``(W - gamma) x[t]`` ([`synaptic_currents()`][spikebridge.currents.synaptic_currents]:
         ``method`` ``"dense"`` GEMM, ``"event"``-driven, which rounds differently, or ``"auto"``
         (the faster of the two on this machine at the input's spike density); ``bf16`` rounds the
         weights to bfloat16; ``None``: the library defaults, dense and fp32, the same decisions on
-        every machine, unless the environment opts in: :func:`spikebridge.currents.default_method`,
-        :func:`spikebridge.currents.default_bf16`), then the LIF populations (:func:`spikebridge.neurons.lif_population`)
+        every machine, unless the environment opts in: [`default_method()`][spikebridge.currents.default_method],
+        [`default_bf16()`][spikebridge.currents.default_bf16]), then the LIF populations ([`lif_population()`][spikebridge.neurons.lif_population])
         with lateral inhibition; unrecruited neurons are silent."""
         cfg = self.config
         K, J, N = self.weights.shape
@@ -281,7 +281,7 @@ class CoLaNET:
         return SpikeRecord(rec.counts, rec.first_spike, v, in_spikes, T, raster)
 
     def column_scores(self, rec: SpikeRecord) -> torch.Tensor:
-        """Lexicographic column scores ``[B, C]`` (float64) of :func:`spikebridge.readout.column_scores`:
+        """Lexicographic column scores ``[B, C]`` (float64) of [`column_scores()`][spikebridge.readout.column_scores]:
         most column spikes (summed over members), then earliest first spike, then highest final
         ``v/theta`` of the column's best neuron (averaged over members, through ``atan``)."""
         K, B, J = rec.counts.shape
@@ -302,7 +302,7 @@ class CoLaNET:
                        method: str | None = None, bf16: bool | None = None):
         """Spiking-simulation column scores ``[B, C]`` and ``stats``: mean input / output spikes
         per example and ``class_spikes [B, C]``, each column's spikes summed over members
-        (``method``, ``bf16``: those of :meth:`simulate`)."""
+        (``method``, ``bf16``: those of [`simulate()`][spikebridge.colanet.CoLaNET.simulate])."""
         scores, counts, in_spikes, out_spikes = [], [], 0.0, 0.0
         features = torch.as_tensor(np.asarray(features), dtype=torch.float32)
         require_finite(features, "input")
@@ -342,12 +342,12 @@ class CoLaNET:
         ``labels [K, B]`` (or ``[B]``) the dopamine target columns, ``activity [K, B, J]`` the
         postsynaptic activity (defaults to the continuous approximation), ``mask [K, B]``
         which members learn which examples (online bagging). With ``sync`` (data-parallel
-        training, :mod:`spikebridge.distributed`) the arguments are this rank's slice of the
+        training, `distributed`) the arguments are this rank's slice of the
         global batch and the updates of all ranks are summed before they are applied.
         Returns the number of (member, example) pairs that triggered plasticity (all ranks).
         ``column_rate [C]`` multiplies the rate of every update by that of the column it
         changes, and ``slots [C]`` caps the microcolumns each column may recruit (both from
-        :meth:`partial_fit`'s per-column counts). ``centre [N]`` turns the updates and the
+        [`partial_fit()`][spikebridge.colanet.CoLaNET.partial_fit]'s per-column counts). ``centre [N]`` turns the updates and the
         recruited prototypes into the covariance form of the rule: the presynaptic term is
         ``r - centre`` (the channel's mean rate) instead of ``r``.
 
@@ -447,9 +447,9 @@ class CoLaNET:
         r"""Online, single-pass learning: each example of this call is learned once, as it comes.
 
         Everything the stream needs is running state, none of it an example
-        (:class:`spikebridge.streaming.StreamStatistics`, whose docstring holds the equations):
-        the ON/OFF coder's running statistics until :meth:`freeze_coder` (called by
-        :meth:`add_classes`: the end of the base session; a normaliser fitted before the first
+        ([`StreamStatistics`][spikebridge.streaming.StreamStatistics], whose docstring holds the equations):
+        the ON/OFF coder's running statistics until [`freeze_coder()`][spikebridge.colanet.CoLaNET.freeze_coder] (called by
+        [`add_classes()`][spikebridge.colanet.CoLaNET.add_classes]: the end of the base session; a normaliser fitted before the first
         call is kept as it is); a per-column learning-rate factor that decays with the examples
         of that column's class (potentiation of ``j+`` uses its column's factor, depression of
         ``j-`` its own column's), so a single pass anneals per class whatever the stream's length
@@ -530,7 +530,7 @@ class CoLaNET:
         one by the margin) but never depress them, so what they learned is kept. Without it,
         the new classes' examples depress old prototypes that resemble them, as in joint
         training, which erodes the old classes when their own examples no longer come (see
-        ``benchmarks/online.py``). :meth:`unfreeze` reopens all columns (e.g. before a
+        ``benchmarks/online.py``). `unfreeze()` reopens all columns (e.g. before a
         joint pass over old and new data)."""
         K, J, N = self.weights.shape
         extra = count * self.config.microcolumns
@@ -568,7 +568,7 @@ class CoLaNET:
     def spiking_activity(self, rates: torch.Tensor, seed: int = 0, method: str | None = None,
                          bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Presynaptic traces and postsynaptic activity measured in a spiking simulation
-        (``method``, ``bf16``: those of :meth:`simulate`)."""
+        (``method``, ``bf16``: those of [`simulate()`][spikebridge.colanet.CoLaNET.simulate])."""
         cfg = self.config
         spikes = encode(rates, cfg.steps, cfg.coder, seed=seed, dt=cfg.dt, max_rate=1.0 / cfg.dt)
         rec = self.simulate(spikes, method=method, bf16=bf16)  # rates [K, B, N] -> spikes [T, K, B, N]: one input per member
@@ -636,13 +636,13 @@ class CoLaNET:
 
 @register_rule("colanet")
 class CoLaNETLearner(Learner):
-    """CoLaNET as a registered :class:`~spikebridge.learner.Learner` (``create_learner("colanet", ...)``).
+    """CoLaNET as a registered [`Learner`][spikebridge.learner.Learner] (``create_learner("colanet", ...)``).
 
     ``learn_mode`` (an option, not a config field): plasticity from the continuous
     approximation (``"continuous"``, fast) or from activity measured in the spiking
     simulation (``"spiking"``). ``config.microcolumns=None`` is resolved from the training
-    data in :meth:`prepare` (:func:`adaptive_config`); ``train(epochs=None)`` takes
-    :func:`adaptive_epochs`; the learning rates are annealed by :func:`schedule_rate`.
+    data in `prepare()` ([`adaptive_config()`][spikebridge.colanet.adaptive_config]); ``train(epochs=None)`` takes
+    [`adaptive_epochs()`][spikebridge.colanet.adaptive_epochs]; the learning rates are annealed by [`schedule_rate()`][spikebridge.colanet.schedule_rate].
     """
 
     name = "colanet"
@@ -687,13 +687,13 @@ class CoLaNETLearner(Learner):
         self.prepared = True
 
     def partial_fit(self, features, labels, batch_size: int = 1) -> "CoLaNETLearner":
-        """CoLaNET's own online rule (:meth:`CoLaNET.partial_fit`: running statistics, no example kept)."""
+        """CoLaNET's own online rule ([`partial_fit()`][spikebridge.colanet.CoLaNET.partial_fit]: running statistics, no example kept)."""
         self.model.partial_fit(features, labels, batch_size=batch_size)
         self.prepared = True
         return self
 
     def add_classes(self, count: int = 1) -> "CoLaNETLearner":
-        """Append ``count`` empty columns and freeze the existing ones (:meth:`CoLaNET.add_classes`)."""
+        """Append ``count`` empty columns and freeze the existing ones ([`add_classes()`][spikebridge.colanet.CoLaNET.add_classes])."""
         self.model.add_classes(count)
         return self
 

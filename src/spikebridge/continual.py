@@ -3,18 +3,18 @@ r"""Continual-learning protocols on cached features: streaming, class-incrementa
 Every protocol drives an *online learner*: any object with ``partial_fit(X, y)`` (each call
 learns its examples once, in order; labels are the data set's class ids, which may be new),
 ``predict(X)`` (labels) and ``state_bytes()`` (what it keeps between calls). The spiking
-classifier (:class:`spikebridge.SpikingClassifier`, whose ``partial_fit`` appends a column for
-each new class) and the references of :mod:`spikebridge.baselines` (streaming LDA, nearest
+classifier (`SpikingClassifier`, whose ``partial_fit`` appends a column for
+each new class) and the references of [`baselines`][spikebridge.baselines] (streaming LDA, nearest
 class mean, online softmax) all are. The protocols only ever pass training examples to
 ``partial_fit``; the val split is used for scoring alone.
 
 Protocols (``seed`` fixes the class order and the stream order)
 ----------------------------------------------------------------
-* :func:`streaming` -- every training example once, shuffled, in calls of ``batch`` examples.
-* :func:`class_incremental` -- the classes in a seeded order, cut into ``tasks`` equal groups;
+* [`streaming()`][spikebridge.continual.streaming] -- every training example once, shuffled, in calls of ``batch`` examples.
+* [`class_incremental()`][spikebridge.continual.class_incremental] -- the classes in a seeded order, cut into ``tasks`` equal groups;
   each task's examples (shuffled) stream once; after each task the learner is scored on the
   val examples of every class seen so far (no task id at test).
-* :func:`few_shot` -- a base session of ``round(base_fraction * C)`` classes with all their
+* [`few_shot()`][spikebridge.continual.few_shot] -- a base session of ``round(base_fraction * C)`` classes with all their
   training examples, then sessions of ``ways`` new classes with ``shots`` examples each
   (the first ``shots`` of each class in a seeded order), scored after every session.
 

@@ -51,7 +51,7 @@ def cache_dir() -> Path:
 
 
 def crossover_path(identity: dict) -> Path:
-    """Cache file of the crossover measured for ``identity`` (:func:`machine_identity`)."""
+    """Cache file of the crossover measured for ``identity`` (`machine_identity()`)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir() / "event-crossover" / f"{digest}.json"
 
@@ -68,8 +68,8 @@ def _density(value, what: str) -> float:
 
 def event_crossover(neurons: int, crossover: float | None = None, bf16: bool = False) -> float:
     """Input spike density below which ``"auto"`` takes the event path for weights of
-    ``neurons`` output columns (see :mod:`spikebridge.currents` for the order: argument,
-    ``SPIKEBRIDGE_EVENT_CROSSOVER``, cache, measurement; :func:`crossover_at`)."""
+    ``neurons`` output columns (see [`currents`][spikebridge.currents] for the order: argument,
+    ``SPIKEBRIDGE_EVENT_CROSSOVER``, cache, measurement; `crossover_at()`)."""
     if crossover is not None:
         return _density(crossover, "crossover")
     forced = os.environ.get(CROSSOVER_ENV)
@@ -93,7 +93,7 @@ def crossover_at(points: list[tuple[int, float]], neurons: int) -> float:
 
 
 def machine_crossovers(bf16: bool = False) -> list[tuple[int, float]]:
-    """``(neurons, crossover)`` of this machine at :data:`CROSSOVER_SHAPES`: remembered in this
+    """``(neurons, crossover)`` of this machine at `CROSSOVER_SHAPES`: remembered in this
     process, else cached, else measured now (a line on stderr) and cached."""
     identity = machine_identity(bf16)
     path = crossover_path(identity)
@@ -109,7 +109,7 @@ def machine_crossovers(bf16: bool = False) -> list[tuple[int, float]]:
 
 
 def remember_crossovers(curves: list[dict]) -> list[tuple[int, float]]:
-    """Cache :func:`measure_crossover` results (one precision, two or more neuron counts) as this
+    """Cache `measure_crossover()` results (one precision, two or more neuron counts) as this
     machine's; the current threads must be those they were measured with. Returns the points."""
     if len(curves) < 2 or len({c["precision"] for c in curves}) != 1:
         raise ValueError("remember_crossovers takes curves of one precision at two or more neuron counts")
@@ -174,7 +174,7 @@ def measure_crossover(densities=CROSSOVER_DENSITIES, shape=CROSSOVER_SHAPES[-1],
     """Time the dense and event currents of uniformly random spikes at each density (``shape``
     ``(T, B, N, neurons)``, the caller's intra-op threads; minimum over ``repeats``
     interleaved rounds after one warm-up call of each) and locate the crossover
-    (:func:`crossover_from_curve`). Returns the curve and the crossover."""
+    (`crossover_from_curve()`). Returns the curve and the crossover."""
     if len(set(densities)) < 2 or not all(0.0 <= d <= 1.0 for d in densities):
         raise ValueError(f"densities must hold at least two different values in [0, 1], not {densities!r}")
     T, B, N, neurons = shape

@@ -55,7 +55,7 @@ def estimated_density(spikes: torch.Tensor) -> float:
 
 @torch.no_grad()
 def currents_by_path(spikes: torch.Tensor, weights: torch.Tensor, method: str, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`spikebridge.currents.synaptic_currents` on the path ``method`` (``"dense"`` or ``"event"``)."""
+    """[`synaptic_currents()`][spikebridge.currents.synaptic_currents] on the path ``method`` (``"dense"`` or ``"event"``)."""
     K = weights.shape[0]
     out_dtype = torch.float32 if bf16 else weights.dtype
     w = weights.to(torch.bfloat16) if bf16 else weights

@@ -14,33 +14,33 @@ For input spikes ``x[t, b] in {0, 1}^N`` and weights ``W_k [J, N]`` of populatio
   multiples of one power of two spanning fewer than 24 bits) any order is exact, and both
   paths give identical currents.
 * ``"auto"`` (opt-in: ``method="auto"`` or ``SPIKEBRIDGE_SIMULATION_METHOD=auto``): event
-  below this machine's crossover input spike density, else dense. The crossover (:func:`event_crossover`) is, in order of precedence: the
+  below this machine's crossover input spike density, else dense. The crossover (`event_crossover()`) is, in order of precedence: the
   ``crossover`` argument; the environment variable ``SPIKEBRIDGE_EVENT_CROSSOVER`` (a
   density in ``[0, 1]``; ``0`` always dense, ``1`` always event); the value cached for this
   machine under ``$SPIKEBRIDGE_CACHE/event-crossover/`` (default
   ``~/.cache/spikebridge``, the feature cache's folder), keyed by CPU model, torch version,
-  intra-op threads and precision; else it is measured once (:func:`measure_crossover` at
-  the two shapes of :data:`CROSSOVER_SHAPES`, a few seconds, announced on stderr) and
+  intra-op threads and precision; else it is measured once (`measure_crossover()` at
+  the two shapes of `CROSSOVER_SHAPES`, a few seconds, announced on stderr) and
   cached (a cache that cannot be written is said in one warning; the measurement is then
   kept for this process only: autotuning never fails the call). The crossover falls with the number of neurons a spike reaches (a shorter
-  gathered row), so it is interpolated for the weights' (:func:`crossover_at`).
+  gathered row), so it is interpolated for the weights' (`crossover_at()`).
 
 ``bf16=True`` holds the weights (the GEMM operand or the gathered table) and the spikes
 (exactly 0/1) in bfloat16: the kernels (oneDNN GEMM, ``embedding_bag``) accumulate in fp32
 and round each step's current to bfloat16, which is returned as float32. The weights are
 rounded to 8 significant bits, so decisions can differ from fp32 ones;
-:func:`compare_precision` measures speed and agreement on a model and its input spikes
+`compare_precision()` measures speed and agreement on a model and its input spikes
 (``benchmarks/simulation.py`` runs it on Imagenette and the 64-class set).
 
 Library defaults (where ``method=None`` / ``bf16=None``: ``CoLaNET.simulate``,
 ``scores_spiking``, ``evaluate``, the int8 model): **fp32 and the dense path**, the arithmetic
 every CPU reproduces bit for bit, so a model gives the same decisions on every machine and
 nothing is timed or written under the cache. Faster paths are opt-in, by argument or by
-environment variable: ``SPIKEBRIDGE_SIMULATION_PRECISION`` (:func:`default_bf16`: ``fp32``,
+environment variable: ``SPIKEBRIDGE_SIMULATION_PRECISION`` ([`default_bf16()`][spikebridge.currents.default_bf16]: ``fp32``,
 the default; ``bf16``; ``auto``: bf16 on a CPU with native bf16, ``avx512_bf16`` or
 ``amx_bf16``, where the dense path runs faster and decisions agree with fp32, see
 ``benchmarks/results/simulation.json``) and ``SPIKEBRIDGE_SIMULATION_METHOD``
-(:func:`default_method`: ``dense``, the default; ``event``; ``auto``, the crossover above).
+([`default_method()`][spikebridge.currents.default_method]: ``dense``, the default; ``event``; ``auto``, the crossover above).
 Plasticity (``spiking_activity``, training) always simulates in fp32.
 """
 
@@ -87,7 +87,7 @@ def default_method(method: str | None = None) -> str:
 
 def resolve_method(spikes: torch.Tensor, method: str | None, neurons: int, density: float | None = None,
                    crossover: float | None = None, bf16: bool = False) -> str:
-    """``"dense"`` or ``"event"``: ``method`` itself (``None``: :func:`default_method`), or for
+    """``"dense"`` or ``"event"``: ``method`` itself (``None``: [`default_method()`][spikebridge.currents.default_method]), or for
     ``"auto"`` the path this machine runs faster at the input's spike density into weights of
     ``neurons`` output columns (``density`` skips counting the spikes)."""
     method = default_method(method)
@@ -115,7 +115,7 @@ def synaptic_currents(spikes: torch.Tensor, weights: torch.Tensor, method: str |
     per population; the count is then averaged over populations) through ``weights [K, J, N]``.
 
     Currents come in the weights' dtype (float32 with ``bf16``: see the module docstring);
-    ``method`` ``None`` is :func:`default_method` (dense unless the environment opts in);
+    ``method`` ``None`` is [`default_method()`][spikebridge.currents.default_method] (dense unless the environment opts in);
     ``crossover`` forces the density at which ``"auto"`` switches paths."""
     if spikes.dim() not in (3, 4):
         raise ValueError(f"spikes must be [T, B, N] or [T, K, B, N], got shape {tuple(spikes.shape)}")

@@ -4,7 +4,7 @@ Every data set is a list of ``(key, label)`` samples plus class names and a way 
 key as an RGB PIL image. Its *manifest* (relative paths, sizes, mtimes, or the bytes of an
 embedded array) identifies its content for the feature cache.
 
-Specs understood by :func:`open_dataset`:
+Specs understood by [`open_dataset()`][spikebridge.data.open_dataset]:
 
 * ``digits`` -- scikit-learn's bundled 1,797 handwritten digits (8x8, 10 classes), upscaled
   to 64x64 RGB; fixed stratified split, 75 % train / 25 % val (``random_state=0``).
@@ -58,7 +58,7 @@ class ImageDataset:
         return np.array([label for _, label in self.samples], dtype=np.int64)
 
     def open(self, index: int, draft_to: Callable[[tuple[int, int]], tuple[int, int]] | None = None) -> Image.Image:
-        """Decode sample ``index`` as an RGB image; :class:`UnreadableImage` names the file.
+        """Decode sample ``index`` as an RGB image; `UnreadableImage` names the file.
 
         ``draft_to`` maps the stored size ``(w, h)`` to the size the caller will resize the
         image to. A JPEG at least twice that size in both dimensions is then decoded at 1/2,
@@ -135,7 +135,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     in some versions and formats, as 32-bit ``I`` with values in ``[0, 65535]``) are scaled to
     8 bits, ``round(v / 257)`` (PIL's ``convert`` would clip them: a white image); 32-bit
     integer pixels outside that range and floating-point pixels (``F``) have no defined 8-bit
-    scale and are refused (:class:`ValueError`, reported as an unreadable image)."""
+    scale and are refused (`ValueError`, reported as an unreadable image)."""
     if img.mode in SIXTEEN_BIT_MODES or img.mode == "I":
         values = np.asarray(img)
         if img.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):

@@ -1,15 +1,15 @@
 """Data-parallel runs on ``torch.distributed`` (launched by ``torchrun``).
 
 ``torchrun --nproc-per-node N -m spikebridge <command> ...`` starts ``N`` copies of the
-command with ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set; :func:`init_from_environment`
+command with ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set; `init_from_environment()`
 joins them into one process group (gloo for the CPU tensors of the spiking classifier;
 ``cpu:gloo,cuda:nccl`` when CUDA is present, so encoders on GPUs use NCCL).
 
-* **Extraction** (:func:`spikebridge.features.extract_distributed`): shard ``i`` of a cache
+* **Extraction** (`extract_distributed()`): shard ``i`` of a cache
   entry belongs to rank ``i % world_size``; every rank writes its shards into the shared
   cache folder, waits for the others, and rank 0 writes the manifest. A rerun skips every
   shard that is already complete, whichever rank (or run) wrote it.
-* **Training** (:class:`PlasticitySync`): every rank holds the same weights and the same
+* **Training** (`PlasticitySync`): every rank holds the same weights and the same
   shuffled order (same seed); each takes a contiguous slice of every mini-batch, computes the
   postsynaptic activity and its plasticity updates on that slice, and the updates are summed
   over ranks (all-reduce) before anyone applies them. Recruitment of new microcolumns is

@@ -4,7 +4,7 @@ Counts (per image, one inference):
 
 * **Encoder MACs** -- multiply-accumulates of the convolution and matrix layers of the part
   of the encoder that runs (``cut`` prunes the later stages), counted by
-  :class:`torch.utils.flop_counter.FlopCounterMode` on one image of the encoder's input
+  `FlopCounterMode` on one image of the encoder's input
   size (``MACs = FLOPs / 2``). Element-wise work (batch norm, activations, pooling) is not
   counted; for EfficientNet-Lite0 it is about 1 % of the convolution MACs.
 * **ANN head MACs** -- a dense classifier on the same features: ``n_features x n_classes``
@@ -18,8 +18,8 @@ Counts (per image, one inference):
 Energy = MACs x ``pj_mac`` + ACs x ``pj_ac``. Defaults are Horowitz (ISSCC 2014), 45 nm CMOS,
 32-bit floating point: 3.7 pJ multiply + 0.9 pJ add = **4.6 pJ per MAC**, **0.9 pJ per AC**.
 For an int8 encoder (``--precision int8``) the same table gives 0.2 pJ per 8-bit multiply +
-0.03 pJ per 8-bit add = **0.23 pJ per int8 MAC** (:data:`INT8_PJ_MAC`; ``pj_mac_encoder`` of
-:func:`energy_report`) and 0.03 pJ per int8 accumulate (:data:`INT8_PJ_AC`).
+0.03 pJ per 8-bit add = **0.23 pJ per int8 MAC** (`INT8_PJ_MAC`; ``pj_mac_encoder`` of
+[`energy_report()`][spikebridge.energy.energy_report]) and 0.03 pJ per int8 accumulate (`INT8_PJ_AC`).
 These are arithmetic-only figures: memory traffic (a 32-bit DRAM read costs ~640 pJ in the
 same table) is not modelled, which flatters every part equally per operation but ignores
 that the sparse spiking head reads one weight per SynOp.
@@ -57,7 +57,7 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
 
 
 def encoder_macs(encoder, input_size: tuple[int, int, int] | None = None) -> int:
-    """MACs per image of the part of ``encoder`` that runs (an :class:`~spikebridge.encoders.Encoder`
+    """MACs per image of the part of ``encoder`` that runs (an `Encoder`
     or a plain module). ``input_size`` ``(C, H, W)`` defaults to the encoder's data config."""
     import torch
 
@@ -101,7 +101,7 @@ def spiking_synops(input_spikes: float, output_spikes: float, fan_out: float, la
                    steps: int = 0, neurons: int = 0, n_features: int = 0) -> SpikingOps:
     """Spiking-head operations from spike counts per inference (e.g. the
     ``input_spikes_per_inference`` / ``output_spikes_per_inference`` of
-    :func:`spikebridge.report.evaluate`) and fan-outs (``learner.synaptic_fan_out()``)."""
+    `evaluate()`) and fan-outs (``learner.synaptic_fan_out()``)."""
     values = (input_spikes, output_spikes, fan_out, lateral_fan_out, steps, neurons, n_features)
     if min(values) < 0:
         raise SpikebridgeError("spike counts, fan-outs, steps and sizes must be >= 0")
@@ -164,7 +164,7 @@ def energy_report(encoder_mac_count: float, ann_head_mac_count: float, spiking: 
 
     ``ann pipeline`` = encoder + ANN head; ``snn pipeline`` = encoder + spiking head (SynOps
     and coder at ``pj_ac``, membrane updates at ``pj_mac``). ``pj_mac_encoder``: the encoder's
-    MACs at another price than the heads' (e.g. :data:`INT8_PJ_MAC` for an int8 encoder);
+    MACs at another price than the heads' (e.g. `INT8_PJ_MAC` for an int8 encoder);
     default ``pj_mac``.
     """
     pj_enc = pj_mac if pj_mac_encoder is None else pj_mac_encoder
@@ -210,7 +210,7 @@ def format_energy(pj: float) -> str:
 
 
 def report_rows(rep: dict) -> list[tuple[str, str]]:
-    """Table rows (name, value) of an :func:`energy_report`."""
+    """Table rows (name, value) of an [`energy_report()`][spikebridge.energy.energy_report]."""
     rows = [("encoder MACs / inference", f"{rep['encoder']['macs']:.4g}"),
             ("ANN head MACs / inference", f"{rep['ann_head']['macs']:.4g}")]
     if "snn_head" in rep:

@@ -9,7 +9,7 @@ class SpikebridgeError(ValueError):
 
 
 def require_finite(features, split: str = "input") -> None:
-    """Raise :class:`SpikebridgeError` when ``features`` ``[n, D]`` (NumPy array or tensor)
+    """Raise `SpikebridgeError` when ``features`` ``[n, D]`` (NumPy array or tensor)
     holds NaN or inf, naming ``split``, the first bad row and how many columns it spoils."""
     import numpy as np
 

@@ -12,7 +12,7 @@
 
 Labels may be any values (``classes_`` holds them; the rules see ``0..C-1``). Every keyword
 other than ``rule``, ``epochs``, ``batch_size`` and ``progress`` is a setting of the rule
-(:func:`spikebridge.learner.rule_settings`: its config fields, e.g. ``seed``, ``steps``,
+([`rule_settings()`][spikebridge.learner.rule_settings]: its config fields, e.g. ``seed``, ``steps``,
 ``eta_plus``, and options such as CoLaNET's ``learn_mode``), visible to ``get_params`` and
 ``set_params``, so grid searches reach them.
 """
@@ -32,14 +32,14 @@ from .learner import create_learner, load_learner, rule_settings
 
 
 class SpikingClassifier(ClassifierMixin, BaseEstimator):
-    """Spiking classifier trained with the local rule ``rule`` (see :func:`spikebridge.learner.list_rules`).
+    """Spiking classifier trained with the local rule ``rule`` (see [`list_rules()`][spikebridge.learner.list_rules]).
 
     Parameters
     ----------
     rule : str
         Registered rule name: ``"colanet"`` (default), ``"rstdp"``, ``"sstdp"``, ``"diehl-cook"``.
     epochs : int or None
-        Passes over the data in :meth:`fit`; ``None`` takes the rule's default (CoLaNET adapts
+        Passes over the data in [`fit()`][spikebridge.estimator.SpikingClassifier.fit]; ``None`` takes the rule's default (CoLaNET adapts
         it to the data size, the other rules use 4).
     batch_size : int
         Examples per plasticity update (1 is the exact online rule).
@@ -52,9 +52,9 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The labels, in the order of the columns of :meth:`predict_proba`.
+        The labels, in the order of the columns of [`predict_proba()`][spikebridge.estimator.SpikingClassifier.predict_proba].
     learner_ : Learner
-        The trained spiking network (e.g. :class:`spikebridge.colanet.CoLaNETLearner`).
+        The trained spiking network (e.g. [`CoLaNETLearner`][spikebridge.colanet.CoLaNETLearner]).
     n_features_in_ : int
     """
 
@@ -97,9 +97,9 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        """The checks of the rule's config type and of :func:`spikebridge.training.train`, run
-        first by :meth:`fit` and :meth:`partial_fit` (``set_params`` does not raise, as
-        scikit-learn asks): a bad value is one :class:`~spikebridge.errors.SpikebridgeError`
+        """The checks of the rule's config type and of [`train()`][spikebridge.training.train], run
+        first by [`fit()`][spikebridge.estimator.SpikingClassifier.fit] and [`partial_fit()`][spikebridge.estimator.SpikingClassifier.partial_fit] (``set_params`` does not raise, as
+        scikit-learn asks): a bad value is one `SpikebridgeError`
         (a ``ValueError``) naming it, before any work."""
         import dataclasses
 
@@ -138,10 +138,10 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         """Learn each example of ``X, y`` once, as it comes (online learning), ``batch_size`` at a time.
 
         The first call creates the network for ``classes`` (default: the labels of ``y``).
-        Labels not seen before are added with :meth:`add_classes` (CoLaNET appends a column per
+        Labels not seen before are added with [`add_classes()`][spikebridge.estimator.SpikingClassifier.add_classes] (CoLaNET appends a column per
         class and freezes the existing ones; the other rules need every class in the first
         call's ``classes``). CoLaNET keeps running statistics instead of examples
-        (:meth:`spikebridge.colanet.CoLaNET.partial_fit`); for the other rules, thresholds (and
+        ([`partial_fit()`][spikebridge.colanet.CoLaNET.partial_fit]); for the other rules, thresholds (and
         Diehl & Cook's neuron labels) are recalibrated on a running window of recent examples.
         """
         first = not hasattr(self, "learner_")
@@ -164,7 +164,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
 
         Each new class gets an empty column; the existing columns are frozen, so the decisions
         on inputs of the old classes stay as they were until examples of the new classes are
-        learned (:meth:`spikebridge.colanet.CoLaNET.add_classes`)."""
+        learned ([`add_classes()`][spikebridge.colanet.CoLaNET.add_classes])."""
         check_is_fitted(self, "learner_")
         new = np.asarray(classes)
         if new.ndim != 1 or len(new) == 0:
@@ -196,7 +196,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities from spike counts: each class's share of the output spikes
-        (``stats["class_spikes"]`` of :meth:`Learner.scores`), smoothed by a small constant so
+        (``stats["class_spikes"]`` of `scores()`), smoothed by a small constant so
         that a silent network gives uniform rows; rows sum to 1 and their argmax is the rule's
         decision (its tie-breaks by first spike / membrane potential included)."""
         import torch
@@ -225,7 +225,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path) -> "SpikingClassifier":
-        """The classifier :meth:`save` wrote (ready to predict or to continue with partial_fit)."""
+        """The classifier [`save()`][spikebridge.estimator.SpikingClassifier.save] wrote (ready to predict or to continue with partial_fit)."""
         learner, meta = load_learner(path)
         saved = meta.get("estimator")
         if saved is None:  # a model written by ``spikebridge train``: classes are its class names

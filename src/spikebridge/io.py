@@ -23,7 +23,7 @@ def _atomic(path: str | Path, write) -> None:
     """``write(tmp)`` into a temporary file beside ``path``, then rename it over ``path``. A
     failure (disk full, read-only folder, a file where a folder should be) removes the
     temporary file, leaves ``path`` as it was (an earlier checkpoint survives) and is one
-    :class:`SpikebridgeError` naming ``path``."""
+    `SpikebridgeError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one writer per name
     try:
@@ -74,7 +74,7 @@ def is_safetensors(path: str | Path) -> bool:
 
 
 def load_tensors(path: str | Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata of a file written by :func:`save_tensors` (``tensors=False``: the
+    """Tensors and metadata of a file written by `save_tensors()` (``tensors=False``: the
     metadata only, without reading the tensors)."""
     path = Path(path)
     if not path.is_file():

@@ -1,11 +1,11 @@
 """The interface every local learning rule offers, and the registry that names them.
 
-A rule is a class implementing :class:`Learner`, registered under a name with
-:func:`register_rule`; users create one with :func:`create_learner` (the names are the
+A rule is a class implementing [`Learner`][spikebridge.learner.Learner], registered under a name with
+[`register_rule()`][spikebridge.learner.register_rule]; users create one with [`create_learner()`][spikebridge.learner.create_learner] (the names are the
 user-facing contract, as ``timm.create_model``'s are). The built-in rules are
-``colanet`` (:mod:`spikebridge.colanet`) and ``rstdp``, ``sstdp``, ``diehl-cook``
-(:mod:`spikebridge.rules`); they are registered when their module is first imported, so
-:func:`list_rules` (and ``spikebridge --help``) does not import torch.
+``colanet`` ([`colanet`][spikebridge.colanet]) and ``rstdp``, ``sstdp``, ``diehl-cook``
+([`rules`][spikebridge.rules]); they are registered when their module is first imported, so
+[`list_rules()`][spikebridge.learner.list_rules] (and ``spikebridge --help``) does not import torch.
 
 Example::
 
@@ -39,8 +39,8 @@ ONLINE_WINDOW = 4096  # Learner.partial_fit: thresholds are recalibrated on this
 
 
 class Learner:
-    """Base class of a spiking classifier trained by a local rule, as :func:`spikebridge.training.train`
-    and :class:`spikebridge.estimator.SpikingClassifier` drive it.
+    """Base class of a spiking classifier trained by a local rule, as [`train()`][spikebridge.training.train]
+    and [`SpikingClassifier`][spikebridge.estimator.SpikingClassifier] drive it.
 
     A rule subclasses it, sets ``config_class`` (a dataclass of its settings, validated on
     construction; ``config`` is the instance in use) and implements the methods that raise
@@ -49,7 +49,7 @@ class Learner:
     Attributes
     ----------
     name : str
-        The registry name (set by :func:`register_rule`).
+        The registry name (set by [`register_rule()`][spikebridge.learner.register_rule]).
     config_class : type
         The dataclass of the rule's settings.
     options : tuple of str
@@ -57,11 +57,11 @@ class Learner:
     members : int
         Ensemble members learning in parallel (1 for a single network).
     annealed : bool
-        ``True`` if :meth:`learn` takes the schedule's ``rate=`` (from :meth:`rate_at`).
+        ``True`` if [`learn()`][spikebridge.learner.Learner.learn] takes the schedule's ``rate=`` (from [`rate_at()`][spikebridge.learner.Learner.rate_at]).
     supports_sync : bool
-        ``True`` if :meth:`learn` takes ``sync=`` (data-parallel training).
+        ``True`` if [`learn()`][spikebridge.learner.Learner.learn] takes ``sync=`` (data-parallel training).
     prepared : bool
-        ``True`` once :meth:`prepare` ran (or the state was loaded): set by the rule.
+        ``True`` once [`prepare()`][spikebridge.learner.Learner.prepare] ran (or the state was loaded): set by the rule.
     generator : torch.Generator
         The seeded generator all the rule's randomness comes from.
     """
@@ -105,7 +105,7 @@ class Learner:
         raise NotImplementedError
 
     def tensors(self) -> dict:
-        """The complete state as tensors (with :meth:`metadata`, a checkpoint)."""
+        """The complete state as tensors (with [`metadata()`][spikebridge.learner.Learner.metadata], a checkpoint)."""
         raise NotImplementedError
 
     def metadata(self) -> dict:
@@ -114,7 +114,7 @@ class Learner:
 
     @classmethod
     def from_tensors(cls, meta: dict, tensors: dict) -> "Learner":
-        """Rebuild a learner from :meth:`metadata` and :meth:`tensors`."""
+        """Rebuild a learner from [`metadata()`][spikebridge.learner.Learner.metadata] and [`tensors()`][spikebridge.learner.Learner.tensors]."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ defaults
@@ -133,9 +133,9 @@ class Learner:
     def partial_fit(self, features, labels, batch_size: int = 1) -> "Learner":
         """Learn each example once, as it comes (labels are class indices), ``batch_size`` at a time.
 
-        The default runs :meth:`learn` on each mini-batch and then :meth:`end_epoch` on the
+        The default runs [`learn()`][spikebridge.learner.Learner.learn] on each mini-batch and then [`end_epoch()`][spikebridge.learner.Learner.end_epoch] on the
         ``ONLINE_WINDOW`` most recent examples (thresholds, neuron labels); the first call
-        runs :meth:`prepare` on its examples if the learner was never prepared. CoLaNET overrides it with its own online
+        runs [`prepare()`][spikebridge.learner.Learner.prepare] on its examples if the learner was never prepared. CoLaNET overrides it with its own online
         rule (running statistics, no example kept)."""
         import torch
 
@@ -161,7 +161,7 @@ class Learner:
 
     def state_bytes(self) -> int:
         """Bytes of the state kept between examples (what a device would hold): by default every
-        tensor of :meth:`tensors` but the generator's state."""
+        tensor of [`tensors()`][spikebridge.learner.Learner.tensors] but the generator's state."""
         return int(sum(t.numel() * t.element_size() for k, t in self.tensors().items() if k != "rng_state"))
 
 
@@ -177,7 +177,7 @@ def config_from_metadata(config_class: type, meta: dict):
 
 
 def register_rule(name: str):
-    """Class decorator: make a :class:`Learner` class available as ``create_learner(name, ...)``.
+    """Class decorator: make a [`Learner`][spikebridge.learner.Learner] class available as ``create_learner(name, ...)``.
 
     The class is built as ``cls(n_inputs, n_classes, config, **options)`` where ``config`` is
     an instance of its ``config_class`` dataclass."""
@@ -195,7 +195,7 @@ def register_rule(name: str):
 
 
 def list_rules() -> list[str]:
-    """Names accepted by :func:`create_learner`: the built-in rules, then registered ones."""
+    """Names accepted by [`create_learner()`][spikebridge.learner.create_learner]: the built-in rules, then registered ones."""
     return [*_BUILTIN, *(n for n in _REGISTRY if n not in _BUILTIN)]
 
 
@@ -209,7 +209,7 @@ def rule_class(name: str) -> type:
 
 
 def rule_settings(name: str) -> list[str]:
-    """Every keyword :func:`create_learner` accepts for ``name``: config fields, then options."""
+    """Every keyword [`create_learner()`][spikebridge.learner.create_learner] accepts for ``name``: config fields, then options."""
     cls = rule_class(name)
     return [f.name for f in dataclasses.fields(cls.config_class)] + list(getattr(cls, "options", ()))
 

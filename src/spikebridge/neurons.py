@@ -1,17 +1,17 @@
 """Leaky integrate-and-fire (LIF) and integrate-and-fire (IF) neurons in discrete time.
 
 One step of length ``dt`` (seconds) with decay factor ``beta = exp(-dt / tau)``: the
-equations are written once, in :func:`lif_population` (integrate, lateral inhibition,
+equations are written once, in [`lif_population()`][spikebridge.neurons.lif_population] (integrate, lateral inhibition,
 threshold, reset, refractoriness). ``I[t]`` is the synaptic input of step ``t`` in units of
 the threshold's (a dimensionless "voltage" per step), so ``v`` is the discretised solution
 of ``tau dv/dt = -v + tau * I(t)`` with delta-pulse inputs (IF: ``tau = inf``, ``beta = 1``).
-The same parameters map onto NIR's continuous-time ``LIF`` (see :mod:`spikebridge.deploy`).
+The same parameters map onto NIR's continuous-time ``LIF`` (see `deploy`).
 
-:func:`lif_population` runs ``K`` populations over ``T`` steps with lateral inhibition and
+[`lif_population()`][spikebridge.neurons.lif_population] runs ``K`` populations over ``T`` steps with lateral inhibition and
 optional refractoriness: the loop every simulation in the package uses (CoLaNET, the other
 rules, the NIR reference run).
 
-The int8 model of :mod:`spikebridge.deploy.fixed_point` has its own integer loop (truncating
+The int8 model of [`fixed_point`][spikebridge.deploy.fixed_point] has its own integer loop (truncating
 decay, saturation).
 
 Closed forms used by the tests: for constant input ``I`` and ``reset="zero"``, the
@@ -34,7 +34,7 @@ def _check_refractory(steps) -> None:
 
 
 class PopulationParameters(NamedTuple):
-    """Parameters of :func:`lif_population` (``K`` independent populations of ``J`` neurons)."""
+    """Parameters of [`lif_population()`][spikebridge.neurons.lif_population] (``K`` independent populations of ``J`` neurons)."""
 
     beta: float  # decay per step, exp(-dt / tau)
     threshold: torch.Tensor  # [K] theta of each population
@@ -95,7 +95,7 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
 
     Written with preallocated buffers and in-place operations (float spikes straight from
     the comparison, the first-spike step counted rather than selected), one intra-op thread
-    (:func:`single_threaded`). Its rounding is that of the plain loop of the equations
+    ([`single_threaded()`][spikebridge.neurons.single_threaded]). Its rounding is that of the plain loop of the equations
     above, operation by operation (``tests/test_simulate.py`` checks it bit for bit).
     """
     if p.reset not in ("subtract", "zero"):

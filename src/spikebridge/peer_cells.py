@@ -1,7 +1,7 @@
 """Norse and snnTorch LIF cells set up to run spikebridge's LIF dynamics.
 
 ``v = beta v + I``, a spike when ``v`` reaches ``theta`` and a subtractive reset in the step of the
-spike, as :func:`spikebridge.neurons.lif_population` without lateral inhibition (which spikes at
+spike, as [`lif_population()`][spikebridge.neurons.lif_population] without lateral inhibition (which spikes at
 ``v >= theta``, the peers at ``v > theta``: they differ only where ``v`` equals ``theta`` exactly). Each ``*_run`` feeds
 currents ``[T, B, J]`` from rest and returns the spikes ``[T, B, J]``. Used by the like-for-like
 rows of ``benchmarks/speed.py``; needs the 'peers' extra (``pip install 'spikebridge[peers]'``).

@@ -33,7 +33,7 @@ def compare_precision(model, spikes: torch.Tensor, repeats: int = 3,
     """Speed and agreement of bf16 against fp32 on a CoLaNET ``model`` and its input ``spikes``.
 
     For each path and precision the minimum seconds over ``repeats`` interleaved rounds of
-    the currents alone and of ``model.simulate``; the agreement of :func:`precision_agreement`.
+    the currents alone and of ``model.simulate``; the agreement of `precision_agreement()`.
     ``bf16_recommended``: the path ``"auto"`` takes for these spikes is faster in bf16 and at
     least 99.9 % of its decisions agree."""
     weights = model.effective_weights()

@@ -14,7 +14,7 @@ earliest first spike, then the highest final membrane potential; ``0.5 + atan(.)
 ``u`` into (0, 1) without saturating, so columns that did not fire (the runners-up of
 top-5) stay ranked by how close they came, also in an ensemble.
 
-The continuous readout (:func:`continuous_column_scores`, no spikes: CoLaNET's continuous mode
+The continuous readout ([`continuous_column_scores()`][spikebridge.readout.continuous_column_scores], no spikes: CoLaNET's continuous mode
 and the Akida export) ranks columns by the expected drive instead.
 """
 

@@ -1,6 +1,6 @@
 """Evaluation and the run directory: run.json, report.md, figures.
 
-Synaptic operations per inference (SynOps) are counted by :func:`spikebridge.energy.spiking_synops`
+Synaptic operations per inference (SynOps) are counted by [`spiking_synops()`][spikebridge.energy.spiking_synops]
 from the spikes counted per example and the learner's fan-outs.
 """
 
@@ -87,7 +87,7 @@ def cpu_busy_fraction(seconds: float = 1.0) -> float | None:
 
 
 def machine_info() -> dict:
-    """What a benchmark ran on: CPU model, core counts, torch threads, GPU, :func:`versions`, date."""
+    """What a benchmark ran on: CPU model, core counts, torch threads, GPU, `versions()`, date."""
     import os
 
     from .cpu import cpu_has_native_bf16, cpu_model

@@ -1,8 +1,8 @@
 r"""Other local learning rules on a single LIF output layer, each a registered
-:class:`~spikebridge.learner.Learner` (``create_learner("rstdp" | "sstdp" | "diehl-cook", ...)``),
-so one training loop (:func:`spikebridge.training.train`) drives them and CoLaNET alike.
+[`Learner`][spikebridge.learner.Learner] (``create_learner("rstdp" | "sstdp" | "diehl-cook", ...)``),
+so one training loop ([`train()`][spikebridge.training.train]) drives them and CoLaNET alike.
 
-All three simulate ``J`` LIF neurons (:func:`~spikebridge.neurons.lif_population`: subtractive reset, decay
+All three simulate ``J`` LIF neurons ([`lif_population()`][spikebridge.neurons.lif_population]: subtractive reset, decay
 ``beta``) on the input spikes ``x[t]`` of ``T`` steps, with traces
 ``x~[t] = lambda x~[t-1] + x[t]`` (presynaptic) and ``s~[t]`` (postsynaptic),
 ``lambda = exp(-dt / tau_trace)``, and keep ``W`` in ``[0, w_max]`` with each neuron's total

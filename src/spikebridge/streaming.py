@@ -1,13 +1,13 @@
 r"""What an online learner keeps instead of examples: running statistics of a stream.
 
-:class:`StreamStatistics` is shared by the float CoLaNET (:meth:`spikebridge.colanet.CoLaNET.partial_fit`)
-and the integer one (:meth:`spikebridge.deploy.integer_learning.IntegerCoLaNET.partial_fit`).
+[`StreamStatistics`][spikebridge.streaming.StreamStatistics] is shared by the float CoLaNET ([`partial_fit()`][spikebridge.colanet.CoLaNET.partial_fit])
+and the integer one ([`partial_fit()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.partial_fit]).
 The host (which turns features into spikes) keeps the coder's statistics and each class's
 feature statistics; each column counts the dopamine (label) spikes it received.
 
 * **coder**: running (Welford) mean and variance of every feature, from which the ON/OFF coder
-  is rebuilt after each call (:func:`spikebridge.coding.RateNormaliser`), until
-  :meth:`freeze_coder` (the end of the base session: :meth:`add_classes` calls it)::
+  is rebuilt after each call ([`RateNormaliser()`][spikebridge.coding.RateNormaliser]), until
+  `freeze_coder()` (the end of the base session: `add_classes()` calls it)::
 
       n <- n + B;  mean <- mean + (xbar - mean) B / n;  M2 <- M2 + sum (x - xbar)^2 + (xbar - mean)^2 n_old B / n
 
@@ -201,7 +201,7 @@ class StreamStatistics:
         return out
 
     def load_tensors(self, tensors: dict) -> None:
-        """The state :meth:`tensors` wrote."""
+        """The state `tensors()` wrote."""
         if len(tensors["seen"]) != self.n_classes:
             raise SpikebridgeError(f"stream statistics for {len(tensors['seen'])} classes, model has {self.n_classes}")
         self.seen, self.class_mean, self.class_m2 = (tensors[k].clone() for k in ("seen", "class_mean", "class_m2"))

@@ -39,8 +39,8 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
     """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
 
     ``epochs=None`` takes the learner's default for this many examples (CoLaNET:
-    :func:`spikebridge.colanet.adaptive_epochs`; the other rules: 4). Annealed learners
-    (CoLaNET) get the learning-rate factor :func:`spikebridge.colanet.schedule_rate` of each
+    [`adaptive_epochs()`][spikebridge.colanet.adaptive_epochs]; the other rules: 4). Annealed learners
+    (CoLaNET) get the learning-rate factor [`schedule_rate()`][spikebridge.colanet.schedule_rate] of each
     mini-batch, which decays linearly over the whole run.
 
     Returns ``(learner, history)`` (the learner is a new object after a resume), history
@@ -51,7 +51,7 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
 
     Inside a ``torch.distributed`` process group of several ranks (``torchrun``), training is
     data-parallel: each rank learns from its slice of every mini-batch and the plasticity
-    updates are all-reduced before they are applied (:mod:`spikebridge.distributed`), which
+    updates are all-reduced before they are applied (`distributed`), which
     gives the weights of a single process with the same ``batch_size`` and seed. Only rank 0
     writes checkpoints; every rank resumes from the same checkpoint file.
     """

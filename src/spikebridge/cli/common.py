@@ -1,4 +1,4 @@
-"""Helpers shared by the commands of :mod:`spikebridge.cli`: option checks, the checks of a trained
+"""Helpers shared by the commands of `cli`: option checks, the checks of a trained
 model's metadata against the data set and encoder options, numbered run folders, and the
 summary table and spike raster of a report. Imports no torch."""
 
@@ -39,7 +39,7 @@ def at_least(option: str, value, minimum: int, why: str = "") -> None:
 
 
 def checked(check, option: str, value, *limits) -> None:
-    """``check(option, value, *limits)`` of :mod:`spikebridge.checks` unless ``value`` is None."""
+    """``check(option, value, *limits)`` of `checks` unless ``value`` is None."""
     if value is not None:
         check(option, value, *limits)
 

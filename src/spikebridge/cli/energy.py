@@ -1,5 +1,5 @@
 """The ``spikebridge energy`` command line (argument parsing imports no torch; the counting
-itself is :mod:`spikebridge.energy`)."""
+itself is [`energy`][spikebridge.energy])."""
 
 from __future__ import annotations
 

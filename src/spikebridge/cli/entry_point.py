@@ -1,5 +1,5 @@
-"""The ``spikebridge`` command: its parser (one sub-command per module of :mod:`spikebridge.cli`),
-the option checks run before any command starts, and :func:`main`."""
+"""The ``spikebridge`` command: its parser (one sub-command per module of `cli`),
+the option checks run before any command starts, and `main()`."""
 
 from __future__ import annotations
 

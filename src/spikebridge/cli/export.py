@@ -1,5 +1,5 @@
 """The ``spikebridge export`` command line (argument parsing imports neither torch nor NIR;
-the export itself is :func:`spikebridge.export`, :mod:`spikebridge.deploy.api`)."""
+the export itself is `export()`, [`api`][spikebridge.deploy.api])."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ RUN_LOCK = ".train.lock"
 
 def check_run_dir(args) -> None:
     """--run-dir that already holds a run is refused unless --resume or --overwrite. The lock
-    file alone is no run: a run in progress is refused by its lock (:func:`lock_run_dir`), and
+    file alone is no run: a run in progress is refused by its lock (`lock_run_dir()`), and
     one left by a killed run is free."""
     if args.resume and args.overwrite:
         raise SpikebridgeError("--resume continues the run in --run-dir and --overwrite replaces it; pass one")

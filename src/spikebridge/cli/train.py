@@ -82,7 +82,7 @@ def _train_in(args, run_dir: Path | None, config, options, splits, encoder) -> i
 
 
 def _train_continual(args, run_dir: Path, config, options, splits, encoder) -> int:
-    """``train --continual``: one protocol of :mod:`spikebridge.continual` through
+    """``train --continual``: one protocol of [`continual`][spikebridge.continual] through
     ``SpikingClassifier.partial_fit`` / ``add_classes``, then the usual run folder."""
     import dataclasses
 

@@ -1,29 +1,29 @@
 """Neuromorphic deployment of a trained CoLaNET.
 
-* :mod:`~spikebridge.deploy.api` -- the one export API, ``spikebridge.export(model, path, format=...)``
-  and ``spikebridge.load(path)`` (:func:`~.api.export`, :func:`~.api.load`): every format below,
+* [`api`][spikebridge.deploy.api] -- the one export API, ``spikebridge.export(model, path, format=...)``
+  and ``spikebridge.load(path)`` ([`export()`][spikebridge.deploy.api.export], [`load()`][spikebridge.deploy.api.load]): every format below,
   from a classifier, learner or network, read back by format detection;
-* :mod:`~spikebridge.deploy.network` -- the inference path as plain data (:class:`Network`,
-  :func:`network_of`) and its readout (:func:`readout_scores`);
-* :mod:`~spikebridge.deploy.nir` -- NIR export (:func:`export_nir`, :func:`nir_graph`) with a typed,
-  versioned sidecar (:class:`NIRSidecar`); :mod:`~spikebridge.deploy.nir_import` reads it back
-  (:func:`import_nir`); :mod:`~spikebridge.deploy.nir_lif` maps LIF parameters to NIR's and back;
-* :mod:`~spikebridge.deploy.fixed_point` -- the int8 fixed-point model (:class:`Int8CoLaNET`,
-  :meth:`Int8CoLaNET.quantise`) and its versioned record (:class:`Int8Sidecar`);
-* :mod:`~spikebridge.deploy.lava_host` -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
-  (:func:`run_lava`; Lava's own Python 3.10 environment runs :mod:`~spikebridge.deploy.lava_worker`);
-* :mod:`~spikebridge.deploy.hardware` -- documented chip limits, core counts and :func:`fit_report`;
-* :mod:`~spikebridge.deploy.akida` -- BrainChip Akida models (:class:`AkidaCoLaNET`, :class:`AkidaSidecar`;
-  needs the ``akida`` extra); :mod:`~spikebridge.deploy.akida_quantisation` -- their weights and input counts;
-* :mod:`~spikebridge.deploy.integer_learning` -- CoLaNET trained in integer arithmetic
-  (:class:`IntegerCoLaNET`, :func:`integer_learner`) with its rule sidecar (:class:`IntegerRuleSidecar`);
-* :mod:`~spikebridge.deploy.sidecar` -- the versioned JSON sidecar base (:class:`VersionedSidecar`)
+* [`network`][spikebridge.deploy.network] -- the inference path as plain data (`Network`,
+  `network_of()`) and its readout (`readout_scores()`);
+* [`nir`][spikebridge.deploy.nir] -- NIR export (`export_nir()`, `nir_graph()`) with a typed,
+  versioned sidecar (`NIRSidecar`); `nir_import` reads it back
+  (`import_nir()`); [`nir_lif`][spikebridge.deploy.nir_lif] maps LIF parameters to NIR's and back;
+* [`fixed_point`][spikebridge.deploy.fixed_point] -- the int8 fixed-point model (`Int8CoLaNET`,
+  `quantise()`) and its versioned record (`Int8Sidecar`);
+* [`lava_host`][spikebridge.deploy.lava_host] -- the int8 model (``dynamics="loihi"``) run in Intel's Lava
+  (`run_lava()`; Lava's own Python 3.10 environment runs `lava_worker`);
+* [`hardware`][spikebridge.deploy.hardware] -- documented chip limits, core counts and `fit_report()`;
+* [`akida`][spikebridge.deploy.akida] -- BrainChip Akida models (`AkidaCoLaNET`, `AkidaSidecar`;
+  needs the ``akida`` extra); [`akida_quantisation`][spikebridge.deploy.akida_quantisation] -- their weights and input counts;
+* [`integer_learning`][spikebridge.deploy.integer_learning] -- CoLaNET trained in integer arithmetic
+  (`IntegerCoLaNET`, `integer_learner()`) with its rule sidecar (`IntegerRuleSidecar`);
+* `sidecar` -- the versioned JSON sidecar base (`VersionedSidecar`)
   of the NIR, int8, Akida and integer-rule sidecars;
-* :mod:`~spikebridge.deploy.formats` -- format names and conventions (no torch, for the CLI);
-* :mod:`~spikebridge.deploy.peer_agreement` -- exported graphs run by snnTorch's and Norse's NIR
-  import (:func:`peer_predictions`; needs the ``peers`` extra);
-* :mod:`~spikebridge.deploy.nir_consumers` -- graphs laid out for Rockpool and Sinabs, run there
-  (Sinabs' own environment runs :mod:`~spikebridge.deploy.sinabs_worker`), and our simulation of each.
+* `formats` -- format names and conventions (no torch, for the CLI);
+* `peer_agreement` -- exported graphs run by snnTorch's and Norse's NIR
+  import (`peer_predictions()`; needs the ``peers`` extra);
+* `nir_consumers` -- graphs laid out for Rockpool and Sinabs, run there
+  (Sinabs' own environment runs `sinabs_worker`), and our simulation of each.
 
 Names are imported on first use, so ``spikebridge.deploy.formats`` stays torch-free.
 """

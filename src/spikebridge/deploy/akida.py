@@ -7,14 +7,14 @@ onto it as its continuous readout on spike counts:
 
 Inputs
     ``x_i`` = spikes of input channel ``i`` over a window of ``T = 2**input_bits - 1`` steps of
-    the regular (deterministic) coder of :mod:`spikebridge.coding`, i.e.
+    the regular (deterministic) coder of `coding`, i.e.
     ``x_i = floor(0.5 + T r_i + 1e-6)`` in ``0..T`` (``T`` = 15, 3, 1 for 4, 2, 1 bits), computed
     on the host from the rates ``r`` of the model's normaliser.
 Neurons
     all ``U = K * C * M`` plastic neurons, member by member, each member's ``J = C * M`` in
     CoLaNET's order (neuron ``j`` belongs to column ``j // M``); unrecruited neurons get zero
     weights and take no part in the decision.
-Weights (:func:`~.akida_quantisation.quantise_weights`, symmetric, one scale ``s_j`` per neuron)
+Weights ([`quantise_weights()`][spikebridge.deploy.akida_quantisation.quantise_weights], symmetric, one scale ``s_j`` per neuron)
     ``w_j = W_j - gamma`` (the feedforward inhibition folded in, as in every export) becomes
     ``w_hat_j = s_j (alpha q_j - beta)``, chosen to minimise the expected squared error of the
     neuron's *drive*, ``E[(x . e)^2] = e^T Sigma e`` with ``e = w_j - w_hat_j`` and
@@ -30,7 +30,7 @@ Weights (:func:`~.akida_quantisation.quantise_weights`, symmetric, one scale ``s
       ``alpha = 2, beta = 1`` (``w_hat = s_j (2 q - 1) = s_j sign(w)``; ``Sigma = I`` gives
       ``s_j = mean_i |w_j,i|``);
     * with calibration (``Sigma`` not ``I``), rounding with error feedback
-      (``_error_feedback_codes`` of :mod:`~.akida_quantisation`, OPTQ/GPTQ): the codes of the nearest rounding are
+      (``_error_feedback_codes`` of [`akida_quantisation`][spikebridge.deploy.akida_quantisation], OPTQ/GPTQ): the codes of the nearest rounding are
       re-rounded input by input, the error of each moved onto the inputs not yet rounded so that
       ``e^T Sigma e`` stays least, then the scale is refitted; a neuron keeps whichever codes give
       the lower error. On imagenet64 at 4 bits it lifted agreement with the float readout on the
@@ -44,11 +44,11 @@ Weights (:func:`~.akida_quantisation.quantise_weights`, symmetric, one scale ``s
     error alone zeroes most small weights, which on Imagenette moved 3 % of decisions
     (``Sigma`` from the training rates: 0.6 %); on imagenet64 (one neuron per class) the two were
     within a point at every width. ``benchmarks/akida_deploy.py`` measures both.
-Decision (:meth:`AkidaCoLaNET.scores`, from Akida's output potentials)
+Decision ([`scores()`][spikebridge.deploy.akida.AkidaCoLaNET.scores], from Akida's output potentials)
     ``a_j = sum_l s_lj (alpha P_lj - beta S) / T`` with ``S = sum_i x_i`` (so ``a_j = w_hat_j . x / T``,
     the drive of CoLaNET's continuous mode at the rates ``x / T``), ``u_j = a_j / theta_k``, and
-    the column decision of :meth:`spikebridge.colanet.CoLaNET.column_scores_continuous`,
-    :func:`spikebridge.readout.continuous_column_scores` on the drives ``a``.
+    the column decision of [`column_scores_continuous()`][spikebridge.colanet.CoLaNET.column_scores_continuous],
+    [`continuous_column_scores()`][spikebridge.readout.continuous_column_scores] on the drives ``a``.
 
 Akida's own output scaling: ``Model.predict`` returns ``(P_j - threshold_j) / act_step_j``
 (float; measured on akida 2.19.3). The export sets ``act_step = T theta_k / (alpha s_lj)`` and
@@ -59,7 +59,7 @@ Akida refuses ``act_step < 1/16``: if a model's smallest ``act_step`` would be b
 are multiplied by one factor ``f`` (``predict = u / f``, same argmax; ``f`` in the sidecar).
 With 1-bit weights the ``- s_j S`` term depends on the input, so only the host readout above
 decides. The ``.fbz`` is written by Akida's ``Model.save`` and opens with ``akida.Model(path)``;
-``<path>.json`` (:class:`AkidaSidecar`) holds what Akida has no field for: the coder and
+``<path>.json`` ([`AkidaSidecar`][spikebridge.deploy.akida.AkidaSidecar]) holds what Akida has no field for: the coder and
 normaliser, ``T``, scales, thresholds, class of every neuron and the decision rule.
 """
 
@@ -101,7 +101,7 @@ def _akida():
 @dataclass
 class AkidaSidecar(VersionedSidecar):
     """What the ``.fbz`` has no field for, written beside it as ``<file>.json``; read and checked
-    as every :class:`~.sidecar.VersionedSidecar`."""
+    as every [`VersionedSidecar`][spikebridge.deploy.sidecar.VersionedSidecar]."""
 
     KIND = "Akida sidecar"
 
@@ -141,7 +141,7 @@ class AkidaCoLaNET:
                      calibration=None, second_moment: torch.Tensor | None = None, slices: int = 1) -> "AkidaCoLaNET":
         """Map ``model`` onto Akida. ``calibration``: features ``[B, D]`` (the training set) whose
         input second moment the weight quantiser uses (or pass it as ``second_moment``, from
-        :func:`input_second_moment`); neither: the plain weight error. ``slices``: Akida neurons
+        `input_second_moment()`); neither: the plain weight error. ``slices``: Akida neurons
         per CoLaNET neuron (residual slices of its weights, summed by the readout)."""
         akida = _akida()
         if not isinstance(model, CoLaNET):
@@ -221,7 +221,7 @@ class AkidaCoLaNET:
         return np.asarray(self.model.forward(np.ascontiguousarray(counts, dtype=np.uint8))).reshape(len(counts), -1)
 
     def scores(self, potentials: np.ndarray, counts: np.ndarray) -> torch.Tensor:
-        """Column scores ``[B, C]`` (float64) from Akida's potentials: :data:`DECISION_RULE`."""
+        """Column scores ``[B, C]`` (float64) from Akida's potentials: `DECISION_RULE`."""
         side = self.side
         alpha, beta = (2, 1) if side.weight_bits == 1 else (1, 0)
         K, C = side.members, side.n_classes
@@ -235,7 +235,7 @@ class AkidaCoLaNET:
         return continuous_column_scores(a, theta, C)
 
     def predict(self, features, batch_size: int = 2048) -> torch.Tensor:
-        """Class predictions ``[B]`` (int64): counts -> Akida ``forward`` -> :meth:`scores`."""
+        """Class predictions ``[B]`` (int64): counts -> Akida ``forward`` -> [`scores()`][spikebridge.deploy.akida.AkidaCoLaNET.scores]."""
         out = []
         for b in range(0, len(features), batch_size):
             x = self.counts(features[b : b + batch_size])
@@ -273,7 +273,7 @@ class AkidaCoLaNET:
 
     # -- persistence
     def save(self, path) -> dict:
-        """Write ``path`` (Akida ``.fbz``) and ``path.json`` (:class:`AkidaSidecar`); returns a summary."""
+        """Write ``path`` (Akida ``.fbz``) and ``path.json`` ([`AkidaSidecar`][spikebridge.deploy.akida.AkidaSidecar]); returns a summary."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(str(path))

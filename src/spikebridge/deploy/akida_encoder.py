@@ -1,22 +1,22 @@
 """The encoder itself on BrainChip Akida 2.0 (optional; its own environment).
 
-The CoLaNET head already exports to Akida (:mod:`.akida`); this puts the encoder, which is
+The CoLaNET head already exports to Akida ([`akida`][spikebridge.deploy.akida]); this puts the encoder, which is
 more than 99.9 % of an inference's arithmetic, on Akida too. Three steps, in two environments:
 
 1. **Here** (PyTorch): the encoder's feature extractor, with its input normalisation inside
    the graph, is exported to ONNX (opset 17). Its input is ``float32 [B, 3, H, W]`` pixels in
-   ``0..255`` (the extraction pipeline's resize and crop, :meth:`spikebridge.encoders.Preprocess.pixels`),
+   ``0..255`` (the extraction pipeline's resize and crop, `pixels()`),
    its output the pooled features ``[B, D]``.
 2. **In the Akida environment** (TensorFlow 2.19, ``quantizeml`` 1.2.5, ``cnn2snn`` 2.19.3; built
-   by ``.ci/akida-full-env``, named by ``$SPIKEBRIDGE_AKIDA_FULL_PYTHON``), :mod:`.akida_encoder_worker`
+   by ``.ci/akida-full-env``, named by ``$SPIKEBRIDGE_AKIDA_FULL_PYTHON``), `akida_encoder_worker`
    runs as a file: onnxscript's optimiser, ``quantizeml.models.quantize`` (8-bit weights and
    activations, ``uint8`` input) calibrated on ``calibration_images`` images of the *train* split
-   (class-stratified, seeded: :func:`spikebridge.energy.stratified_sample`), ``cnn2snn.convert`` to
+   (class-stratified, seeded: `stratified_sample()`), ``cnn2snn.convert`` to
    Akida 2.0 layers, and a mapping attempt onto each virtual Akida 2.0 device (mapping needs no
    chip; running on one does). The model is saved as ``.fbz`` with a JSON sidecar.
 3. **Inference** in Akida's software backend (the worker again): ``uint8 [B, 3, H, W]`` images in,
    dequantised features ``[B, D]`` out. The ON/OFF rate coder and the CoLaNET head run on them
-   as on any features (or the head on Akida too, :mod:`.akida`, with the coder on the host).
+   as on any features (or the head on Akida too, [`akida`][spikebridge.deploy.akida], with the coder on the host).
 
 No Akida 2.0 silicon is on sale; nothing here measures energy.
 Files cross between the environments as ONNX, ``.npy`` and JSON only (no pickle).
@@ -67,7 +67,7 @@ class _PixelGraph(torch.nn.Module):
 
 
 def export_onnx(encoder, path) -> Path:
-    """Write the encoder (an fp32 :class:`spikebridge.encoders.Encoder`) as ONNX for the Akida toolchain."""
+    """Write the encoder (an fp32 `Encoder`) as ONNX for the Akida toolchain."""
     if encoder.precision != "fp32":
         raise SpikebridgeError(f"the Akida encoder is converted from the fp32 network, not {encoder.precision!r}")
     pre = encoder.preprocess()
@@ -101,7 +101,7 @@ def convert_encoder(encoder, train_split, path, calibration_images: int = DEFAUL
                     seed: int = 0, python: str | os.PathLike | None = None) -> dict:
     """Convert ``encoder`` to an Akida 2.0 model at ``path`` (``.fbz``, sidecar ``path.json``),
     calibrated on ``calibration_images`` class-stratified images of ``train_split`` (never val).
-    Returns the sidecar: sizes, versions, calibration and the mapping onto each of :data:`DEVICES`."""
+    Returns the sidecar: sizes, versions, calibration and the mapping onto each of `DEVICES`."""
     from ..energy import stratified_sample
 
     if train_split.split != "train":

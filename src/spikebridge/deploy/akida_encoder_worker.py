@@ -1,4 +1,4 @@
-"""Runs in the Akida encoder environment (``.ci/akida-full-env``), as a file, for :mod:`.akida_encoder`.
+"""Runs in the Akida encoder environment (``.ci/akida-full-env``), as a file, for `akida_encoder`.
 
     python akida_encoder_worker.py job.json      # prints one line of JSON
 

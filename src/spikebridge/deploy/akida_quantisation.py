@@ -1,4 +1,4 @@
-"""Weights and inputs of the Akida export (:mod:`spikebridge.deploy.akida`): CoLaNET's effective
+"""Weights and inputs of the Akida export ([`akida`][spikebridge.deploy.akida]): CoLaNET's effective
 weights quantised to Akida's 1-, 2- or 4-bit integers with one scale per neuron (nearest rounding or
 error feedback, optional residual slices), and the spike counts of the regular coder over an Akida
 input window."""
@@ -76,7 +76,7 @@ def _error_feedback_codes(target: torch.Tensor, sigma: torch.Tensor, to_code) ->
 
 def _quantise_once(w: torch.Tensor, bits: int, times, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One slice: ``(q [U, N] int8, scale [U])`` of least ``e^T Sigma e`` (``times(m) = m Sigma``).
-    With ``sigma``, the nearest-rounding codes are refined by :func:`_error_feedback_codes` at
+    With ``sigma``, the nearest-rounding codes are refined by `_error_feedback_codes()` at
     their scale (then the scale is refitted), kept for each neuron whose error they lower."""
 
     def fit(code: torch.Tensor):
@@ -166,7 +166,7 @@ def quantised_colanet(model: CoLaNET, weight_bits: int, second_moment: torch.Ten
 
 def spike_counts(rates: torch.Tensor, steps: int, chunk: int = 512) -> torch.Tensor:
     """Spikes per channel ``[B, N]`` (uint8) of the regular coder over ``steps`` steps, i.e.
-    ``floor(0.5 + steps * rate + 1e-6)`` (:func:`spikebridge.coding.regular_spikes`)."""
+    ``floor(0.5 + steps * rate + 1e-6)`` (`regular_spikes()`)."""
     if steps > 255:
         raise SpikebridgeError(f"{steps} steps do not fit uint8 counts")
     out = torch.empty(rates.shape, dtype=torch.uint8)
@@ -176,7 +176,7 @@ def spike_counts(rates: torch.Tensor, steps: int, chunk: int = 512) -> torch.Ten
 
 
 def count_rates(model: CoLaNET, features, input_bits: int = 4) -> torch.Tensor:
-    """The input counts of :meth:`AkidaCoLaNET.counts` as rates ``x / T`` ``[B, N]`` for our own
+    """The input counts of `counts()` as rates ``x / T`` ``[B, N]`` for our own
     readout on the same counts: ``model.column_scores_continuous(count_rates(model, features))``."""
     T = window_steps(input_bits)
     require_finite(features, "input")

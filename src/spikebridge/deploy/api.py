@@ -1,4 +1,4 @@
-"""One export API: :func:`export` writes a trained model in any format and :func:`load` reads any
+"""One export API: [`export()`][spikebridge.deploy.api.export] writes a trained model in any format and [`load()`][spikebridge.deploy.api.load] reads any
 file it wrote back; the package offers them as ``spikebridge.export`` and ``spikebridge.load``::
 
     import spikebridge as sb
@@ -8,34 +8,34 @@ file it wrote back; the package offers them as ``spikebridge.export`` and ``spik
     model = sb.load("model.nir")                   # a CoLaNET; predictions identical
 
 Formats (``format=``; the sidecar ``<file>.json`` is a versioned JSON record) and what
-:func:`load` returns for each:
+[`load()`][spikebridge.deploy.api.load] returns for each:
 
-* ``nir`` -- NIR graph (HDF5) + :class:`~.nir.NIRSidecar`; loads as a
-  :class:`~spikebridge.colanet.CoLaNET` (inference, identical predictions);
-* ``int8`` -- the fixed-point model (safetensors) + :class:`~.fixed_point.Int8Sidecar`; loads as an
-  :class:`~.fixed_point.Int8CoLaNET`;
-* ``akida`` -- BrainChip Akida ``.fbz`` + :class:`~.akida.AkidaSidecar` (needs the ``akida`` package);
-  loads as an :class:`~.akida.AkidaCoLaNET`;
-* ``integer`` -- the integer learner's state (safetensors) + :class:`~.integer_learning.IntegerRuleSidecar`;
-  loads as an :class:`~.integer_learning.IntegerCoLaNET`;
+* ``nir`` -- NIR graph (HDF5) + [`NIRSidecar`][spikebridge.deploy.nir.NIRSidecar]; loads as a
+  [`CoLaNET`][spikebridge.colanet.CoLaNET] (inference, identical predictions);
+* ``int8`` -- the fixed-point model (safetensors) + [`Int8Sidecar`][spikebridge.deploy.fixed_point.Int8Sidecar]; loads as an
+  [`Int8CoLaNET`][spikebridge.deploy.fixed_point.Int8CoLaNET];
+* ``akida`` -- BrainChip Akida ``.fbz`` + [`AkidaSidecar`][spikebridge.deploy.akida.AkidaSidecar] (needs the ``akida`` package);
+  loads as an [`AkidaCoLaNET`][spikebridge.deploy.akida.AkidaCoLaNET];
+* ``integer`` -- the integer learner's state (safetensors) + [`IntegerRuleSidecar`][spikebridge.deploy.integer_learning.IntegerRuleSidecar];
+  loads as an [`IntegerCoLaNET`][spikebridge.deploy.integer_learning.IntegerCoLaNET];
 * ``spikebridge`` -- the native safetensors file, no sidecar; loads as a
-  :class:`~spikebridge.SpikingClassifier` (the model of any rule, ``spikebridge train`` files
+  `SpikingClassifier` (the model of any rule, ``spikebridge train`` files
   included) or as the CoLaNET that ``CoLaNET.save`` wrote.
 
-``nir``, ``int8`` and ``akida`` take a fitted :class:`~spikebridge.SpikingClassifier` of rule
-``colanet``, a :class:`~spikebridge.colanet.CoLaNETLearner` or a :class:`~spikebridge.colanet.CoLaNET`
-(:func:`colanet_of`), or the model of their own format already converted (an ``Int8CoLaNET``, an
+``nir``, ``int8`` and ``akida`` take a fitted `SpikingClassifier` of rule
+``colanet``, a [`CoLaNETLearner`][spikebridge.colanet.CoLaNETLearner] or a [`CoLaNET`][spikebridge.colanet.CoLaNET]
+([`colanet_of()`][spikebridge.deploy.api.colanet_of]), or the model of their own format already converted (an ``Int8CoLaNET``, an
 ``AkidaCoLaNET``); ``int8`` also takes an ``IntegerCoLaNET`` (its deployed model,
-:meth:`~.integer_learning.IntegerCoLaNET.to_int8`). ``integer`` takes an ``IntegerCoLaNET`` only (a float
-CoLaNET deploys in integers as ``int8``). Options (:data:`OPTIONS`) go to the format's writer:
-:func:`~.nir.export_nir`, :meth:`Int8CoLaNET.quantise <.fixed_point.Int8CoLaNET.quantise>`,
-:meth:`AkidaCoLaNET.from_colanet <.akida.AkidaCoLaNET.from_colanet>`; ``classes`` defaults to a
+[`to_int8()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.to_int8]). ``integer`` takes an ``IntegerCoLaNET`` only (a float
+CoLaNET deploys in integers as ``int8``). Options ([`OPTIONS`][spikebridge.deploy.api.OPTIONS]) go to the format's writer:
+[`export_nir()`][spikebridge.deploy.nir.export_nir], [`Int8CoLaNET.quantise`][spikebridge.deploy.fixed_point.Int8CoLaNET.quantise],
+[`AkidaCoLaNET.from_colanet`][spikebridge.deploy.akida.AkidaCoLaNET.from_colanet]; ``classes`` defaults to a
 classifier's ``classes_``.
 
-:func:`load` tells the format from the file: a safetensors file by its metadata (int8 record,
+[`load()`][spikebridge.deploy.api.load] tells the format from the file: a safetensors file by its metadata (int8 record,
 integer learner, a rule's model, ``CoLaNET.save``), any other file by the ``format`` of its
-sidecar (NIR, Akida). Every sidecar is a :class:`~.sidecar.VersionedSidecar` whose format and
-version are checked on load; every error of :func:`load` is one line naming the file.
+sidecar (NIR, Akida). Every sidecar is a [`VersionedSidecar`][spikebridge.deploy.sidecar.VersionedSidecar] whose format and
+version are checked on load; every error of [`load()`][spikebridge.deploy.api.load] is one line naming the file.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _fitted(clf) -> None:
 
 
 def colanet_of(obj):
-    """The trained :class:`~spikebridge.colanet.CoLaNET` of a fitted ``SpikingClassifier`` (rule
+    """The trained [`CoLaNET`][spikebridge.colanet.CoLaNET] of a fitted ``SpikingClassifier`` (rule
     ``colanet``), of a ``CoLaNETLearner``, or ``obj`` itself; else a one-line error."""
     from ..colanet import CoLaNET
 
@@ -167,10 +167,10 @@ _WRITERS = {"nir": _nir, "int8": _int8, "akida": _akida, "integer": _integer, "s
 
 
 def export(model, path, format: str = "nir", **options) -> dict:
-    """Write ``model`` (a fitted :class:`~spikebridge.SpikingClassifier`, a learner or a network; see
+    """Write ``model`` (a fitted `SpikingClassifier`, a learner or a network; see
     the module docstring for what each format takes) to ``path`` in ``format`` (one of
-    :data:`~.formats.EXPORT_FORMATS`), with its versioned JSON sidecar ``<path>.json`` where the
-    format has one. ``options`` are those of the format (:data:`OPTIONS`). Returns a summary:
+    `EXPORT_FORMATS`), with its versioned JSON sidecar ``<path>.json`` where the
+    format has one. ``options`` are those of the format ([`OPTIONS`][spikebridge.deploy.api.OPTIONS]). Returns a summary:
     ``path``, ``sidecar`` (``None`` without one), ``bytes`` and what the format's writer reports."""
     if format not in _WRITERS:
         raise SpikebridgeError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
@@ -199,11 +199,11 @@ def _sidecar_format(side: Path) -> str:
 
 
 def load(path):
-    """The model in ``path``, whatever :func:`export` (or a ``save`` method) wrote there: a
+    """The model in ``path``, whatever [`export()`][spikebridge.deploy.api.export] (or a ``save`` method) wrote there: a
     ``CoLaNET`` (NIR; native ``CoLaNET.save``), ``Int8CoLaNET``, ``AkidaCoLaNET``, ``IntegerCoLaNET``
     or ``SpikingClassifier`` (native files of a rule, ``spikebridge train`` models included). The
     format comes from the file (module docstring); sidecars are checked for format and version.
-    A missing, unknown or damaged file is a one-line :class:`~spikebridge.errors.SpikebridgeError`
+    A missing, unknown or damaged file is a one-line `SpikebridgeError`
     naming it."""
     from ..io import is_safetensors, load_tensors
 

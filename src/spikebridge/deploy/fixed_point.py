@@ -4,7 +4,7 @@ r"""Int8 fixed-point CoLaNET (Loihi-style integer arithmetic).
   power-of-two exponent ``e`` for the layer (round to nearest);
 * threshold ``theta_q = round(theta / 2**e)`` and lateral weight ``g_q = round(g theta / 2**e)``:
   unsigned integers below ``2**23`` in the same units (24-bit registers);
-* decay: 12-bit ``dv`` (:func:`decay_dv`), ``v <- decay(v)`` (:func:`decay`, rounding toward
+* decay: 12-bit ``dv`` ([`decay_dv()`][spikebridge.deploy.fixed_point.decay_dv]), ``v <- decay(v)`` ([`decay()`][spikebridge.deploy.fixed_point.decay], rounding toward
   zero, as Loihi's compartment update);
 * per step ``v <- decay(v) + sum_i w_q[j,i] x_i[t] - g_q (spikes of the other neurons at t-1)``,
   saturated to 24-bit signed ``[-2**23, 2**23 - 1]``; spike when ``v >= theta_q``;
@@ -12,24 +12,24 @@ r"""Int8 fixed-point CoLaNET (Loihi-style integer arithmetic).
 
 ``dynamics="loihi"`` is instead the arithmetic of Loihi's CUBA LIF as Lava's bit-accurate model
 (``lava.proc.lif.models.PyLifModelBitAcc``) computes it, with no current memory (``du = 4095``),
-so that Lava runs the exported model spike for spike (:mod:`.lava_worker`): the synaptic sum is
-MSB-aligned by :data:`ACT_SHIFT` bits into the 24-bit current (Lava's single 24-bit wrap),
+so that Lava runs the exported model spike for spike (`lava_worker`): the synaptic sum is
+MSB-aligned by `ACT_SHIFT` bits into the 24-bit current (Lava's single 24-bit wrap),
 the membrane (same 12-bit decay, now on the finer grid) clips to ``[-(2**23 - 1), 2**23 - 1]``,
-a spike needs ``v > theta_q * 2**6`` (strict) and resets ``v`` to 0 (:meth:`Int8CoLaNET.step_loihi`).
+a spike needs ``v > theta_q * 2**6`` (strict) and resets ``v`` to 0 ([`step_loihi()`][spikebridge.deploy.fixed_point.Int8CoLaNET.step_loihi]).
 Its exponent is chosen so that ``theta_q`` fits Lava's 17-bit ``vth`` and the lateral input of a
-few simultaneous spikes fits the current register (:meth:`Int8CoLaNET.quantise`).
+few simultaneous spikes fits the current register ([`quantise()`][spikebridge.deploy.fixed_point.Int8CoLaNET.quantise]).
 
 Synaptic sums fit int32 (``|sum| <= 127 N``) and are computed exactly: every partial sum of
 int8 weights is an integer below ``127 N``, which float32 holds exactly while ``127 N < 2**24``
 (float64 beyond), so the dense GEMM and the event-driven gather of
-:func:`spikebridge.currents.spike_currents` give the same integers in any summation order
+[`spike_currents()`][spikebridge.currents.spike_currents] give the same integers in any summation order
 (the default is dense, as everywhere; ``method="auto"`` takes the faster); the state is
 simulated with int64 tensor ops. Saved as
 safetensors (int8 weights, int32 parameters, int16 maps; host-side normaliser float32) whose
-metadata is an :class:`Int8Sidecar`, the same record (plus file sizes) written beside it as JSON.
+metadata is an [`Int8Sidecar`][spikebridge.deploy.fixed_point.Int8Sidecar], the same record (plus file sizes) written beside it as JSON.
 
-The integer model has its own simulation loop (:meth:`Int8CoLaNET.simulate`) rather than
-:func:`spikebridge.neurons.lif_population`: its decay truncates toward zero after an integer
+The integer model has its own simulation loop (`simulate()`) rather than
+[`lif_population()`][spikebridge.neurons.lif_population]: its decay truncates toward zero after an integer
 multiply, the membrane saturates to 24 bits every step and the state is int64, none of which
 the float loop can express without changing its rounding.
 """
@@ -66,7 +66,7 @@ LATERAL_HEADROOM = 3  # dynamics "loihi": other neurons spiking in one step whos
 
 def decay_dv(beta: float) -> int:
     """The 12-bit decay constant of a leak factor ``beta``: ``dv = round(4096 (1 - beta))``, clamped
-    to ``[0, 4096]``. Int8CoLaNET and the integer learner (:mod:`.integer_learning`) both use it."""
+    to ``[0, 4096]``. Int8CoLaNET and the integer learner ([`integer_learning`][spikebridge.deploy.integer_learning]) both use it."""
     return int(min(1 << DECAY_BITS, max(0, round((1 << DECAY_BITS) * (1.0 - beta)))))
 
 
@@ -90,8 +90,8 @@ def decay_factor(dv: int) -> float:
 @dataclass
 class Int8Sidecar(VersionedSidecar):
     """The record of an int8 model: the safetensors metadata of the file and, with the file sizes,
-    its JSON sidecar ``<file>.json``; read and checked as every :class:`~.sidecar.VersionedSidecar`
-    (:meth:`Int8CoLaNET.load` checks both)."""
+    its JSON sidecar ``<file>.json``; read and checked as every [`VersionedSidecar`][spikebridge.deploy.sidecar.VersionedSidecar]
+    ([`load()`][spikebridge.deploy.fixed_point.Int8CoLaNET.load] checks both)."""
 
     KIND = "int8 model"
 
@@ -153,7 +153,7 @@ class Int8CoLaNET:
         raises the exponent until ``theta_q < 2**17`` (Lava's ``vth``) and the lateral input of
         ``headroom`` other neurons of a member spiking in one step, ``headroom g_q``, stays below
         ``2**17``: shifted left by 6 bits it fits the 24-bit current. More simultaneous spikes wrap
-        the current, in Lava and in :meth:`step_loihi` alike. Fitting every other neuron of a
+        the current, in Lava and in [`step_loihi()`][spikebridge.deploy.fixed_point.Int8CoLaNET.step_loihi] alike. Fitting every other neuron of a
         50-neuron member, ``(M - 1) g_q < 2**17``, would leave Imagenette's weights about 2 bits;
         headroom 3 was picked by comparing headrooms 0-28 on Imagenette's val split (it kept the
         default int8 model's top-1; benchmarks/results/lava.json has the top-1 of both models)."""
@@ -186,7 +186,7 @@ class Int8CoLaNET:
 
     def feedforward(self, input_spikes: torch.Tensor, method: str | None = None) -> torch.Tensor:
         """Exact integer synaptic sums ``[T, B, J']`` (int64) of binary input spikes (``method``:
-        that of :func:`spikebridge.currents.spike_currents`; every path is exact)."""
+        that of [`spike_currents()`][spikebridge.currents.spike_currents]; every path is exact)."""
         N = input_spikes.shape[-1]
         dtype = torch.float32 if N * 127 < (1 << 24) else torch.float64  # see the module docstring
         currents = spike_currents(input_spikes, self.weights.to(dtype).unsqueeze(0), method)[0]
@@ -270,7 +270,7 @@ class Int8CoLaNET:
                 + 2 * self.column.numel())
 
     def metadata(self) -> dict:
-        """The :class:`Int8Sidecar` record of this model without the file sizes (the file's metadata)."""
+        """The [`Int8Sidecar`][spikebridge.deploy.fixed_point.Int8Sidecar] record of this model without the file sizes (the file's metadata)."""
         side = Int8Sidecar(
             exponent=self.exponent, decay_dv=self.decay_dv, n_classes=self.n_classes,
             n_inputs=int(self.weights.shape[1]), normaliser=self.normaliser.metadata(), steps=self.steps,
@@ -291,7 +291,7 @@ class Int8CoLaNET:
                 + ("v -= threshold_q * s" if self.reset == "subtract" else "v = 0 where s"))
 
     def save(self, path) -> dict:
-        """Write ``path`` (safetensors, the record as metadata) and ``path.json`` (:class:`Int8Sidecar`
+        """Write ``path`` (safetensors, the record as metadata) and ``path.json`` ([`Int8Sidecar`][spikebridge.deploy.fixed_point.Int8Sidecar]
         with the file sizes); returns the sidecar's fields."""
         path = Path(path)
         meta = self.metadata()
@@ -303,8 +303,8 @@ class Int8CoLaNET:
 
     @classmethod
     def load(cls, path) -> "Int8CoLaNET":
-        """The model :meth:`save` wrote; its record (file metadata) and, when present, its sidecar are
-        checked as :class:`Int8Sidecar` (format and version), each error one line naming the file."""
+        """The model [`save()`][spikebridge.deploy.fixed_point.Int8CoLaNET.save] wrote; its record (file metadata) and, when present, its sidecar are
+        checked as [`Int8Sidecar`][spikebridge.deploy.fixed_point.Int8Sidecar] (format and version), each error one line naming the file."""
         t, meta = load_tensors(path)
         m = Int8Sidecar.from_dict(meta, path)
         if sidecar_path(path).is_file():

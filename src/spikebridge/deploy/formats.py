@@ -25,7 +25,7 @@ def sidecar_path(path) -> Path:
 
 
 def check_akida_bits(value, what: str) -> int:
-    """``value`` as an Akida bit width (:data:`AKIDA_BITS`), else a one-line error naming ``what``."""
+    """``value`` as an Akida bit width (`AKIDA_BITS`), else a one-line error naming ``what``."""
     from numbers import Integral
 
     from ..errors import SpikebridgeError

@@ -1,10 +1,10 @@
 r"""Does a trained CoLaNET fit a neuromorphic chip? Documented limits and core counts.
 
-:func:`fit_report` answers, one line per chip or toolchain, whether the exported network
+[`fit_report()`][spikebridge.deploy.hardware.fit_report] answers, one line per chip or toolchain, whether the exported network
 (``N`` input channels, ``J'`` recruited LIF neurons in ``K`` members, lateral inhibition within
 a member, 8-bit weights of the int8 model) maps onto it as exported, how many cores it needs,
-and what would have to change; :func:`fit_all` gives the same as data. The figures are the
-vendors' and papers' published ones (:data:`CHIPS`, each with its source); where a figure is
+and what would have to change; [`fit_all()`][spikebridge.deploy.hardware.fit_all] gives the same as data. The figures are the
+vendors' and papers' published ones ([`CHIPS`][spikebridge.deploy.hardware.CHIPS], each with its source); where a figure is
 not published it is marked as derived or uncertain rather than invented.
 
 Limits (``ChipLimits``; sources in each entry's ``source``)
@@ -164,7 +164,7 @@ class ModelShape:
 
 @dataclass
 class Fit:
-    """Whether a :class:`ModelShape` maps onto a chip as exported, and at what cost otherwise."""
+    """Whether a `ModelShape` maps onto a chip as exported, and at what cost otherwise."""
 
     chip: str
     fits: bool  # maps as exported (structure, counts and weight bits), one chip
@@ -191,9 +191,9 @@ class Fit:
 
 
 def model_shape(model_or_network, lateral: bool | None = None) -> ModelShape:
-    """:class:`ModelShape` of a :class:`~spikebridge.colanet.CoLaNET`, an exported
-    :class:`~spikebridge.deploy.network.Network`, an :class:`~spikebridge.deploy.Int8CoLaNET` or a
-    :class:`ModelShape` (returned as is). Weights are counted at the int8 model's 8 bits."""
+    """`ModelShape` of a [`CoLaNET`][spikebridge.colanet.CoLaNET], an exported
+    [`Network`][spikebridge.deploy.network.Network], an `Int8CoLaNET` or a
+    `ModelShape` (returned as is). Weights are counted at the int8 model's 8 bits."""
     from ..colanet import CoLaNET
     from .fixed_point import WEIGHT_BITS, Int8CoLaNET
     from .network import Network, network_of
@@ -375,7 +375,7 @@ def _truenorth(s: ModelShape, copies: int = 4) -> Fit:
 
 
 def fit_all(model_or_network, lateral: bool | None = None) -> dict[str, Fit]:
-    """:class:`Fit` of the model on every chip of :data:`CHIPS` (keys as there)."""
+    """[`Fit`][spikebridge.deploy.hardware.Fit] of the model on every chip of [`CHIPS`][spikebridge.deploy.hardware.CHIPS] (keys as there)."""
     s = model_shape(model_or_network, lateral)
     return {"speck": _speck(s), "xylo_audio2": _xylo("xylo_audio2", s), "xylo_imu": _xylo("xylo_imu", s),
             "loihi2": _loihi2(s), "truenorth": _truenorth(s)}
@@ -383,7 +383,7 @@ def fit_all(model_or_network, lateral: bool | None = None) -> dict[str, Fit]:
 
 def fit_report(model_or_network, lateral: bool | None = None) -> list[str]:
     """One line per chip/toolchain: whether ``model_or_network`` (a CoLaNET, an exported
-    Network, an Int8CoLaNET or a :class:`ModelShape`) fits as exported, and why not; with the
+    Network, an Int8CoLaNET or a `ModelShape`) fits as exported, and why not; with the
     cores the network needs and what would have to change."""
     s = model_shape(model_or_network, lateral)
     head = (f"hardware fit of {s.inputs} inputs -> {s.neurons} LIF neurons ({len(s.members)} member(s)"

@@ -1,16 +1,16 @@
 r"""Plasticity in integer arithmetic: CoLaNET trained entirely in fixed point.
 
-:class:`IntegerCoLaNET` learns with the rule of :meth:`spikebridge.colanet.CoLaNET.learn`
+[`IntegerCoLaNET`][spikebridge.deploy.integer_learning.IntegerCoLaNET] learns with the rule of [`learn()`][spikebridge.colanet.CoLaNET.learn]
 written in integers only, so that a chip with integer adders, shifters and comparators can
-learn on-line; its inference model is the exact integer :class:`~.fixed_point.Int8CoLaNET`
-(:meth:`IntegerCoLaNET.to_int8`). Every constant of the rule and the order of its operations
-are written to a versioned JSON sidecar (:class:`IntegerRuleSidecar`), from which the rule can
+learn on-line; its inference model is the exact integer [`Int8CoLaNET`][spikebridge.deploy.fixed_point.Int8CoLaNET]
+([`to_int8()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.to_int8]). Every constant of the rule and the order of its operations
+are written to a versioned JSON sidecar ([`IntegerRuleSidecar`][spikebridge.deploy.integer_learning.IntegerRuleSidecar]), from which the rule can
 be re-implemented without this library (``tests/test_integer_learning.py`` does so in plain
 Python integers and matches one learning step bit for bit).
 
 Host and chip
 -------------
-The host normalises each feature vector to rates in ``[0, 1]`` (:mod:`spikebridge.coding`,
+The host normalises each feature vector to rates in ``[0, 1]`` (`coding`,
 float) and the rate coder turns them into spikes; everything after the spikes is integer. The
 presynaptic trace of input channel ``i`` is its spike count over the window of ``T`` steps,
 ``c_i in [0, T]`` (the deterministic coder gives ``c_i = round(T r_i)``), i.e. ``T`` times the
@@ -23,7 +23,7 @@ Integer state
   (``weight_bits="altai"``), ``W_lo = round(Q w_min / w_max)``; one LSB is ``w_max / Q`` of
   the float rule's weight (stored as int8, or int16 when ``Q > 127``);
 * ``active[j]``: recruited microcolumns (neuron ``j`` belongs to class column ``j // M``);
-* the random generator's 32-bit state ``s`` (:func:`rng_draws`);
+* the random generator's 32-bit state ``s`` (`rng_draws()`);
 * after calibration: ``gamma_q``, the int8 inference weights ``W8``, ``theta8``, ``lateral8``.
 
 One learning step (a mini-batch of ``B`` examples, counts ``c[b]``, labels ``y_b``, rate numerator ``R``)
@@ -41,7 +41,7 @@ In this order (integer arithmetic throughout; ``>>`` is an arithmetic shift, ``/
     5. updates      P = (R * eta_plus_num) >> RATE_SHIFT;  D- = (R * eta_minus_num) >> RATE_SHIFT
                     D[j, i] = P * sum_{b: pot_b, j+_b = j} c[b, i]  -  D- * sum_{b: dep_b, j-_b = j} c[b, i]
                     pot_b = err_b and not recruited_b and j+_b exists;  dep_b = err_b and j-_b exists
-    6. rounding     one draw z (:func:`rng_draws`) per synapse with D[j, i] != 0, in the order of
+    6. rounding     one draw z (`rng_draws()`) per synapse with D[j, i] != 0, in the order of
                     j ascending, then i ascending; dW[j, i] = 0 where D[j, i] = 0, else
                     dW[j, i] = (D[j, i] >> ETA_SHIFT) + [ (z >> (32 - ETA_SHIFT)) < (D[j, i] & (2^ETA_SHIFT - 1)) ]
     7. bounds       W[j, i] <- clamp(W[j, i] + dW[j, i], W_lo, W_hi)
@@ -58,7 +58,7 @@ it cancels in every comparison of steps 2-3 and the learning step does not need 
 
 Annealing (integer schedule): ``R = R0 * (total - seen) // total`` for the batch starting at
 example ``seen`` of a run of ``total`` presentations, ``R0 = round(2^RATE_SHIFT * s0)``, ``s0``
-the starting factor of :func:`spikebridge.colanet.schedule_rate` (a constant of the run).
+the starting factor of [`schedule_rate()`][spikebridge.colanet.schedule_rate] (a constant of the run).
 
 Calibration and the inference model (end of every epoch, on the first ``CALIBRATION_WINDOW`` training examples)
 --------------------------------------------------------------------------------------------------------------------
@@ -72,12 +72,12 @@ Calibration and the inference model (end of every epoch, on the first ``CALIBRAT
     lateral8 = (g * theta8 + 2^(LATERAL_SHIFT-1)) >> LATERAL_SHIFT,    g = round(lateral_inhibition * 2^LATERAL_SHIFT)
 
 i.e. the float rule's calibration (the median winning neuron first fires at step
-``first_spike_step``) on the integer drive per step ``a_b / T``. :meth:`IntegerCoLaNET.to_int8`
-returns the :class:`~.fixed_point.Int8CoLaNET` with weights ``W8`` of the recruited neurons
+``first_spike_step``) on the integer drive per step ``a_b / T``. [`to_int8()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.to_int8]
+returns the [`Int8CoLaNET`][spikebridge.deploy.fixed_point.Int8CoLaNET] with weights ``W8`` of the recruited neurons
 (weight LSB ``2^e`` learned LSBs), ``theta8``, ``lateral8`` and the decay of
-:meth:`Int8CoLaNET.quantise <spikebridge.deploy.fixed_point.Int8CoLaNET.quantise>`; its
+[`Int8CoLaNET.quantise`][spikebridge.deploy.fixed_point.Int8CoLaNET.quantise]; its
 simulation is the deployed integer network. With 8-bit weights ``W - gamma_q`` can leave
-``[-127, 127]``; those synapses saturate (:attr:`IntegerCoLaNET.saturated`: 0.2 % of them on
+``[-127, 127]``; those synapses saturate (`saturated`: 0.2 % of them on
 Imagenette, 2.7 % on imagenet64, where ``gamma_q < 0``; rounding with ``e = 1`` instead, or
 9-bit synapses, gave the same top-1 within 0.1 points there).
 """
@@ -178,7 +178,7 @@ class IntegerRuleSidecar(VersionedSidecar):
     """The integer learning rule, completely (see the module docstring): bit widths, constants,
     the generator, rounding and the order of operations, plus the state the rule needs beyond
     the tensors of the model file (generator state, schedule); read and checked as every
-    :class:`~.sidecar.VersionedSidecar`."""
+    [`VersionedSidecar`][spikebridge.deploy.sidecar.VersionedSidecar]."""
 
     KIND = "integer-rule sidecar"
 
@@ -201,11 +201,11 @@ class IntegerRuleSidecar(VersionedSidecar):
 class IntegerCoLaNET(Learner):
     """CoLaNET trained in integer arithmetic (the rule in the module docstring).
 
-    A :class:`~spikebridge.learner.Learner` for :func:`spikebridge.training.train` (same example
+    A [`Learner`][spikebridge.learner.Learner] for [`train()`][spikebridge.training.train] (same example
     order as the float learner with the same seed: the host shuffles with ``generator``):
-    :meth:`rates` returns the integer spike counts, :meth:`rate_at` the integer annealing
-    numerator, :meth:`learn` one integer step, :meth:`end_epoch` the integer calibration.
-    ``config`` is a :class:`~spikebridge.colanet.CoLaNETConfig` (``microcolumns=None``: chosen
+    [`rates()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.rates] returns the integer spike counts, [`rate_at()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.rate_at] the integer annealing
+    numerator, [`learn()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.learn] one integer step, `end_epoch()` the integer calibration.
+    ``config`` is a [`CoLaNETConfig`][spikebridge.colanet.CoLaNETConfig] (``microcolumns=None``: chosen
     from the training data; ``ensemble`` must be 1); ``weight_bits`` 2..16 or ``"altai"``.
     """
 
@@ -275,7 +275,7 @@ class IntegerCoLaNET(Learner):
         return adaptive_epochs(n_examples)
 
     def prepare(self, features, labels=None) -> None:
-        """Microcolumns from the data (:func:`~spikebridge.colanet.adaptive_config`), the host's
+        """Microcolumns from the data ([`adaptive_config()`][spikebridge.colanet.adaptive_config]), the host's
         rate normaliser, a fresh integer state."""
         config = self.requested
         if config.microcolumns is None and labels is not None:
@@ -321,7 +321,7 @@ class IntegerCoLaNET(Learner):
         with the annealing numerator ``rate`` (default ``2^RATE_SHIFT``, i.e. ``s = 1``); the
         equations and their order are in the module docstring. Returns the number of errors.
 
-        Runs on one intra-op thread (:func:`~spikebridge.neurons.single_threaded`): its tensors
+        Runs on one intra-op thread ([`single_threaded()`][spikebridge.neurons.single_threaded]): its tensors
         are small, and splitting them over threads costs far more than it saves."""
         with single_threaded():
             return self._learn(counts, labels, sync, rate)
@@ -395,9 +395,9 @@ class IntegerCoLaNET(Learner):
 
     @torch.no_grad()
     def partial_fit(self, features, labels, batch_size: int = 1) -> "IntegerCoLaNET":
-        """Online learning, each example once: the float rule's :meth:`~spikebridge.colanet.CoLaNET.partial_fit`
+        """Online learning, each example once: the float rule's [`partial_fit()`][spikebridge.colanet.CoLaNET.partial_fit]
         in integers. The host keeps the same running statistics
-        (:class:`~spikebridge.streaming.StreamStatistics`: coder, class statistics for replay,
+        ([`StreamStatistics`][spikebridge.streaming.StreamStatistics]: coder, class statistics for replay,
         mean counts) and sends spike counts; the chip's state adds, per column, the count
         ``n_c`` of its dopamine spikes and the rate numerator ``R_c = R0 * H // (H + n_c)``
         (``R0 = round(stream_boost * 2^RATE_SHIFT)``, ``H = round(stream_halflife)``); while some
@@ -470,7 +470,7 @@ class IntegerCoLaNET(Learner):
     @torch.no_grad()
     def add_classes(self, count: int = 1) -> "IntegerCoLaNET":
         """Append ``count`` empty columns and freeze the existing ones (as the float
-        :meth:`~spikebridge.colanet.CoLaNET.add_classes`); the coder's statistics stop."""
+        [`add_classes()`][spikebridge.colanet.CoLaNET.add_classes]); the coder's statistics stop."""
         M, N = self.config.microcolumns, self.n_channels
         self.weights = torch.cat([self.weights, torch.zeros(count * M, N, dtype=self.weights.dtype)])
         self.active = torch.cat([self.active, torch.zeros(count * M, dtype=torch.bool)])
@@ -511,7 +511,7 @@ class IntegerCoLaNET(Learner):
 
     def folded_weights(self) -> torch.Tensor:
         """``W8 = clamp((W - gamma_q + h) >> e, -127, 127)`` for every neuron ``[J, N]`` (int8);
-        counts the clamped synapses of recruited neurons in :attr:`saturated`."""
+        counts the clamped synapses of recruited neurons in `saturated`."""
         e = self.shift
         wide = self.weights.to(torch.int64) - self.gamma
         if e:
@@ -524,7 +524,7 @@ class IntegerCoLaNET(Learner):
 
     # ---------------------------------------------------------------- inference
     def to_int8(self, reset: str = "subtract") -> Int8CoLaNET:
-        """The deployable :class:`~.fixed_point.Int8CoLaNET` (recruited neurons only) of the last
+        """The deployable [`Int8CoLaNET`][spikebridge.deploy.fixed_point.Int8CoLaNET] (recruited neurons only) of the last
         calibration: weights ``W8``, ``theta8``, ``lateral8``, Int8CoLaNET's 12-bit decay."""
         if not bool(self.active.any()) or self.normaliser is None:
             raise SpikebridgeError("the integer model has no recruited neurons or no rate normaliser (train it first)")
@@ -566,7 +566,7 @@ class IntegerCoLaNET(Learner):
 
     # ---------------------------------------------------------------- the rule, written down
     def rule_sidecar(self) -> IntegerRuleSidecar:
-        """The :class:`IntegerRuleSidecar` of this learner: everything a chip needs besides the
+        """The [`IntegerRuleSidecar`][spikebridge.deploy.integer_learning.IntegerRuleSidecar] of this learner: everything a chip needs besides the
         weights, recruitment flags and spike counts."""
         k, N, T, hi = self.constants(), self.n_channels, self.config.steps, self.limit
         B = max(1, self.batch_size)
@@ -680,7 +680,7 @@ class IntegerCoLaNET(Learner):
         return obj
 
     def save(self, path) -> dict:
-        """Write the integer state (safetensors) and the rule (:class:`IntegerRuleSidecar`, ``path.json``)."""
+        """Write the integer state (safetensors) and the rule ([`IntegerRuleSidecar`][spikebridge.deploy.integer_learning.IntegerRuleSidecar], ``path.json``)."""
         path = Path(path)
         save_tensors(path, self.tensors(), self.metadata())
         side = self.rule_sidecar()
@@ -689,8 +689,8 @@ class IntegerCoLaNET(Learner):
 
     @classmethod
     def load(cls, path) -> "IntegerCoLaNET":
-        """The learner :meth:`save` wrote; its rule sidecar, when present, is checked as every
-        :class:`~.sidecar.VersionedSidecar` (format and version). Errors are one line naming the file."""
+        """The learner [`save()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.save] wrote; its rule sidecar, when present, is checked as every
+        [`VersionedSidecar`][spikebridge.deploy.sidecar.VersionedSidecar] (format and version). Errors are one line naming the file."""
         tensors, meta = load_tensors(path)
         if sidecar_path(path).is_file():
             IntegerRuleSidecar.read(sidecar_path(path))
@@ -704,8 +704,8 @@ class IntegerCoLaNET(Learner):
 
 def integer_learner(n_inputs: int, n_classes: int, weight_bits=8, config: CoLaNETConfig | None = None,
                     **settings) -> IntegerCoLaNET:
-    """An untrained :class:`IntegerCoLaNET`; ``settings`` are :class:`~spikebridge.colanet.CoLaNETConfig`
-    fields applied to a copy of ``config`` (as :func:`spikebridge.create_learner`)."""
+    """An untrained [`IntegerCoLaNET`][spikebridge.deploy.integer_learning.IntegerCoLaNET]; ``settings`` are [`CoLaNETConfig`][spikebridge.colanet.CoLaNETConfig]
+    fields applied to a copy of ``config`` (as `create_learner()`)."""
     known = {f.name for f in fields(CoLaNETConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:

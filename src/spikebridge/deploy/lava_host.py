@@ -1,8 +1,8 @@
-"""Run an :class:`~.fixed_point.Int8CoLaNET` with ``dynamics="loihi"`` in Intel's Lava (Loihi 2
-bit-accurate fixed-point models) and read its spikes back as an :class:`~.fixed_point.IntRecord`.
+"""Run an [`Int8CoLaNET`][spikebridge.deploy.fixed_point.Int8CoLaNET] with ``dynamics="loihi"`` in Intel's Lava (Loihi 2
+bit-accurate fixed-point models) and read its spikes back as an `IntRecord`.
 
 Lava 0.10 runs on Python 3.10 only, so it lives in its own environment (``.ci/lava-env`` builds
-one; ``$SPIKEBRIDGE_LAVA_PYTHON`` names its python) and :mod:`.lava_worker` runs there as a file:
+one; ``$SPIKEBRIDGE_LAVA_PYTHON`` names its python) and `lava_worker` runs there as a file:
 the model goes over as its own safetensors file, the input spikes as a bit-packed ``.npy``, the
 result comes back as ``.npz`` (no pickle).
 """
@@ -28,7 +28,7 @@ WEIGHT_BUDGET = 64 << 20  # bytes of the block-diagonal feed-forward Dense (int3
 
 def copies_for(model: Int8CoLaNET, most: int = 8) -> int:
     """Copies of the network side by side: ``copies**2 * 4 J' N`` bytes of block-diagonal int32
-    weights stay within :data:`WEIGHT_BUDGET` (at most ``most``)."""
+    weights stay within `WEIGHT_BUDGET` (at most ``most``)."""
     J, N = model.weights.shape
     return int(max(1, min(most, (WEIGHT_BUDGET / (4 * J * N)) ** 0.5)))
 
@@ -42,9 +42,9 @@ def lava_python(python: str | os.PathLike | None = None) -> Path | None:
 def run_lava(model: Int8CoLaNET, input_spikes: torch.Tensor, python: str | os.PathLike | None = None, *,
              chunk: int = 400, copies: int | None = None, progress: bool = False) -> tuple[IntRecord, dict]:
     """Simulate ``model`` on binary ``input_spikes [T, B, N]`` in Lava; returns the spike counts,
-    first spikes and final membranes (Lava units, as :meth:`Int8CoLaNET.simulate` with
+    first spikes and final membranes (Lava units, as `simulate()` with
     ``dynamics="loihi"``) and the worker's report. ``chunk`` examples per Lava run, ``copies`` of
-    the network side by side (:mod:`.lava_worker`; default :func:`copies_for`)."""
+    the network side by side (`lava_worker`; default `copies_for()`)."""
     exe = lava_python(python)
     if exe is None or not exe.exists():
         raise SpikebridgeError(f"no Lava environment (${LAVA_ENV}={exe}): build one with .ci/lava-env and set "

@@ -3,8 +3,8 @@
 Unrecruited microcolumns (``model.active == False``) are silent and are dropped, so the network
 holds ``J' = sum_k (recruited neurons of member k)`` neurons, members stacked one after the other
 (block-diagonal population). The effective weights ``W - gamma`` fold in the feedforward
-inhibitory interneuron. Its decision is :func:`readout_scores`, the one column readout of
-:mod:`spikebridge.readout`, applied to the exported neurons.
+inhibitory interneuron. Its decision is [`readout_scores()`][spikebridge.deploy.network.readout_scores], the one column readout of
+[`readout`][spikebridge.readout], applied to the exported neurons.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def network_of(model: CoLaNET) -> Network:
 
 def first_spike_steps(spikes: torch.Tensor) -> torch.Tensor:
     """1-based step of each neuron's first spike in ``spikes [T, B, J']`` (``T + 1`` if none):
-    the ``first`` argument of :func:`readout_scores` for another simulator's output spikes."""
+    the ``first`` argument of [`readout_scores()`][spikebridge.deploy.network.readout_scores] for another simulator's output spikes."""
     T = spikes.shape[0]
     steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, 1, 1)
     return torch.where(spikes > 0, steps, torch.full_like(steps, T + 1.0)).amin(0)
@@ -72,6 +72,6 @@ def readout_scores(counts: torch.Tensor, first: torch.Tensor, net: Network, step
                    v: torch.Tensor | None = None) -> torch.Tensor:
     """Column scores ``[B, C]`` from per-neuron ``counts [B, J']``, 1-based ``first`` spike
     steps (``steps + 1`` if none) and optionally final ``v`` (same units as ``threshold``) of
-    the exported neurons: :func:`spikebridge.readout.column_scores`, the rule of
-    :meth:`CoLaNET.column_scores`."""
+    the exported neurons: [`column_scores()`][spikebridge.readout.column_scores], the rule of
+    `column_scores()`."""
     return column_scores(counts, first, v, net.threshold, net.member, net.column, net.n_classes, steps)

@@ -1,5 +1,5 @@
 r"""NIR export of a trained CoLaNET, with a typed, versioned JSON sidecar (read back by
-:mod:`~spikebridge.deploy.nir_import`; the LIF parameter mapping is :mod:`~spikebridge.deploy.nir_lif`).
+`nir_import`; the LIF parameter mapping is [`nir_lif`][spikebridge.deploy.nir_lif]).
 
 NIR graph of a trained CoLaNET (``export_nir``)
 -----------------------------------------------
@@ -50,16 +50,16 @@ Sidecar ``<file>.nir.json`` (plain JSON, ``format: "spikebridge-nir"``)
 ``neurons``: per exported neuron its ``member``, ``row`` (index in CoLaNET's ``J = C*M``) and
 ``column`` (class); ``readout``: the decision, computed outside the graph from the output
 spikes (column spike counts summed over members, ties by the earliest first spike, then by
-the highest final ``v/theta``; see :func:`spikebridge.readout.column_scores`); ``coder``: the feature -> rate map
+the highest final ``v/theta``; see [`column_scores()`][spikebridge.readout.column_scores]); ``coder``: the feature -> rate map
 (``source``, ``center``, ``gain`` per input channel), coder name, ``steps``, ``max_rate_hz``; ``plasticity``: the rule that
 trained the weights (NIR has no plasticity primitive: the graph holds frozen weights);
-``colanet_config`` and ``classes``. :func:`~spikebridge.deploy.nir_import.import_nir` reads both files back into a
-:class:`~spikebridge.colanet.CoLaNET` whose predictions are bit-identical to the original:
+``colanet_config`` and ``classes``. [`import_nir()`][spikebridge.deploy.nir_import.import_nir] reads both files back into a
+[`CoLaNET`][spikebridge.colanet.CoLaNET] whose predictions are bit-identical to the original:
 the weights are the Affine rows (``gamma`` stays folded in, so the imported model has
 ``gamma = 0`` and is meant for inference; ``W`` = weight + sidecar ``gamma`` to float
 rounding), ``theta`` the ``v_threshold``, ``g`` from the Linear, ``beta`` from ``tau``.
 
-:mod:`spikebridge.deploy.peer_agreement` runs the graphs below in snnTorch and Norse.
+`peer_agreement` runs the graphs below in snnTorch and Norse.
 
 Peer targets
 ------------
@@ -70,7 +70,7 @@ Peer targets
   ``"snntorch"`` therefore writes the nested layout with every time constant on the 0.1 ms
   time base (same per-step dynamics) and, for ensembles with different thresholds, divides
   each member's weights by its ``theta`` (threshold 1). The remaining difference is the
-  reset to zero; :func:`spikebridge.deploy.peer_agreement.reference_counts` with ``reset="zero"``
+  reset to zero; `reference_counts()` with ``reset="zero"``
   reproduces snnTorch's spikes exactly, and predictions agree with our subtractive-reset model (benchmarks/deploy.py).
 * **Norse 1.1** (``norse.torch.from_nir``): its ``LIF`` import ignores ``r`` (logs a
   warning; inputs would be scaled by ``1 - beta``) and always resets to ``v_reset``. Target
@@ -111,7 +111,7 @@ def require_nir():
 @dataclass
 class NIRSidecar(VersionedSidecar):
     """What NIR has no field for, written beside the graph as ``<file>.json`` (see the module
-    docstring); read and checked as every :class:`~.sidecar.VersionedSidecar`."""
+    docstring); read and checked as every [`VersionedSidecar`][spikebridge.deploy.sidecar.VersionedSidecar]."""
 
     KIND = "NIR sidecar"
 

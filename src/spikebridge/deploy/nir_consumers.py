@@ -1,7 +1,7 @@
 r"""NIR consumers beyond snnTorch/Norse: Rockpool (Xylo) and Sinabs (Speck), on graphs laid out
 for them, and our own simulation of each graph to compare with.
 
-Graphs beside the exported one, where an importer cannot take it (:func:`variant_graph`, built
+Graphs beside the exported one, where an importer cannot take it (`variant_graph()`, built
 with ``nir``):
 
 * ``no_lateral``: input -> Affine -> LIF -> output (the recurrent edge dropped);
@@ -15,12 +15,12 @@ with ``nir``):
   ``tau_mem = -dt/ln(beta)`` and a near-instantaneous synapse (``tau_syn = dt/(24 ln 2)``,
   decay ``b`` = 2^-24) with every weight divided by ``b`` (``b I / b = I``).
 
-:func:`reference_spikes` simulates each variant with our population loop; :func:`decide` applies
-the library readout (:func:`spikebridge.deploy.readout_scores`) to a consumer's output spikes.
-:func:`run_rockpool` imports a graph with ``rockpool.nn.modules.from_nir`` in this process;
-:func:`run_sinabs` runs graphs in Sinabs' own environment (Sinabs 3.1.3 pins ``nir<=1.0.4``;
+`reference_spikes()` simulates each variant with our population loop; `decide()` applies
+the library readout (`readout_scores()`) to a consumer's output spikes.
+`run_rockpool()` imports a graph with ``rockpool.nn.modules.from_nir`` in this process;
+`run_sinabs()` runs graphs in Sinabs' own environment (Sinabs 3.1.3 pins ``nir<=1.0.4``;
 ``$SPIKEBRIDGE_SINABS_PYTHON`` or ``/work/venvs/sinabs``, built by ``.ci/sinabs-env``), where
-:mod:`~spikebridge.deploy.sinabs_worker` runs as a file; :func:`without_v_reset` makes a file
+`sinabs_worker` runs as a file; `without_v_reset()` makes a file
 readable by NIR 1.0.4. Used by ``benchmarks/nir_consumers.py``; needs ``nir`` (and Rockpool or
 the Sinabs environment for the consumers).
 """
@@ -53,7 +53,7 @@ def _full(j, value):
 
 
 def variant_graph(net, dt: float, variant: str):
-    """A NIR graph of the exported network ``net`` (:class:`spikebridge.deploy.Network`) laid out
+    """A NIR graph of the exported network ``net`` (`Network`) laid out
     for a consumer (module docstring): ``no_lateral``, ``feedforward_inhibition``, ``if`` (Sinabs:
     ``tau`` in time steps) or ``rockpool``."""
     import nir
@@ -122,7 +122,7 @@ def reference_spikes(net, input_spikes, variant: str, lateral: float):
     ``recurrent`` (as exported and as ``CoLaNET.simulate``), ``no_lateral`` (``g = 0``), ``if``
     (``beta = 1``, ``g = 0``) or ``feedforward_inhibition``: a population without inhibition
     ``s1``, then ``I_j[t] - g theta sum_{l != j, same member} s1_l[t]`` into the output population
-    (:func:`spikebridge.neurons.lif_population` for both)."""
+    ([`lif_population()`][spikebridge.neurons.lif_population] for both)."""
     currents = spike_currents(input_spikes, net.weights.unsqueeze(0), "dense")[0]  # [T, B, J']
     T, B, J = currents.shape
 
@@ -185,7 +185,7 @@ def run_rockpool(path: Path, input_spikes, single_spike: bool, batch: int = 500)
 
 def sinabs_python(explicit: str | None = None) -> Path | None:
     """The Sinabs environment's python: ``explicit``, else ``$SPIKEBRIDGE_SINABS_PYTHON``, else
-    :data:`SINABS_PYTHON`; None if that file does not exist."""
+    `SINABS_PYTHON`; None if that file does not exist."""
     p = Path(explicit or os.environ.get(SINABS_ENV) or SINABS_PYTHON)
     return p if p.is_file() else None
 

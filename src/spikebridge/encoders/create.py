@@ -58,16 +58,16 @@ def create_encoder(
     """Create a frozen encoder by timm name.
 
     ``precision``: ``"fp32"`` (default), ``"bf16"`` (autocast) or ``"auto"`` (bf16 on a CPU with
-    native bf16, see :func:`cpu_has_native_bf16`, else fp32). The resolved precision is part
+    native bf16, see `cpu_has_native_bf16()`, else fp32). The resolved precision is part
     of the feature cache key. ``fold_bn``: fold
-    BatchNorms into the preceding convolutions (:func:`fold_batchnorm`; same features to
+    BatchNorms into the preceding convolutions (`fold_batchnorm()`; same features to
     float rounding). ``jpeg_draft``: reduced-scale decoding of JPEGs >= 2x the resize target
-    (:class:`Preprocess`). ``compile`` and ``backend`` (``"auto"``, ``"torch"``,
-    ``"openvino"``): see :meth:`Encoder.prepare`. ``precision="int8"``: NNCF post-training
+    (`Preprocess`). ``compile`` and ``backend`` (``"auto"``, ``"torch"``,
+    ``"openvino"``): see `prepare()`. ``precision="int8"``: NNCF post-training
     quantisation on OpenVINO (``pip install spikebridge[int8]``), calibrated on
-    ``calibration_images`` (default :data:`DEFAULT_CALIBRATION_IMAGES`) train images drawn with
+    ``calibration_images`` (default `DEFAULT_CALIBRATION_IMAGES`) train images drawn with
     ``calibration_seed`` (default 0) when the train split is first extracted
-    (:meth:`Encoder.calibrate`); the calibration is part of the feature cache key.
+    (`calibrate()`); the calibration is part of the feature cache key.
 
     >>> enc = create_encoder()            # EfficientNet-Lite0, offline weights, 1280-d
     >>> enc.feature_dim

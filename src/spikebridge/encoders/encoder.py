@@ -1,4 +1,4 @@
-"""The :class:`Encoder`: a frozen feature extractor, its identity (the feature cache key), and
+"""The `Encoder`: a frozen feature extractor, its identity (the feature cache key), and
 the engines that run it (PyTorch eager, ``torch.compile``, OpenVINO fp32 and int8)."""
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ class Encoder:
     """A frozen feature extractor plus everything that identifies its output.
 
     ``precision`` ``"fp32"`` or ``"bf16"`` (autocast: convolutions and matrix products in
-    bf16, features returned as float32); it is part of :meth:`identity`, so the feature cache
+    bf16, features returned as float32); it is part of `identity()`, so the feature cache
     never mixes the two. ``jpeg_draft``: decode large JPEGs at reduced scale (see
-    :class:`Preprocess`); also part of the identity. ``compile``: ``True``, ``False`` or
+    `Preprocess`); also part of the identity. ``compile``: ``True``, ``False`` or
     ``"auto"`` -- run the network through ``torch.compile`` (inductor, weights frozen,
     static shapes) for extraction; ``backend``: ``"auto"``, ``"torch"`` or ``"openvino"``;
-    see :meth:`prepare`. After ``prepare``, ``engine`` names what runs the batches.
+    see `prepare()`. After ``prepare``, ``engine`` names what runs the batches.
     """
 
     name: str
@@ -60,7 +60,7 @@ class Encoder:
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES  # int8: train images NNCF calibrates on
     calibration_seed: int = 0  # int8: seed of their class-stratified draw
     engine: str = field(default="torch eager", init=False, compare=False)
-    #: int8: what :meth:`calibrate` recorded (part of :meth:`identity`); ``None`` until then
+    #: int8: what `calibrate()` recorded (part of `identity()`); ``None`` until then
     calibration: dict | None = field(default=None, init=False, compare=False)
     _compiled: dict | None = field(default=None, init=False, repr=False, compare=False)
     _openvino: dict | None = field(default=None, init=False, repr=False, compare=False)
@@ -95,7 +95,7 @@ class Encoder:
         return out
 
     def identity_without_calibration(self) -> dict[str, Any]:
-        """:meth:`identity` less the int8 calibration (what the calibration is applied to)."""
+        """`identity()` less the int8 calibration (what the calibration is applied to)."""
         pre = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(self.data_config.items())}
         pre["jpeg_draft"] = self.preprocess().jpeg_draft
         return {
@@ -109,12 +109,12 @@ class Encoder:
     # ---------------------------------------------------------------- int8 (NNCF + OpenVINO)
     def calibrate(self, dataset: ImageDataset, cache_dir: str | Path, progress: bool = False) -> dict:
         """Quantise the network to int8 (``precision="int8"`` only) with NNCF post-training
-        quantisation, calibrated on :attr:`calibration_images` rows of ``dataset`` (the *train*
+        quantisation, calibrated on `calibration_images` rows of ``dataset`` (the *train*
         split of the data set being extracted; never val) drawn class-stratified with
-        :attr:`calibration_seed` (:func:`spikebridge.energy.stratified_sample`); returns the
-        calibration record (also :attr:`calibration`, part of :meth:`identity`).
+        `calibration_seed` (`stratified_sample()`); returns the
+        calibration record (also `calibration`, part of `identity()`).
 
-        The images go through the extraction pipeline (:meth:`Preprocess.pixels`, JPEG draft
+        The images go through the extraction pipeline (`pixels()`, JPEG draft
         included) and the model takes ``uint8 [B, H, W, 3]`` pixels (normalisation in the graph,
         as the fp32 OpenVINO engine). NNCF settings: preset ``performance`` (symmetric
         activations and weights), target device ``ANY``, fast bias correction, every calibration
@@ -205,11 +205,11 @@ class Encoder:
         first batch builds a graph (a one-off cost). ``engine`` then names what runs:
 
         * ``"openvino"``: ``backend="openvino"``, or ``"auto"`` for an fp32 CPU job of >=
-          :data:`AUTO_OPENVINO_MIN_IMAGES` images with OpenVINO installed (and ``compile`` not
+          `AUTO_OPENVINO_MIN_IMAGES` images with OpenVINO installed (and ``compile`` not
           True). The network (normalisation included for ``uint8`` pixels) is converted with
           ``openvino.convert_model`` and compiled for the CPU at fp32, batch dimension dynamic.
         * ``"torch compiled"``: ``compile`` True, or ``"auto"`` with >=
-          :data:`AUTO_COMPILE_MIN_IMAGES` images on a CPU with a C++ compiler present. One
+          `AUTO_COMPILE_MIN_IMAGES` images on a CPU with a C++ compiler present. One
           static-shape graph per input kind -- ``uint8`` pixels (normalisation fused into the
           graph) or float images -- built at its first batch (tens of seconds); shorter
           batches are padded with zeros, longer ones split.
@@ -292,8 +292,8 @@ class Encoder:
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> ``[B, D]`` float32 features on the CPU. ``images``: normalised float
-        ``[B, 3, H, W]`` (the output of :meth:`transform`), or ``uint8 [B, H, W, 3]`` pixels
-        (of :meth:`Preprocess.pixels`), normalised here on the encoder's device."""
+        ``[B, 3, H, W]`` (the output of `transform()`), or ``uint8 [B, H, W, 3]`` pixels
+        (of `pixels()`), normalised here on the encoder's device."""
         if images.dtype == torch.uint8 and images.dim() == 4 and images.shape[-1] == 3:
             x, kind = images.to(self.device), "pixels"
         elif images.is_floating_point() and images.dim() == 4 and images.shape[1] == 3:

@@ -26,15 +26,15 @@ def _resized_size(stored: tuple[int, int], size: int | list[int] | tuple[int, ..
 class Preprocess:
     """The encoder's timm eval transform, split where it becomes float.
 
-    :meth:`pixels` (run in the DataLoader workers) does the PIL stages -- resize, centre crop --
-    and returns ``uint8 [H, W, 3]``; :meth:`normalize` (run in the main process, on the whole
+    `pixels()` (run in the DataLoader workers) does the PIL stages -- resize, centre crop --
+    and returns ``uint8 [H, W, 3]``; `normalize()` (run in the main process, on the whole
     batch) turns ``uint8 [B, H, W, 3]`` into the normalised ``float32 [B, 3, H, W]``, already
     channels_last (the permuted HWC batch *is* that layout: no copy). The two together give
     exactly the tensors of ``timm.data.create_transform(**data_config, is_training=False)``
     (same PIL calls, then the same ``/255``, ``-mean``, ``/std`` float operations); the
     resize is skipped when the image already has the resized size, as torchvision does.
 
-    ``jpeg_draft``: :meth:`draft_target` tells :meth:`ImageDataset.open` the size the resize
+    ``jpeg_draft``: `draft_target()` tells `open()` the size the resize
     will produce, so a JPEG >= 2x that size is decoded at 1/2, 1/4 or 1/8 scale in DCT space;
     the resize then maps the same region of the original image (PIL's ``box``) onto the same
     output size, so only the pixel values differ (by the DCT-domain downscale), not the
@@ -63,7 +63,7 @@ class Preprocess:
 
     @property
     def draft_target(self) -> Callable[[tuple[int, int]], tuple[int, int]] | None:
-        """What to pass as ``draft_to`` to :meth:`ImageDataset.open` (``None`` without JPEG draft)."""
+        """What to pass as ``draft_to`` to `open()` (``None`` without JPEG draft)."""
         return self.resized_size if self.jpeg_draft else None
 
     def pixels(self, img: Image.Image) -> torch.Tensor:

@@ -14,14 +14,14 @@ including JPEG draft decoding, precision fp32/bf16/int8 -- for int8 with its cal
 hash of the calibration images, their number, seed, NNCF version and preset --, data set
 manifest of paths + sizes + mtimes), so a changed input never reuses a stale entry. An int8
 encoder not yet calibrated is calibrated on the first train split it extracts
-(:meth:`Encoder.calibrate`). (BatchNorm folding, ``torch.compile``
+(`calibrate()`). (BatchNorm folding, ``torch.compile``
 and the OpenVINO fp32 backend change features only by float rounding, ~1e-6, and are not in
 the key; the manifest records the engine that ran.)
 
-Pipeline: ``workers`` loader processes (default :func:`default_workers`: on the CPU one per
+Pipeline: ``workers`` loader processes (default `default_workers()`: on the CPU one per
 8 cores, at least one, none with 2 cores or fewer; each with one torch thread) decode, resize and
 crop images to ``uint8`` pixels; the main process keeps every core for normalisation and the forward pass
-(:meth:`Encoder.__call__`). Every file is written to a temporary name and renamed into place. A shard counts
+(`__call__()`). Every file is written to a temporary name and renamed into place. A shard counts
 as done only when its JSON sidecar exists, the shard's checksum matches it, and the rows it
 records (range and hash of their manifest entries) are the rows expected at its position;
 so an interrupted run resumes from the last complete shard and a corrupted or misplaced
@@ -33,7 +33,7 @@ Shards are assigned round-robin to ranks (``rank``/``world_size``) so several pr
 can fill one entry; the manifest is written once all shards are present.
 
 Concurrency: a process computes a shard only while holding an exclusive ``fcntl.flock``
-on ``.shard-NNNNN.lock`` in the entry (:class:`ShardLock`). A second process extracting the
+on ``.shard-NNNNN.lock`` in the entry (`ShardLock`). A second process extracting the
 same entry skips the shards being computed, takes the others, and then waits for the
 locked ones (or computes them itself if their holder died: the kernel releases the lock of
 a killed process). On network file systems: Linux NFS clients emulate ``flock`` with POSIX

@@ -1,4 +1,4 @@
-"""Features of a data set split in one call, data set and encoder given by name (:func:`dataset_features`)."""
+"""Features of a data set split in one call, data set and encoder given by name ([`dataset_features()`][spikebridge.features.by_name.dataset_features])."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(X [n, D] float32, y [n] int64)``: encoder features of one split of a data set, in one call.
 
-    ``dataset`` is what :func:`spikebridge.data.open_dataset` accepts (``"digits"``, an image
+    ``dataset`` is what [`open_dataset()`][spikebridge.data.open_dataset] accepts (``"digits"``, an image
     folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
-    default Lite0 weights are installed offline) or an :class:`~spikebridge.encoders.Encoder`;
+    default Lite0 weights are installed offline) or an `Encoder`;
     ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
-    ``"auto"`` (bf16 on CPUs with native bf16; see :func:`~spikebridge.encoders.create_encoder`) or
+    ``"auto"`` (bf16 on CPUs with native bf16; see [`create_encoder()`][spikebridge.encoders.create_encoder]) or
     ``"int8"`` (NNCF, calibrated on ``calibration_images`` train images drawn with ``calibration_seed``);
     with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default
-    :func:`default_workers`).
+    `default_workers()`).
     Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
     ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
     Also available as ``spikebridge.dataset_features(...)``.

@@ -1,5 +1,5 @@
 """The feature cache format: entry key, shards with their JSON sidecars, checks of a shard and of a
-whole entry, and reading an entry back as a :class:`FeatureSet` (layout: :mod:`spikebridge.features`)."""
+whole entry, and reading an entry back as a `FeatureSet` (layout: `features`)."""
 
 from __future__ import annotations
 

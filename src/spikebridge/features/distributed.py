@@ -12,12 +12,12 @@ from .extraction import extract_features
 
 def extract_distributed(dataset: ImageDataset, encoder: Encoder, cache_dir: str | Path = DEFAULT_CACHE,
                         **kw) -> FeatureSet:
-    """:func:`extract_features` run by every rank of a ``torch.distributed`` group (torchrun).
+    """[`extract_features()`][spikebridge.features.extract_features] run by every rank of a ``torch.distributed`` group (torchrun).
 
     Each rank computes its own shards (``i % world_size == rank``) into the shared cache
     entry; once every rank is done, rank 0 writes the manifest (computing any shard still
     missing itself) and every rank loads the complete entry. Without a process group this is
-    plain :func:`extract_features`. A rerun after a crash recomputes only missing shards.
+    plain [`extract_features()`][spikebridge.features.extract_features]. A rerun after a crash recomputes only missing shards.
     """
     from ..distributed import barrier, rank_and_world
 

@@ -1,5 +1,5 @@
 """Extracting a data set's features into the cache, shard by shard, resumable and shared between
-processes (:func:`extract_features`)."""
+processes ([`extract_features()`][spikebridge.features.extraction.extract_features])."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def extract_features(
     when the cache entry already records skipped images); otherwise it is skipped with a
     warning and listed in ``FeatureSet.skipped``. An entry begun with another ``shard_size``
     is resumed with that entry's shard size (with a warning), so no completed work is lost.
-    Several processes on one entry share the work shard by shard (:class:`ShardLock`).
+    Several processes on one entry share the work shard by shard (`ShardLock`).
     """
     tune_allocator()
     if batch_size < 1:

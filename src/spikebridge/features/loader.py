@@ -37,9 +37,9 @@ def tune_allocator() -> None:
 
 
 class _Decoded(torch.utils.data.Dataset):
-    """Rows of a data set as ``uint8 [H, W, 3]`` pixels (:meth:`Preprocess.pixels`); unreadable
+    """Rows of a data set as ``uint8 [H, W, 3]`` pixels (`pixels()`); unreadable
     files come back as reasons. Normalisation to float happens on whole batches in the main
-    process (:meth:`Encoder.__call__`), so workers only decode, resize and crop."""
+    process (`__call__()`), so workers only decode, resize and crop."""
 
     def __init__(self, dataset: ImageDataset, preprocess):
         self.dataset, self.preprocess = dataset, preprocess
