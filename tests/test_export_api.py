@@ -14,7 +14,8 @@ import torch
 
 import spikebridge as sb
 from spikebridge.colanet import CoLaNET
-from spikebridge.deploy import Int8CoLaNET, Int8Sidecar, sidecar_path
+from spikebridge.deploy.fixed_point import Int8CoLaNET, Int8Sidecar
+from spikebridge.deploy.formats import sidecar_path
 from spikebridge.deploy.api import OPTIONS
 from spikebridge.deploy.formats import EXPORT_FORMATS
 from spikebridge.deploy.integer_learning import IntegerCoLaNET, integer_learner

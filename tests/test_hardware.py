@@ -5,7 +5,7 @@ import torch
 
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
-from spikebridge.deploy import Int8CoLaNET
+from spikebridge.deploy.fixed_point import Int8CoLaNET
 from spikebridge.deploy.hardware import CHIPS, ModelShape, fit_all, fit_report, model_shape, speck_layer_memory, \
     truenorth_cores
 from spikebridge.errors import SpikebridgeError

@@ -12,7 +12,8 @@ from torch.utils._pytree import tree_flatten
 from spikebridge import create_learner, train
 from spikebridge.colanet import schedule_rate
 from spikebridge.errors import SpikebridgeError
-from spikebridge.deploy import Int8CoLaNET, sidecar_path
+from spikebridge.deploy.fixed_point import Int8CoLaNET
+from spikebridge.deploy.formats import sidecar_path
 from spikebridge.deploy.integer_learning import (
     IntegerCoLaNET, IntegerRuleSidecar, integer_learner, rng_draws, stochastic_round, weight_limit)
 

@@ -48,10 +48,7 @@ def integer(name: str, value, minimum: int | None = None, maximum: int | None = 
     """``value`` is an integer (not a bool) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise SpikebridgeError(f"{name} must be an integer (got {_show(value)})")
-    if minimum is not None and value < minimum:
-        raise SpikebridgeError(f"{name} must be >= {minimum} (got {_show(value)})")
-    if maximum is not None and value > maximum:
-        raise SpikebridgeError(f"{name} must be <= {maximum} (got {_show(value)})")
+    _within(name, value, minimum, maximum)
     return int(value)
 
 
@@ -62,11 +59,15 @@ def number(name: str, value, minimum: float | None = None, maximum: float | None
         raise SpikebridgeError(f"{name} must be a finite number (got {_show(value)})")
     if above is not None and not value > above:
         raise SpikebridgeError(f"{name} must be > {above} (got {_show(value)})")
+    _within(name, value, minimum, maximum)
+    return float(value)
+
+
+def _within(name: str, value, minimum, maximum) -> None:
     if minimum is not None and value < minimum:
         raise SpikebridgeError(f"{name} must be >= {minimum} (got {_show(value)})")
     if maximum is not None and value > maximum:
         raise SpikebridgeError(f"{name} must be <= {maximum} (got {_show(value)})")
-    return float(value)
 
 
 def choice(name: str, value, allowed) -> None:

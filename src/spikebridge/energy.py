@@ -120,7 +120,7 @@ def learner_ops(learner, features, steps: int, max_examples: int | None = None) 
         raise SpikebridgeError("no examples to count spikes on")
     scores, spikes = learner.scores(x, steps)
     fan_out, lateral = learner.synaptic_fan_out()
-    neurons = int(learner.n_neurons()) if hasattr(learner, "n_neurons") else 0  # simulated neurons (CoLaNET: recruited)
+    neurons = int(learner.n_neurons())  # simulated neurons (CoLaNET: the recruited ones)
     return spiking_synops(spikes["input_spikes"], spikes["output_spikes"], fan_out, lateral, steps, neurons,
                           x.shape[1]), scores
 

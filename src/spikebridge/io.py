@@ -7,6 +7,7 @@ format for models is safetensors with the metadata as JSON under the key ``"meta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -37,6 +38,15 @@ def _atomic(path: str | Path, write) -> None:
             pass
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpikebridgeError(f"cannot write {path}: {reason}".splitlines()[0]) from exc
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (read in 4 MiB chunks), as hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json_atomic(path: str | Path, obj, indent: int = 1) -> None:

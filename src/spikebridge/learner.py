@@ -104,6 +104,10 @@ class Learner:
         """(synapses reached by one input spike, by one output spike), for SynOps counting."""
         raise NotImplementedError
 
+    def n_neurons(self) -> int:
+        """Neurons simulated per example (CoLaNET: the recruited ones), for the membrane-update count."""
+        raise NotImplementedError
+
     def tensors(self) -> dict:
         """The complete state as tensors (with [`metadata()`][spikebridge.learner.Learner.metadata], a checkpoint)."""
         raise NotImplementedError

@@ -23,7 +23,7 @@ formats:
   int8  fixed-point model as on Loihi-class chips: 8-bit signed weights with one power-of-two
         exponent, 24-bit saturating integer membrane, threshold and lateral weight, 12-bit decay
         v <- trunc(v*(4096-dv)/4096); safetensors (int8 weights) + OUT.json. Simulated exactly
-        by spikebridge.deploy.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
+        by spikebridge.deploy.fixed_point.Int8CoLaNET. --dynamics loihi: Loihi's CUBA LIF as Lava computes it,
         run spike for spike by Lava's bit-accurate models (benchmarks/lava_deploy.py).
   akida BrainChip Akida model (.fbz, Akida's own format; opens with akida.Model(path)): InputData
         (spike counts over T = 2**input_bits - 1 steps of the regular coder) -> FullyConnected with

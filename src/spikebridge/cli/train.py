@@ -140,23 +140,23 @@ def cmd_demo(args) -> int:
     return cmd_train(args)
 
 
-def add_train_command(subparsers) -> argparse.ArgumentParser:
-    """Register ``spikebridge train`` on an ``argparse`` sub-parser collection."""
-    p = subparsers.add_parser("train", help="train a spiking classifier on cached features with a local rule",
-                              description="Extract/load features, train with local plasticity (no backprop), "
-                                          "checkpoint every epoch, evaluate and write a run directory.")
+def _add_command(subparsers, name: str, help: str, description: str, func) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help, description=description)
     add_data_options(p)
     add_train_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=func)
     return p
+
+
+def add_train_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``spikebridge train`` on an ``argparse`` sub-parser collection."""
+    return _add_command(subparsers, "train", "train a spiking classifier on cached features with a local rule",
+                        "Extract/load features, train with local plasticity (no backprop), "
+                        "checkpoint every epoch, evaluate and write a run directory.", cmd_train)
 
 
 def add_demo_command(subparsers) -> argparse.ArgumentParser:
     """Register ``spikebridge demo`` on an ``argparse`` sub-parser collection."""
-    p = subparsers.add_parser("demo", help="the whole pipeline offline on the embedded digits data set",
-                              description="Lite0 features of scikit-learn's digits -> CoLaNET trained with local "
-                                          "plasticity -> report in a new runs/demo-<n> (offline, a few minutes on 2 CPU cores).")
-    add_data_options(p)
-    add_train_options(p)
-    p.set_defaults(func=cmd_demo)
-    return p
+    return _add_command(subparsers, "demo", "the whole pipeline offline on the embedded digits data set",
+                        "Lite0 features of scikit-learn's digits -> CoLaNET trained with local "
+                        "plasticity -> report in a new runs/demo-<n> (offline, a few minutes on 2 CPU cores).", cmd_demo)

@@ -25,40 +25,6 @@
 * `nir_consumers` -- graphs laid out for Rockpool and Sinabs, run there
   (Sinabs' own environment runs `sinabs_worker`), and our simulation of each.
 
-Names are imported on first use, so ``spikebridge.deploy.formats`` stays torch-free.
+Import each name from its module (``from spikebridge.deploy.fixed_point import Int8CoLaNET``);
+the package itself imports nothing, so ``spikebridge.deploy.formats`` stays torch-free.
 """
-
-from importlib import import_module
-
-_WHERE = {
-    "formats": ["AKIDA_BITS", "AKIDA_FORMAT", "CONVENTIONS", "EXPORT_FORMATS", "FORMATS", "INT8_FORMAT",
-                "INT8_VERSION", "SIDECAR_FORMAT", "SIDECAR_VERSION", "SNNTORCH_DT", "TARGETS", "sidecar_path"],
-    "network": ["Network", "READOUT_RULE", "first_spike_steps", "network_of", "readout_scores"],
-    "nir": ["NIRSidecar", "export_nir", "nir_graph"],
-    "nir_import": ["import_nir"],
-    "nir_lif": ["NIRLIF", "lif_to_nir", "nir_to_lif"],
-    "fixed_point": ["DECAY_BITS", "DYNAMICS", "Int8CoLaNET", "Int8Sidecar", "IntRecord", "MEMBRANE_BITS",
-                    "WEIGHT_BITS"],
-    "integer_learning": ["IntegerCoLaNET", "IntegerRuleSidecar", "integer_learner"],
-    "lava_host": ["LAVA_ENV", "lava_python", "run_lava"],
-    "hardware": ["CHIPS", "fit_all", "fit_report"],
-    "akida": ["AkidaCoLaNET", "AkidaSidecar"],
-    "sidecar": ["VersionedSidecar"],
-    "peer_agreement": ["peer_predictions"],
-}
-_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
-
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spikebridge.deploy' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted([*globals(), *__all__])

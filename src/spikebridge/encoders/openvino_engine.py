@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import SpikebridgeError
+from ..io import file_sha256
 from .options import nncf_installed
 
 
@@ -58,14 +58,6 @@ def int8_entry_complete(entry: Path) -> bool:
                 and info.get("xml_sha256") == file_sha256(entry / "model.xml"))
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def openvino_config() -> dict:

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from ..data import ImageDataset
 from ..encoders.encoder import Encoder
 from ..errors import SpikebridgeError
-from ..io import save_arrays, write_json_atomic
+from ..io import file_sha256, save_arrays, write_json_atomic
 
 
 SHARD_SIZE = 1024
@@ -43,14 +43,6 @@ class FeatureSet:
 def cache_key(encoder: Encoder, dataset: ImageDataset) -> str:
     blob = json.dumps({"encoder": encoder.identity(), "dataset": dataset.manifest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_json(path: Path) -> dict | None:
