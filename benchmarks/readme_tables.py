@@ -622,7 +622,32 @@ def continual_study(_: str = "") -> str:
     return "\n".join(out).rstrip() or "(no continual_study_*.json yet: run python benchmarks/continual_study.py)"
 
 
+def akida_encoder(_: str = "") -> str:
+    res = _load("akida_encoder.json")
+    if res is None:
+        return "(no akida_encoder.json yet: run python benchmarks/akida_encoder.py)"
+    enc, c, h = res["encoder"], res["colanet_spiking_T32"], res["akida_head_4bit"]
+    maps = ", ".join(f"{k}: {v['neural_processors']} NPs in {v['passes']} passes" if v["mapped"] else f"{k}: does not fit"
+                     for k, v in enc["mappings"].items())
+    v = res["val_sample"]
+    return "\n".join([
+        f"Measured by `python benchmarks/akida_encoder.py` (akida {enc['versions']['akida']}, quantizeml "
+        f"{enc['versions']['quantizeml']}, its software backend; {_machine(res['machine'])}). "
+        f"{enc['encoder']} converted to {enc['layers']} Akida 2.0 layers (8-bit weights and activations, uint8 input), "
+        f"calibrated on {enc['calibration']['images']} {enc['calibration']['dataset']} train images; mapped onto virtual "
+        f"Akida 2.0 devices: {maps}. Scored on {v['images']} of the {v['of']} val images ({v['sampling']}); CoLaNET "
+        f"trained on the fp32 pipeline's train features. {res['note'][0].upper() + res['note'][1:]}.", "",
+        "| encoder | head | top-1 | agreement with the fp32 pipeline |", "| --- | --- | --- | --- |",
+        f"| fp32 (PyTorch) | CoLaNET, spiking T = 32 | {100 * c['fp32_encoder']:.2f} | - |",
+        f"| Akida 2.0, 8-bit | CoLaNET, spiking T = 32 | {100 * c['akida_encoder']:.2f} | {100 * c['agreement']:.2f} |",
+        f"| Akida 2.0, 8-bit | Akida, 4-bit (ON/OFF coder on the host) | {100 * h['akida_encoder']:.2f} | "
+        f"{100 * h['agreement_with_fp32_pipeline']:.2f} |",
+        "", f"Features of the Akida encoder vs fp32: cosine similarity {res['feature_cosine']['mean']:.3f} on average "
+        f"(lowest {res['feature_cosine']['min']:.3f})."])
+
+
 RENDERERS = {
+    "akida_encoder": akida_encoder,
     "continual": continual,
     "continual_study": continual_study,
     "speed": speed,

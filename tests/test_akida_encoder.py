@@ -56,3 +56,38 @@ def test_lite0_converts_to_akida_maps_and_gives_the_pipelines_features(lite0, tm
     assert ours.shape == ref.shape == (8, 1280)
     cosine = (ours * ref).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
     assert cosine.min() > 0.8, cosine  # 8-bit weights and activations: close to, not equal to, the fp32 features
+
+
+def test_export_with_encoder_options_are_checked_first(tmp_path, monkeypatch, capsys):
+    from spikebridge.cli.entry_point import main
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"not read: the options are refused first")
+    for argv, expected in (
+            (["--format", "nir", "--with-encoder", "digits"], "--with-encoder does not apply to --format nir"),
+            (["--format", "akida", "--calibration-images", "8"], "--calibration-images applies to --with-encoder"),
+            (["--format", "akida", "--with-encoder", "digits", "--calibration-images", "0"], "must be >= 1")):
+        assert main(["export", "--model", str(model), *argv]) == 2
+        assert expected in capsys.readouterr().err
+    monkeypatch.delenv(AKIDA_FULL_ENV, raising=False)
+    assert main(["export", "--model", str(model), "--format", "akida", "--with-encoder", "digits"]) == 2
+    assert "no Akida encoder environment" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_spikebridge_export_akida_with_encoder_writes_both_models(tmp_path, capsys):
+    import json
+
+    from spikebridge.cli.entry_point import main
+
+    require_akida_full()
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--run-dir", str(run)]) == 0
+    out = tmp_path / "pipeline.fbz"
+    assert main(["export", "--model", str(run / "model.safetensors"), "--format", "akida", "--out", str(out),
+                 "--with-encoder", "digits", "--calibration-images", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "Akida encoder:" in printed and out.is_file() and (tmp_path / "pipeline.encoder.fbz").is_file()
+    side = json.loads((tmp_path / "pipeline.encoder.fbz.json").read_text())
+    assert side["encoder"] == "efficientnet_lite0" and side["calibration"] == {**side["calibration"], "dataset": "digits",
+                                                                                "split": "train", "images": 16}

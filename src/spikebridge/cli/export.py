@@ -32,7 +32,11 @@ formats:
         is read from the output potentials as CoLaNET's continuous readout; --weight-slices 2 adds a
         second Akida neuron per neuron for the first one's quantisation error. OUT.json holds the
         coder, T, scales, thresholds, class of each neuron and the decision rule. Needs
-        pip install 'spikebridge[akida]'.
+        pip install 'spikebridge[akida]'. --with-encoder DATASET also converts the encoder the
+        model was trained on to Akida 2.0 (OUT with suffix .encoder.fbz + .json): QuantizeML and
+        CNN2SNN, calibrated on train images of DATASET, in their own environment
+        ($SPIKEBRIDGE_AKIDA_FULL_PYTHON, built by .ci/akida-full-env); the ON/OFF coder runs on
+        the host between the two models (spikebridge.deploy.akida_encoder).
 
 In Python: spikebridge.export(model, OUT, format=...) writes the same files from a classifier,
 learner or CoLaNET; spikebridge.load(OUT) reads any of them back.
@@ -73,11 +77,16 @@ def add_export_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, default=None, metavar="FEATURES",
                    help="akida only: a cached feature folder (e.g. the training split's, under the feature cache) "
                         "whose input rates the weight quantiser fits (default: the plain weight error)")
+    p.add_argument("--with-encoder", default=None, metavar="DATASET",
+                   help="akida only: also convert the model's encoder to Akida 2.0, calibrated on train images of "
+                        "DATASET (needs $SPIKEBRIDGE_AKIDA_FULL_PYTHON, built by .ci/akida-full-env)")
+    p.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                   help="with --with-encoder: train images the encoder's quantisation is calibrated on (default 256)")
     p.set_defaults(func=cmd_export)
     return p
 
 
-APPLIES_TO = {"--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--dynamics": ("int8",), "--input-bits": ("akida",),
+APPLIES_TO = {"--with-encoder": ("akida",), "--calibration-images": ("akida",), "--target": ("nir",), "--convention": ("nir",), "--reset": ("int8",), "--dynamics": ("int8",), "--input-bits": ("akida",),
               "--weight-bits": ("akida",), "--weight-slices": ("akida",),
               "--calibration": ("akida",)}
 
@@ -87,7 +96,8 @@ def check_export_options(args) -> None:
     given = {"--target": args.target, "--convention": args.convention, "--reset": args.reset,
              "--dynamics": args.dynamics,
              "--input-bits": args.input_bits, "--weight-bits": args.weight_bits,
-             "--weight-slices": args.weight_slices, "--calibration": args.calibration}
+             "--weight-slices": args.weight_slices, "--calibration": args.calibration,
+             "--with-encoder": args.with_encoder, "--calibration-images": args.calibration_images}
     wrong = [o for o, v in given.items() if v is not None and args.format not in APPLIES_TO[o]]
     if wrong:
         raise SpikebridgeError(f"{wrong[0]} does not apply to --format {args.format}; leave it out")
@@ -109,6 +119,14 @@ def check_export_options(args) -> None:
         args.weight_slices = 1 if args.weight_slices is None else args.weight_slices
         if not 1 <= args.weight_slices <= 4:
             raise SpikebridgeError(f"--weight-slices {args.weight_slices} must be from 1 to 4")
+        if args.calibration_images is not None and args.with_encoder is None:
+            raise SpikebridgeError("--calibration-images applies to --with-encoder; leave it out")
+        if args.calibration_images is not None and args.calibration_images < 1:
+            raise SpikebridgeError(f"--calibration-images must be >= 1 (got {args.calibration_images})")
+        if args.with_encoder is not None:
+            from ..deploy.akida_encoder import akida_full_python
+
+            akida_full_python()  # the environment exists, before any work
         if importlib.util.find_spec("akida") is None:
             raise SpikebridgeError("--format akida needs BrainChip's 'akida' package: pip install 'spikebridge[akida]'")
 
@@ -143,6 +161,31 @@ def export_out(args) -> Path:
     return out
 
 
+def export_encoder(args, meta: dict, model) -> None:
+    """``--with-encoder``: the model's encoder converted to Akida 2.0 beside the head."""
+    from ..data import open_dataset
+    from ..deploy.akida_encoder import DEFAULT_CALIBRATION_IMAGES, convert_encoder
+    from ..encoders import create_encoder
+
+    trained_on = meta.get("encoder") or {}
+    if trained_on.get("precision", "fp32") != "fp32":
+        raise SpikebridgeError(f"{args.model} was trained on {trained_on['precision']} features; the Akida encoder "
+                               "is converted from the fp32 network")
+    encoder = create_encoder(trained_on.get("encoder", "efficientnet_lite0"), device="cpu", cut=trained_on.get("cut"))
+    if trained_on.get("weights_sha256") and trained_on["weights_sha256"] != encoder.weight_checksum:
+        raise SpikebridgeError(f"{args.model} was trained with other {encoder.name} weights than the installed ones")
+    if encoder.feature_dim != model.n_inputs:
+        raise SpikebridgeError(f"{args.model} reads {model.n_inputs} features; {encoder.name} gives {encoder.feature_dim}")
+    out = args.out.with_name(args.out.stem + ".encoder.fbz")
+    side = convert_encoder(encoder, open_dataset(args.with_encoder).train, out,
+                           args.calibration_images or DEFAULT_CALIBRATION_IMAGES)
+    fits = [name for name, m in side["mappings"].items() if m["mapped"]]
+    print(f"Akida encoder: {out} ({side['fbz_bytes']} bytes; {side['layers']} Akida 2.0 layers, 8-bit, calibrated on "
+          f"{side['calibration']['images']} train images; maps onto {', '.join(fits) or 'none of'} "
+          f"{'' if fits else ', '.join(side['mappings'])})")
+    print(f"sidecar:       {out}.json")
+
+
 def cmd_export(args) -> int:
     check_export_options(args)
     args.out = export_out(args)  # before the model is read
@@ -175,6 +218,8 @@ def cmd_export(args) -> int:
               f"{s['input_bits']}-bit spike counts over T = {s['steps']} steps -> FullyConnected {s['neurons']} "
               f"neurons ({s['recruited']} recruited) x {s['slices']} slice(s), {s['weight_bits']}-bit weights)")
         print(f"sidecar:     {s['sidecar']} ({s['sidecar_bytes']} bytes)")
+        if args.with_encoder is not None:
+            export_encoder(args, meta, model)
     else:
         s = export(model, args.out, format="int8", reset=args.reset, dynamics=args.dynamics)
         print(f"int8 model: {s['path']} ({s['file_bytes']} bytes on disk; network {s['network_bytes']} bytes vs "
