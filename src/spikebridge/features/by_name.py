@@ -19,19 +19,38 @@ def dataset_features(dataset: str = "digits", encoder: str | Encoder = "efficien
                      precision: str | None = None, workers: int | None = None,
                      calibration_images: int | None = None, calibration_seed: int | None = None,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """``(X [n, D] float32, y [n] int64)``: encoder features of one split of a data set, in one call.
+    """Encoder features of one split of a data set, in one call (cached: a second call is a disk read).
 
-    ``dataset`` is what [`open_dataset()`][spikebridge.data.open_dataset] accepts (``"digits"``, an image
-    folder with ``train/`` and ``val/``, ``"imagenet64:<root>"``); ``encoder`` a timm name (the
-    default Lite0 weights are installed offline) or an `Encoder`;
-    ``split`` ``"train"`` or ``"val"``. ``precision``: ``"fp32"`` (default), ``"bf16"`` or
-    ``"auto"`` (bf16 on CPUs with native bf16; see [`create_encoder()`][spikebridge.encoders.create_encoder]) or
-    ``"int8"`` (NNCF, calibrated on ``calibration_images`` train images drawn with ``calibration_seed``);
-    with an ``Encoder`` it must match the encoder's. ``workers``: loader processes (default
-    `default_workers()`).
-    Features are cached (``cache_dir``, default ``$SPIKEBRIDGE_CACHE`` or
-    ``~/.cache/spikebridge``; the precision is part of the key), so a second call is a disk read.
-    Also available as ``spikebridge.dataset_features(...)``.
+    Parameters
+    ----------
+    dataset : str
+        What `open_dataset` accepts: ``"digits"``, a folder with ``train/<class>/*`` and
+        ``val/<class>/*``, or ``"imagenet64:<ILSVRC2012 root>"``.
+    encoder : str or Encoder
+        A timm name (Lite0's weights are installed offline) or an `Encoder`.
+    split : str
+        ``"train"`` or ``"val"``.
+    cut, weights : optional
+        With an encoder given by name: its stage cut and weight file (`create_encoder`).
+    cache_dir : str or Path, optional
+        Default ``$SPIKEBRIDGE_CACHE`` or ``~/.cache/spikebridge``.
+    max_per_class : int, optional
+        Keep at most this many images per class.
+    device, batch_size, workers : optional
+        Where the encoder runs, images per batch, loader processes (default `default_workers`).
+    precision : str, optional
+        ``"fp32"`` (default), ``"bf16"``, ``"auto"`` or ``"int8"`` (`create_encoder`); with an
+        `Encoder` it must match the encoder's. Part of the cache key.
+    calibration_images, calibration_seed : int, optional
+        int8 only: the train images that calibrate the quantisation.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    X : ndarray of shape (n, D), float32
+    y : ndarray of shape (n,), int64
+        Class indices in the order of the data set's class names.
     """
     from ..data import SPLITS, open_dataset
     from ..encoders import DEFAULT_PRECISION, create_encoder, resolve_precision

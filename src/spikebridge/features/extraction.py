@@ -55,12 +55,34 @@ def extract_features(
 ) -> FeatureSet | None:
     """Features of every image in ``dataset``, from the cache when present.
 
-    Returns ``None`` only on a rank > 0 (or with ``stop_after_shards``) when the entry is not
-    complete yet. ``strict`` turns an unreadable image into an error naming the file (also
-    when the cache entry already records skipped images); otherwise it is skipped with a
-    warning and listed in ``FeatureSet.skipped``. An entry begun with another ``shard_size``
-    is resumed with that entry's shard size (with a warning), so no completed work is lost.
-    Several processes on one entry share the work shard by shard (`ShardLock`).
+    Parameters
+    ----------
+    dataset : ImageDataset
+        One split (``open_dataset(...).train`` or ``.val``).
+    encoder : Encoder
+        From `create_encoder`; an int8 encoder is calibrated on the train split first.
+    cache_dir : str or Path
+        The feature cache (content-addressed, checksummed shards written atomically).
+    batch_size, shard_size, workers : int
+        Images per batch, per cache shard, and loader processes (default `default_workers`).
+        An entry begun with another ``shard_size`` is resumed with its own (with a warning),
+        so no completed work is lost.
+    strict : bool
+        An unreadable image is an error naming the file (also when the cache entry already
+        records skipped images); otherwise it is skipped with a warning and listed in
+        ``FeatureSet.skipped``.
+    progress : bool
+        Show a progress bar.
+    rank, world_size : int
+        Several processes on one entry share the work shard by shard (`ShardLock`).
+    stop_after_shards : int, optional
+        Stop after computing this many shards (tests of resumption).
+
+    Returns
+    -------
+    FeatureSet or None
+        ``features [n, D]``, ``labels [n]`` and the entry's record; ``None`` only on a rank > 0
+        (or with ``stop_after_shards``) while the entry is not complete.
     """
     tune_allocator()
     if batch_size < 1:
