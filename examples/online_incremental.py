@@ -18,3 +18,4 @@ for b in range(0, int((~old).sum()), 50):
 pred = clf.predict(X_val)
 print(f"after 8-9: accuracy on 0-7 {np.mean(pred[y_val < 8] == y_val[y_val < 8]):.3f}, "
       f"on 8-9 {np.mean(pred[y_val >= 8] == y_val[y_val >= 8]):.3f}, classes {clf.classes_.tolist()}")
+assert np.mean(pred[y_val < 8] == y_val[y_val < 8]) > 0.9 and np.mean(pred[y_val >= 8] == y_val[y_val >= 8]) > 0.5

@@ -44,3 +44,9 @@ def test_example_runs(script, tmp_path):
                          env={**os.environ, "MPLBACKEND": "Agg"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip()
+
+
+def test_every_example_asserts_its_result():
+    """An example that runs but checks nothing would pass however wrong its numbers were."""
+    for script in EXAMPLES.glob("[!_]*.py"):
+        assert "assert " in script.read_text(), f"{script.name} asserts nothing"
