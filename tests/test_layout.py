@@ -7,7 +7,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "spikebridge"
 MAX_LINES = 400
 #: modules still over the limit, to be split once the work on them elsewhere has landed
-NOT_SPLIT_YET = {"colanet.py", "deploy/integer_learning.py"}
+NOT_SPLIT_YET = {"deploy/integer_learning.py"}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
