@@ -12,13 +12,18 @@ issue 21, pinned so that a developer's opt-in ``bf16`` / ``auto`` does not leak 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from spikebridge.encoders import Encoder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -175,3 +180,32 @@ def pixel_pipeline(pixel_digits, monkeypatch, tmp_path):
         for d in datasets])
     monkeypatch.chdir(tmp_path)
     return ["--dataset", "pixels", "--epochs", "1", "--steps", "8", "--no-baseline", "--no-progress"]
+
+
+# ---------------------------------------------------------------- helpers shared by test modules
+#: extraction options of the feature-cache tests: 2 classes x 10 images; shards of 8 -> 3 shards
+#: (8, 8, 4); batches of 4 -> 2 + 2 + 1 calls
+OPTS = dict(batch_size=4, shard_size=8, workers=0, progress=False)
+
+
+def small_input(encoder: Encoder) -> Encoder:
+    """The same frozen network fed 64 x 64 inputs: the cache logic under test does not care
+    about resolution, and 12x fewer pixels keep these tests fast on 2 cores."""
+    return dataclasses.replace(encoder, data_config={**encoder.data_config, "input_size": (3, 64, 64), "crop_pct": 1.0})
+
+
+def frozen_learner(rule, n_inputs, n_classes=10):
+    """The same learner with plasticity disabled: ``eta = 0`` for the STDP rules (thresholds,
+    homeostasis and Diehl & Cook's neuron labelling still run), no learn() at all for CoLaNET
+    (whose recruitment of prototypes is plasticity even at zero rates)."""
+    from spikebridge import create_learner
+
+    if rule != "colanet":
+        return create_learner(rule, n_inputs, n_classes, eta=0.0)
+    learner = create_learner(rule, n_inputs, n_classes)
+    learner.learn = lambda *args, **kw: 0
+    return learner
+
+
+#: how far above its frozen network every rule must learn (tests/test_rules.py, tests/test_train.py)
+MARGIN = 0.15

@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_image_folder, require_shared
+from conftest import OPTS, make_image_folder, require_shared, small_input
 from spikebridge.cli import main
 from spikebridge.data import image_folder
 from spikebridge.errors import SpikebridgeError
 from spikebridge.features import ShardLock, cache_key, extract_features, load_features, shard_is_complete
-from test_features import OPTS, small_input
 
 N_TRAIN = 20
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MARGIN, frozen_learner
 from spikebridge import create_learner, train
 from spikebridge.learner import list_rules
 
@@ -139,20 +140,6 @@ def test_learn_matches_plain_reference_of_the_rule(rule, pixel_digits):
 
 def _accuracy(learner, x, y) -> float:
     return float((learner.scores(x)[0].argmax(1).numpy() == y).mean())
-
-
-def frozen_learner(rule, n_inputs, n_classes=10):
-    """The same learner with plasticity disabled: ``eta = 0`` for the STDP rules (thresholds,
-    homeostasis and Diehl & Cook's neuron labelling still run), no learn() at all for CoLaNET
-    (whose recruitment of prototypes is plasticity even at zero rates)."""
-    if rule != "colanet":
-        return create_learner(rule, n_inputs, n_classes, eta=0.0)
-    learner = create_learner(rule, n_inputs, n_classes)
-    learner.learn = lambda *args, **kw: 0
-    return learner
-
-
-MARGIN = 0.15
 
 
 @pytest.mark.parametrize("rule", ["colanet", "rstdp", "sstdp", "diehl-cook"])

@@ -33,7 +33,7 @@ def test_no_autograd_in_spiking_part(rule, pixel_digits, monkeypatch):
 def test_every_rule_learns_above_chance(rule, digits_features):
     """On Lite0 features; the bar is the same network with plasticity disabled (measured:
     Diehl & Cook 0.67 learned vs 0.28 with eta = 0; the others 0.70-0.95 vs chance)."""
-    from test_rules import MARGIN, frozen_learner
+    from conftest import MARGIN, frozen_learner
 
     train_fs, val_fs = digits_features
     accuracy = {}
