@@ -234,7 +234,7 @@ def frozen_learner(rule, n_inputs, n_classes=10):
     return learner
 
 
-#: how far above its frozen network every rule must learn (tests/test_rules.py, tests/test_train.py)
+#: how far above its frozen network every rule must learn (tests/test_rules.py, tests/test_training.py)
 MARGIN = 0.15
 
 
