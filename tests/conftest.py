@@ -7,18 +7,23 @@ write into ``~/.cache/spikebridge``.
 
 ``SPIKEBRIDGE_SIMULATION_PRECISION`` is pinned to ``fp32`` likewise (the library's default since
 issue 21, pinned so that a developer's opt-in ``bf16`` / ``auto`` does not leak into the suite);
-``tests/test_simulate.py`` checks the default with the variable unset.
+``tests/test_currents.py`` checks the default with the variable unset.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from spikebridge.encoders import Encoder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
@@ -175,3 +180,85 @@ def pixel_pipeline(pixel_digits, monkeypatch, tmp_path):
         for d in datasets])
     monkeypatch.chdir(tmp_path)
     return ["--dataset", "pixels", "--epochs", "1", "--steps", "8", "--no-baseline", "--no-progress"]
+
+
+# ---------------------------------------------------------------- helpers shared by test modules
+#: extraction options of the feature-cache tests: 2 classes x 10 images; shards of 8 -> 3 shards
+#: (8, 8, 4); batches of 4 -> 2 + 2 + 1 calls
+OPTS = dict(batch_size=4, shard_size=8, workers=0, progress=False)
+
+
+def small_input(encoder: Encoder) -> Encoder:
+    """The same frozen network fed 64 x 64 inputs: the cache logic under test does not care
+    about resolution, and 12x fewer pixels keep these tests fast on 2 cores."""
+    return dataclasses.replace(encoder, data_config={**encoder.data_config, "input_size": (3, 64, 64), "crop_pct": 1.0})
+
+
+# feature extraction on a tiny image folder (tests/test_extraction.py, tests/test_cli.py; tests/test_features.py
+# overrides enc with an fp32 copy)
+@pytest.fixture(scope="module")
+def enc(lite0):
+    return small_input(lite0)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=10, size=24)
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[int]:
+    from spikebridge.encoders import Encoder
+
+    seen: list[int] = []
+    original = Encoder.__call__
+
+    def counting(self, images):
+        seen.append(len(images))
+        return original(self, images)
+
+    monkeypatch.setattr(Encoder, "__call__", counting)
+    return seen
+
+
+def frozen_learner(rule, n_inputs, n_classes=10):
+    """The same learner with plasticity disabled: ``eta = 0`` for the STDP rules (thresholds,
+    homeostasis and Diehl & Cook's neuron labelling still run), no learn() at all for CoLaNET
+    (whose recruitment of prototypes is plasticity even at zero rates)."""
+    from spikebridge import create_learner
+
+    if rule != "colanet":
+        return create_learner(rule, n_inputs, n_classes, eta=0.0)
+    learner = create_learner(rule, n_inputs, n_classes)
+    learner.learn = lambda *args, **kw: 0
+    return learner
+
+
+#: how far above its frozen network every rule must learn (tests/test_rules.py, tests/test_training.py)
+MARGIN = 0.15
+
+
+def reference_population(currents, beta, threshold, lateral=0.0, silent=None, reset="subtract", strict=False):
+    """Plain loop of the documented equations, the reference the library's population loop
+    must reproduce bit for bit: counts, first-spike steps, final membrane and all spikes."""
+    import torch
+
+    K, T, B, J = currents.shape
+    theta = threshold.view(K, 1, 1).to(currents.dtype)
+    g = lateral * theta
+    blocked = torch.zeros(K, 1, J, dtype=torch.bool) if silent is None else silent.view(K, 1, J)
+    v = torch.zeros(K, B, J, dtype=currents.dtype)
+    counts, prev = torch.zeros_like(v), torch.zeros_like(v)
+    first = torch.full_like(v, float(T + 1))
+    spikes = torch.zeros(T, K, B, J, dtype=currents.dtype)
+    for t in range(T):
+        v = beta * v + currents[:, t]
+        if lateral:
+            v = v - g * (prev.sum(-1, keepdim=True) - prev)
+        s = ((v > theta) if strict else (v >= theta)) & ~blocked
+        sf = s.to(v.dtype)
+        v = v - theta * sf if reset == "subtract" else v * (1 - sf)
+        counts += sf
+        first = torch.where(s & (first > T), torch.full_like(first, t + 1.0), first)
+        spikes[t] = prev = sf
+    return counts, first, v, spikes

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import make_image_folder
+from conftest import OPTS, make_image_folder
+from spikebridge import create_learner, train
 from spikebridge.cli import main
+from spikebridge.colanet import CoLaNETConfig
+from spikebridge.data import image_folder
+from spikebridge.errors import SpikebridgeError
+from spikebridge.features import extract_features
 
 
 def spikebridge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -206,3 +213,184 @@ def test_train_config_file_with_useless_settings_is_one_line(tmp_path, capsys):
         _one_line_error(capsys, ["train", "--config", str(config), "--dataset", str(data), "--cache-dir",
                                  str(tmp_path / "cache"), "--no-progress"], expected)
     assert not (tmp_path / "cache").exists()
+
+
+# ------------------------------------------------------------------ evaluate checks the model's encoder
+def test_evaluate_refuses_features_of_another_encoder(pixel_digits, tmp_path, capsys):
+    from spikebridge.io import save_tensors
+
+    xt, _, yt, _ = pixel_digits
+    learner, _ = train(create_learner("colanet", 1280, 10), np.tile(xt[:200], 20), yt[:200], epochs=1, progress=False)
+    save_tensors(tmp_path / "m.safetensors", learner.tensors(),  # a 1,280-d model of another backbone
+                 {**learner.metadata(), "classes": [str(c) for c in range(10)],
+                  "encoder": {"encoder": "efficientnet_b0", "cut": None}})
+    _one_line_error(capsys, ["evaluate", "--model", str(tmp_path / "m.safetensors"), "--encoder", "efficientnet_lite0",
+                             "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
+                    "trained on features of efficientnet_b0")
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--target", "norse", "--convention", "exact"], "--target norse needs --convention euler"),
+    (["--format", "int8", "--convention", "exact"], "--convention does not apply to --format int8"),
+    (["--reset", "zero"], "--reset does not apply to --format nir"),
+])
+def test_export_cli_refuses_options_it_cannot_honour(flags, expected, tmp_path, capsys):
+    _one_line_error(capsys, ["export", "--model", str(tmp_path / "absent.safetensors"), *flags], expected)
+
+
+# ------------------------------------------------------------------ --resume compares settings
+def test_resume_compares_settings_and_accepts_adaptive_ones(pixel_digits, tmp_path):
+    from spikebridge.cli.run_dir import check_resume
+
+    xt, _, yt, _ = pixel_digits
+    train(create_learner("colanet", 64, 10, seed=2), xt, yt, epochs=2, run_dir=tmp_path, progress=False, stop_after_epoch=1)
+    check_resume(create_learner("colanet", 64, 10, seed=2), tmp_path)  # microcolumns=None matches the one chosen
+    with pytest.raises(SpikebridgeError, match="seed 2 \\(now 3\\)"):
+        check_resume(create_learner("colanet", 64, 10, seed=3), tmp_path)
+    with pytest.raises(SpikebridgeError, match="microcolumns 1 \\(now 4\\)"):
+        check_resume(create_learner("colanet", 64, 10, seed=2, microcolumns=4), tmp_path)
+
+
+# ------------------------------------------------------------------ options a rule ignores are refused
+@pytest.mark.parametrize("flags, expected", [
+    (["--microcolumns", "3"], "--microcolumns applies to --rule colanet only, not to rstdp"),
+    (["--ensemble", "2"], "--ensemble applies to --rule colanet only"),
+    (["--learn-mode", "spiking"], "--learn-mode applies to --rule colanet only"),
+])
+def test_options_a_rule_ignores_are_refused(flags, expected, tmp_path, capsys):
+    _one_line_error(capsys, ["train", "--rule", "rstdp", *flags, "--cache-dir", str(tmp_path / "cache"),
+                             "--run-dir", str(tmp_path / "run"), "--no-progress"], expected)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_config_file_of_another_rule_is_refused(tmp_path, capsys):
+    (tmp_path / "c.json").write_text('{"colanet": {"microcolumns": 2}, "train": {"epochs": 1}}')
+    _one_line_error(capsys, ["train", "--rule", "sstdp", "--config", str(tmp_path / "c.json"),
+                             "--cache-dir", str(tmp_path / "cache")], "settings of --rule colanet, not sstdp")
+
+
+# ------------------------------------------------------------------ warnings and errors keep their message
+def test_cli_leaves_warning_filters_and_logging_alone(tmp_path, capsys):
+    filters, fmt = list(warnings.filters), warnings.formatwarning
+    main(["train", "--epochs", "0"])
+    capsys.readouterr()
+    assert warnings.filters == filters and warnings.formatwarning is fmt  # torch's UserWarnings are not hidden
+    assert logging.root.manager.disable == logging.NOTSET
+
+
+@pytest.mark.slow  # CLI subprocess / torchrun
+def test_train_cli_accepts_tuned_config_and_single_pass(digits_features, tmp_path):
+    cfg = {"colanet": {**CoLaNETConfig().__dict__, "microcolumns": 2, "steps": 8}, "train": {"epochs": 2, "train_batch": 4}}
+    (tmp_path / "best.json").write_text(json.dumps(cfg))
+    out = subprocess.run([sys.executable, "-m", "spikebridge", "train", "--dataset", "digits", "--config",
+                          str(tmp_path / "best.json"), "--single-pass", "--run-dir", str(tmp_path / "run"),
+                          "--no-progress", "--no-baseline"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["epochs"] == 1 and run["train_batch"] == 4 and run["metrics"]["steps"] == 8
+    assert run["config"]["config"]["microcolumns"] == 2
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--microcolumns", "0"], "--microcolumns must be >= 1 (got 0)"),
+    (["train", "--microcolumns", "-2"], "--microcolumns must be >= 1 (got -2)"),
+    (["train", "--ensemble", "0"], "--ensemble must be >= 1 (got 0)"),
+    (["train", "--max-per-class", "0"], "--max-per-class must be >= 1 (got 0)"),
+    (["extract", "--max-per-class", "0"], "--max-per-class must be >= 1 (got 0)"),
+    (["train", "--epochs", "0"], "--epochs must be >= 1 (got 0)"),
+    (["train", "--steps", "0"], "--steps must be >= 1 (got 0)"),
+    (["extract", "--shard-size", "0"], "--shard-size must be >= 1 (got 0)"),
+    (["evaluate", "--model", "m.safetensors", "--steps", "-5"], "--steps must be >= 1 (got -5)"),
+    (["evaluate", "--model", "m.safetensors", "--steps", "0"], "--steps must be >= 1 (got 0)"),
+])
+def test_bad_option_values_fail_before_work(argv, expected, tmp_path, capsys):
+    data = make_image_folder(tmp_path / "pets", per_class=1, size=16)
+    _one_line_error(capsys, [*argv, "--dataset", str(data), "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
+                    expected)
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow  # CLI subprocess / torchrun
+def test_option_errors_and_help_do_not_import_torch():
+    code = ("import sys\nfrom spikebridge.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert main(['train', '--epochs', '0']) == 2\n"
+            "print(sorted(m for m in ('torch', 'timm', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_evaluate_help_lists_only_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    assert "--overwrite" in text and "--model" in text and "--max-per-class" not in text
+
+
+@pytest.fixture
+def tiny_run(folder, tmp_path, enc):
+    """A CoLaNET checkpoint and model trained on real Lite0 features of the tiny folder."""
+    from spikebridge.io import save_tensors
+    from spikebridge import create_learner, train
+
+    train_fs = extract_features(image_folder(folder).train, enc, tmp_path / "cache0", **OPTS)
+    run = tmp_path / "runs" / "pets"
+    learner, _ = train(create_learner("colanet", 1280, 2), train_fs.features, train_fs.labels, epochs=2,
+                       run_dir=run, progress=False, stop_after_epoch=1)
+    meta = {**learner.metadata(), "classes": ["cat", "dog"], "encoder": enc.identity()}
+    save_tensors(run / "model.safetensors", learner.tensors(), meta)
+    (run / "run.json").write_text('{"command": "train"}')
+    return run
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--rule", "rstdp"], "is a 'colanet' checkpoint, not 'rstdp'"),
+    (["--microcolumns", "3"], "microcolumns 1 (now 3)"),  # 10 examples per class: adaptive_config chose 1
+    (["--seed", "5"], "seed 0 (now 5)"),
+])
+def test_resume_with_other_settings_is_refused(tiny_run, folder, tmp_path, capsys, flags, expected):
+    _one_line_error(capsys, ["train", "--dataset", str(folder), "--run-dir", str(tiny_run), "--resume",
+                             "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress", *flags], expected)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_model_file_that_is_not_safetensors(tmp_path, capsys):
+    import pickle
+
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    expected = "not a spikebridge model (expected a .safetensors file written by spikebridge)"
+    for argv in (["evaluate", "--model", str(fake), "--cache-dir", str(tmp_path / "cache")],
+                 ["energy", "--model", str(fake)], ["export", "--model", str(fake)]):
+        _one_line_error(capsys, argv, expected)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_evaluate_checks_classes_and_encoder_before_extracting(tiny_run, tmp_path, capsys):
+    other = make_image_folder(tmp_path / "other", classes=("ant", "bee"), per_class=1, size=16)
+    model = str(tiny_run / "model.safetensors")
+    base = ["--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress"]
+    _one_line_error(capsys, ["evaluate", "--model", model, "--dataset", str(other), *base], "other classes")
+    _one_line_error(capsys, ["evaluate", "--model", model, "--dataset", str(other), "--cut", "3", *base],
+                    "leave out --encoder/--cut")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_evaluate_never_overwrites_a_run_directory(tiny_run, folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = {p.name: p.read_bytes() for p in tiny_run.iterdir()}
+    argv = ["evaluate", "--model", str(tiny_run / "model.safetensors"), "--dataset", str(folder),
+            "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress", "--steps", "8"]
+    assert main(argv) == 0
+    assert main(argv) == 0
+    assert {p.name: p.read_bytes() for p in tiny_run.iterdir()} == before  # the training run is untouched
+    for n in (1, 2):
+        run = json.loads((tmp_path / "runs" / f"pets-eval-{n}" / "run.json").read_text())
+        assert run["command"] == "evaluate" and run["metrics"]["steps"] == 8
+        assert (tmp_path / "runs" / f"pets-eval-{n}" / "confusion.png").is_file()
+    capsys.readouterr()
+    _one_line_error(capsys, [*argv, "--out", str(tiny_run)], "--overwrite")
+    assert {p.name: p.read_bytes() for p in tiny_run.iterdir()} == before
+    assert main([*argv, "--out", str(tmp_path / "runs" / "pets-eval-1"), "--overwrite"]) == 0

@@ -39,3 +39,14 @@ def test_max_rate_and_dt_scale_probability():
 def test_unknown_coder():
     with pytest.raises(ValueError, match="unknown coder"):
         encode(torch.zeros(1, 1), 4, "latency")
+
+
+def test_onoff_channels_code_both_signs_and_saturate():
+    x = np.random.default_rng(0).normal(5.0, 2.0, size=(4000, 3)).astype(np.float32)
+    norm = RateNormaliser.fit(x, "onoff", saturation=3.0)
+    assert norm.n_channels == 6
+    probe = torch.tensor([[5.0, 11.0, -1.0]])  # z = 0, +3, -3 (approximately)
+    r = norm(probe)[0]
+    assert r[0] < 0.02 and r[3] < 0.02  # at the mean both channels are (nearly) silent
+    assert r[1] > 0.97 and r[4] == 0  # far above the mean: ON saturates, OFF silent
+    assert r[5] > 0.97 and r[2] == 0  # far below: OFF saturates, ON silent

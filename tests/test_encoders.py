@@ -846,3 +846,20 @@ def test_int8_cli_without_nncf_names_the_extra(tmp_path, capsys, monkeypatch):
                "--no-progress", "--precision", "int8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "pip install spikebridge[int8]" in err[0], err
+
+
+def test_hub_failure_keeps_the_hub_message(monkeypatch):
+    import timm
+
+    from spikebridge import encoders
+
+    def create_model(name, pretrained=False, **kw):
+        if pretrained:
+            raise OSError("401 Client Error: Repository Not Found for url https://huggingface.co/timm/resnet18")
+        return object()
+
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(SpikebridgeError) as info:
+        encoders.load_pretrained("resnet18")
+    message = str(info.value)
+    assert "OSError: 401 Client Error: Repository Not Found" in message and "\n" not in message

@@ -1,4 +1,5 @@
 import argparse
+import json
 import math
 
 import numpy as np
@@ -6,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from spikebridge.cli.energy import add_energy_command
 from spikebridge.energy import (DEFAULT_PJ_AC, DEFAULT_PJ_MAC, ann_head_macs, count_macs, encoder_macs, energy_report,
                                 format_energy, learner_ops, report_rows, spiking_synops)
-from spikebridge.cli.energy import add_energy_command
 from spikebridge.errors import SpikebridgeError
+from spikebridge.features import extract_features
 
 
 def test_flop_counter_matches_hand_count_on_tiny_conv_linear_model():
@@ -232,3 +234,65 @@ def test_energy_command_end_to_end_on_digits_pixels(tmp_path, pixel_digits, caps
     with pytest.raises(SpikebridgeError, match="trained on features of tiny"):
         args.func(args)
     assert np.isfinite(rep["top1_spiking"])
+
+
+# ------------------------------------------------------------------ energy's sample
+def test_energy_sample_is_stratified_and_seeded():
+    from spikebridge.energy import stratified_sample
+
+    labels = np.repeat(np.arange(10), [300, 50, 50, 100, 100, 100, 100, 100, 50, 50])  # class-ordered
+    rows = stratified_sample(labels, 200, seed=0)
+    assert len(rows) == 200 and len(set(rows.tolist())) == 200 and (np.diff(rows) > 0).all()
+    counts = np.bincount(labels[rows], minlength=10)
+    assert counts.tolist() == [60, 10, 10, 20, 20, 20, 20, 20, 10, 10]
+    assert stratified_sample(labels, 200, seed=0).tolist() == rows.tolist()
+    assert stratified_sample(labels, 200, seed=1).tolist() != rows.tolist()
+    assert stratified_sample(labels, 5000).tolist() == list(range(len(labels)))
+
+
+def test_energy_reports_which_examples_it_simulated(tmp_path, pixel_digits, capsys, monkeypatch):
+    import argparse
+
+    import spikebridge.data as data
+    import spikebridge.encoders as encoders
+    import spikebridge.features as features
+    from torch import nn
+
+    from spikebridge.io import save_tensors
+    from spikebridge.cli.energy import add_energy_command
+    from spikebridge import create_learner, train
+
+    xt, xv, yt, yv = pixel_digits
+    order = np.argsort(yv, kind="stable")  # class-ordered, like an ImageFolder val split
+    xv, yv = xv[order], yv[order]
+    learner, _ = train(create_learner("colanet", 64, 10, steps=8), xt, yt, epochs=1, progress=False)
+    save_tensors(tmp_path / "model.safetensors", learner.tensors(),
+                 {**learner.metadata(), "classes": [str(c) for c in range(10)], "encoder": {"encoder": "tiny", "cut": None}})
+
+    class Splits:
+        classes = [str(c) for c in range(10)]
+        val = None
+
+    class FakeEncoder:  # the encoder path is covered by test_energy; here: which val rows are simulated
+        feature_dim = 64
+        net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64))
+        data_config = {"input_size": (3, 8, 8)}
+
+    class FS:
+        features, labels = xv, yv
+
+    monkeypatch.setattr(data, "open_dataset", lambda spec, max_per_class=None: Splits())
+    monkeypatch.setattr(encoders, "create_encoder", lambda *a, **k: FakeEncoder())
+    monkeypatch.setattr(features, "extract_features", lambda *a, **k: FS())
+    parser = argparse.ArgumentParser()
+    add_energy_command(parser.add_subparsers(dest="command"))
+    out = tmp_path / "e.json"
+    args = parser.parse_args(["energy", "--model", str(tmp_path / "model.safetensors"), "--json", str(out)])
+    assert args.func(args) == 0
+    assert f"whole val split ({len(yv)} examples)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["examples"] == len(yv)
+    args = parser.parse_args(["energy", "--model", str(tmp_path / "model.safetensors"), "--json", str(out),
+                              "--max-examples", "100", "--seed", "3"])
+    assert args.func(args) == 0
+    assert f"class-stratified sample of 100 of {len(yv)} val examples (seed 3)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["examples"] == 100

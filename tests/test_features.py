@@ -9,20 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_image_folder
+from conftest import OPTS, make_image_folder, small_input
 from spikebridge.data import ImageDataset, digits, image_folder
 from spikebridge.encoders import Encoder, create_encoder
 from spikebridge.errors import SpikebridgeError
 from spikebridge.features import DEFAULT_CACHE, cache_key, extract_features, load_features
 
 N_TRAIN = 20  # 2 classes x 10 images; shards of 8 -> 3 shards (8, 8, 4); batches of 4 -> 2 + 2 + 1 calls
-OPTS = dict(batch_size=4, shard_size=8, workers=0, progress=False)
-
-
-def small_input(encoder: Encoder) -> Encoder:
-    """The same frozen network fed 64 x 64 inputs: the cache logic under test does not care
-    about resolution, and 12x fewer pixels keep these tests fast on 2 cores."""
-    return dataclasses.replace(encoder, data_config={**encoder.data_config, "input_size": (3, 64, 64), "crop_pct": 1.0})
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from conftest import reference_population
 from spikebridge.neurons import PopulationParameters, lif_population
 
 
@@ -100,3 +101,17 @@ def test_population_refractory_option_and_its_checks():
         lif_population(currents, PopulationParameters(1.0, torch.ones(1), refractory=-1))
     with pytest.raises(ValueError, match="refractory"):
         lif_population(currents, PopulationParameters(1.0, torch.ones(1), refractory=1.5))
+
+
+@pytest.mark.parametrize("lateral", [0.0, 2.0])
+@pytest.mark.parametrize("with_silent", [False, True])
+@pytest.mark.parametrize("reset,strict", [("subtract", False), ("zero", True)])
+def test_population_bit_identical(lateral, with_silent, reset, strict):
+    g = torch.Generator().manual_seed(0)
+    currents = torch.randn(2, 20, 7, 9, generator=g)
+    theta = torch.tensor([0.7, 1.3])
+    silent = (torch.rand(2, 9, generator=g) < 0.3) if with_silent else None
+    ref = reference_population(currents, 0.9, theta, lateral, silent, reset, strict)
+    rec = lif_population(currents, PopulationParameters(0.9, theta, lateral, reset, strict, silent), keep_spikes=True)
+    for a, b in zip(ref, rec):
+        assert torch.equal(a, b)

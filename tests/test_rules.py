@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MARGIN, frozen_learner
 from spikebridge import create_learner, train
 from spikebridge.learner import list_rules
+from spikebridge.rules import DiehlCook
 
 
 def _traces(seq: np.ndarray, lam: float) -> np.ndarray:
@@ -141,20 +143,6 @@ def _accuracy(learner, x, y) -> float:
     return float((learner.scores(x)[0].argmax(1).numpy() == y).mean())
 
 
-def frozen_learner(rule, n_inputs, n_classes=10):
-    """The same learner with plasticity disabled: ``eta = 0`` for the STDP rules (thresholds,
-    homeostasis and Diehl & Cook's neuron labelling still run), no learn() at all for CoLaNET
-    (whose recruitment of prototypes is plasticity even at zero rates)."""
-    if rule != "colanet":
-        return create_learner(rule, n_inputs, n_classes, eta=0.0)
-    learner = create_learner(rule, n_inputs, n_classes)
-    learner.learn = lambda *args, **kw: 0
-    return learner
-
-
-MARGIN = 0.15
-
-
 @pytest.mark.parametrize("rule", ["colanet", "rstdp", "sstdp", "diehl-cook"])
 def test_every_rule_learns_beyond_its_frozen_network(rule, pixel_digits):
     """Above chance *because of plasticity*: the frozen network must fail the bar (Diehl & Cook
@@ -248,3 +236,28 @@ def test_rules_share_the_learner_base_class_and_its_defaults(pixel_digits):
             assert all(torch.equal(before[k], v) for k, v in learner.tensors().items() if k in before)
     with pytest.raises(TypeError, match="must subclass spikebridge.learner.Learner"):
         register_rule("not-a-learner")(type("NotALearner", (), {}))
+
+
+# ------------------------------------------------------------------ Diehl & Cook homeostasis per example
+def test_homeostasis_does_not_depend_on_the_batch_size():
+    post = (torch.rand(8, 16, 20, generator=torch.Generator().manual_seed(0)) < 0.2).float()  # [T, B, J]
+    one, batched = DiehlCook(4, 2), DiehlCook(4, 2)
+    for b in range(16):
+        one._homeostasis(post[:, b : b + 1])
+    batched._homeostasis(post)
+    assert torch.allclose(one.adaptive, batched.adaptive, rtol=1e-5)  # the old rule divided by the batch size
+    d, plus = one.config.theta_decay, one.config.theta_plus
+    a = torch.zeros(20)
+    for b in range(16):  # the documented rule, example by example
+        a = d * a + plus * post[:, b].sum(0)
+    assert torch.allclose(batched.adaptive, a, rtol=1e-5)
+
+
+def test_diehl_cook_thresholds_after_an_epoch_similar_at_batch_1_and_16(pixel_digits):
+    xt, _, yt, _ = pixel_digits
+    means = []
+    for batch in (1, 16):
+        learner, _ = train(create_learner("diehl-cook", 64, 10, neurons_per_class=2), xt[:240], yt[:240], epochs=1,
+                           batch_size=batch, progress=False)
+        means.append(float(learner.adaptive.mean()))
+    assert means[1] > 0 and 0.5 < means[0] / means[1] < 2, means  # were 5x apart (per-batch mean)

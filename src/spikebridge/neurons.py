@@ -96,7 +96,7 @@ def lif_population(currents: torch.Tensor, p: PopulationParameters, keep_spikes:
     Written with preallocated buffers and in-place operations (float spikes straight from
     the comparison, the first-spike step counted rather than selected), one intra-op thread
     ([`single_threaded()`][spikebridge.neurons.single_threaded]). Its rounding is that of the plain loop of the equations
-    above, operation by operation (``tests/test_simulate.py`` checks it bit for bit).
+    above, operation by operation (``tests/test_neurons.py`` checks it bit for bit).
     """
     if p.reset not in ("subtract", "zero"):
         raise ValueError(f"reset must be 'subtract' or 'zero', not {p.reset!r}")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spikebridge import create_learner, train
+from spikebridge.errors import SpikebridgeError
 from spikebridge.learner import list_rules, load_learner
 
 
@@ -33,7 +34,7 @@ def test_no_autograd_in_spiking_part(rule, pixel_digits, monkeypatch):
 def test_every_rule_learns_above_chance(rule, digits_features):
     """On Lite0 features; the bar is the same network with plasticity disabled (measured:
     Diehl & Cook 0.67 learned vs 0.28 with eta = 0; the others 0.70-0.95 vs chance)."""
-    from test_rules import MARGIN, frozen_learner
+    from conftest import MARGIN, frozen_learner
 
     train_fs, val_fs = digits_features
     accuracy = {}
@@ -130,3 +131,27 @@ for write in (lambda: save_tensors(path, {{"w": torch.zeros(1_000_000)}}, {{"epo
 
     tensors, meta = load_tensors(run / "checkpoint.safetensors")
     assert meta == {"epoch": 0} and tensors["w"].shape == (10,)
+
+
+# ------------------------------------------------------------------ non-finite features
+@pytest.mark.parametrize("rule", ["colanet", "rstdp", "sstdp", "diehl-cook"])
+def test_non_finite_features_are_rejected_in_training_and_prediction(rule, pixel_digits):
+    from spikebridge import create_learner, train
+
+    xt, xv, yt, _ = pixel_digits
+    bad = xt[:200].copy()
+    bad[5, [3, 9]] = np.nan
+    with pytest.raises(SpikebridgeError) as info:
+        train(create_learner(rule, 64, 10), bad, yt[:200], epochs=1, progress=False)
+    msg = str(info.value)
+    assert "train" in msg and "row 5" in msg and "2 of 64 columns" in msg and "\n" not in msg
+    learner, _ = train(create_learner(rule, 64, 10), xt[:200], yt[:200], epochs=1, progress=False)
+    bad_val = xv[:50].copy()
+    bad_val[7, 0] = np.inf
+    with pytest.raises(SpikebridgeError, match="row 7 has 1 of 64 columns"):
+        learner.scores(bad_val, 8)
+    if rule == "colanet":  # the rule with a continuous approximation (the others return None)
+        with pytest.raises(SpikebridgeError, match="row 7"):
+            learner.predict_continuous(bad_val)
+    else:
+        assert learner.predict_continuous(bad_val) is None
