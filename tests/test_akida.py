@@ -15,7 +15,7 @@ import torch
 import spikebridge as sb
 from spikebridge import create_learner, train
 from spikebridge.colanet import CoLaNETConfig
-from spikebridge.deploy import sidecar_path
+from spikebridge.deploy.formats import sidecar_path
 from spikebridge.deploy.akida import AkidaCoLaNET, AkidaSidecar
 from spikebridge.deploy.akida_quantisation import count_rates, quantise_weights, quantised_colanet, window_steps
 from spikebridge.deploy.formats import check_akida_bits

@@ -8,7 +8,7 @@ from spikebridge.errors import SpikebridgeError
 
 # ------------------------------------------------------------------ export refuses what it cannot honour
 def test_nir_export_refuses_a_convention_the_target_cannot_honour():
-    from spikebridge.deploy import nir_graph
+    from spikebridge.deploy.nir import nir_graph
 
     model = CoLaNET(4, 2, CoLaNETConfig(microcolumns=1))
     with pytest.raises(SpikebridgeError, match="needs --convention euler"):

@@ -108,7 +108,7 @@ class RuleDescription:
                                       "(T 2^first_spike_shift))",
                          "lateral": "lateral8 = (lateral_num * theta8 + 2^(lateral_shift-1)) >> lateral_shift",
                          "gamma_q": int(self.gamma), "threshold8": int(self.threshold[0]), "lateral8": int(self.lateral[0])},
-            inference={"model": "spikebridge.deploy.Int8CoLaNET (format spikebridge-int8) of the recruited neurons",
+            inference={"model": "spikebridge.deploy.fixed_point.Int8CoLaNET (format spikebridge-int8) of the recruited neurons",
                        "weights": "W8 (int8), weight LSB = 2^fold_shift learned LSBs",
                        "dynamics": f"v <- {DECAY_EQUATION} + sum_i W8[j,i] x_i[t] - lateral8 * (other spikes at "
                                    "t-1); v <- clamp(v, -2**23, 2**23-1); s = v >= theta8; v -= theta8 * s",
