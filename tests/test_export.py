@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from spikebridge import deploy as ex
+from spikebridge.deploy.fixed_point import Int8CoLaNET
+from spikebridge.deploy.formats import SNNTORCH_DT, sidecar_path
+from spikebridge.deploy.nir import export_nir, nir_graph
+from spikebridge.deploy.nir_import import import_nir
+from spikebridge.deploy.nir_lif import lif_to_nir, nir_to_lif
 from spikebridge.cli.export import add_export_command
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.errors import SpikebridgeError
@@ -45,13 +49,13 @@ def pixel_ensemble(pixel_digits):
 def test_parameter_mapping_round_trip(convention):
     for dt, tau, theta in [(1e-3, 20e-3, 203.7), (1e-4, 5e-3, 1.0), (1e-3, 1e-3, 0.25), (2e-3, 0.5, 3e4)]:
         beta = math.exp(-dt / tau)
-        p = ex.lif_to_nir(beta, theta, dt, convention)
+        p = lif_to_nir(beta, theta, dt, convention)
         assert p.v_leak == 0 and p.v_reset == 0 and p.v_threshold == theta
-        beta2, gain, theta2 = ex.nir_to_lif(p.tau, p.r, p.v_threshold, dt, convention)
+        beta2, gain, theta2 = nir_to_lif(p.tau, p.r, p.v_threshold, dt, convention)
         assert beta2 == pytest.approx(beta, rel=1e-13, abs=0) and gain == pytest.approx(1.0, abs=1e-12)
         assert theta2 == theta
     beta = math.exp(-1e-3 / 20e-3)  # the defaults: dt = 1 ms, tau = 20 ms
-    p = ex.lif_to_nir(beta, 1.0, 1e-3, convention)
+    p = lif_to_nir(beta, 1.0, 1e-3, convention)
     assert p.tau == pytest.approx(20e-3 if convention == "exact" else 1e-3 / (1 - beta), rel=1e-12)
     assert p.r == pytest.approx(1 / (1 - beta), rel=1e-12)
 
@@ -62,7 +66,7 @@ def test_mapped_parameters_integrate_the_nir_equation_to_our_neuron(convention):
     mapped parameters, Euler steps or finely sub-stepped, and compare with our discrete LIF."""
     dt, tau, theta = 1e-3, 20e-3, 1.0
     beta = math.exp(-dt / tau)
-    p = ex.lif_to_nir(beta, theta, dt, convention)
+    p = lif_to_nir(beta, theta, dt, convention)
     current = torch.rand(40, generator=torch.Generator().manual_seed(0)) * 0.4
     ours = PopulationParameters(beta, torch.tensor([theta], dtype=torch.float64))
     spikes = lif_population(current.view(1, -1, 1, 1).double(), ours, keep_spikes=True).spikes
@@ -79,7 +83,7 @@ def test_mapped_parameters_integrate_the_nir_equation_to_our_neuron(convention):
 # --------------------------------------------------------------------------- export / import
 def test_export_writes_graph_and_sidecar(digits_model, tmp_path):
     model, _ = digits_model
-    s = ex.export_nir(model, tmp_path / "m.nir", classes=[str(c) for c in range(10)])
+    s = export_nir(model, tmp_path / "m.nir", classes=[str(c) for c in range(10)])
     graph, side = nir.read(s["path"]), json.loads((tmp_path / "m.nir.json").read_text())
     J = int(model.active.sum())
     assert set(graph.nodes) == {"input", "synapses", "winner_take_all", "output"}
@@ -102,8 +106,8 @@ def test_export_writes_graph_and_sidecar(digits_model, tmp_path):
 def test_import_gives_identical_predictions(digits_model, tmp_path, layout, convention):
     model, val = digits_model
     path = tmp_path / "m.nir"
-    ex.export_nir(model, path, layout=layout, convention=convention)
-    back = ex.import_nir(path)
+    export_nir(model, path, layout=layout, convention=convention)
+    back = import_nir(path)
     assert torch.equal(back.predict_spiking(val.features), model.predict_spiking(val.features))
     assert back.config.lateral_inhibition == model.config.lateral_inhibition
     assert back.config.beta == model.config.beta
@@ -112,12 +116,12 @@ def test_import_gives_identical_predictions(digits_model, tmp_path, layout, conv
 
 def test_ensemble_exports_as_one_block_diagonal_population(pixel_ensemble, tmp_path):
     model, xv, _ = pixel_ensemble
-    ex.export_nir(model, tmp_path / "e.nir")
+    export_nir(model, tmp_path / "e.nir")
     graph = nir.read(str(tmp_path / "e.nir"))
     lateral = graph.nodes["winner_take_all"].nodes["lateral"].weight
     member = np.array([n["member"] for n in json.loads((tmp_path / "e.nir.json").read_text())["neurons"]])
     assert set(member) == {0, 1} and np.all(lateral[member[:, None] != member[None, :]] == 0)
-    back = ex.import_nir(tmp_path / "e.nir")
+    back = import_nir(tmp_path / "e.nir")
     assert back.config.ensemble == 2
     assert torch.equal(back.predict_spiking(xv), model.predict_spiking(xv))
 
@@ -125,11 +129,11 @@ def test_ensemble_exports_as_one_block_diagonal_population(pixel_ensemble, tmp_p
 def test_import_rejects_bad_input(digits_model, tmp_path):
     model, _ = digits_model
     with pytest.raises(SpikebridgeError, match="not found"):
-        ex.import_nir(tmp_path / "missing.nir")
-    ex.export_nir(model, tmp_path / "m.nir")
+        import_nir(tmp_path / "missing.nir")
+    export_nir(model, tmp_path / "m.nir")
     (tmp_path / "m.nir.json").unlink()
     with pytest.raises(SpikebridgeError, match="missing"):
-        ex.import_nir(tmp_path / "m.nir")
+        import_nir(tmp_path / "m.nir")
 
 
 # --------------------------------------------------------------------------- peers
@@ -149,15 +153,15 @@ def test_snntorch_target_normalises_ensemble_thresholds(pixel_ensemble):
     pytest.importorskip("snntorch")
     model, xv, _ = pixel_ensemble
     assert model.threshold[0] != model.threshold[1]
-    graph, side = ex.nir_graph(model, target="snntorch")
-    assert side.unit_threshold and side.time_step_s == ex.SNNTORCH_DT
+    graph, side = nir_graph(model, target="snntorch")
+    assert side.unit_threshold and side.time_step_s == SNNTORCH_DT
     assert np.all(graph.nodes["winner_take_all"].nodes["lif"].v_threshold == 1)
     r = peer_predictions(model, xv[:150], "snntorch")
     assert r["agreement"] >= 0.98, r["agreement"]
 
 
 # --------------------------------------------------------------------------- int8
-def _reference_int_loop(q: ex.Int8CoLaNET, spikes: np.ndarray):
+def _reference_int_loop(q: Int8CoLaNET, spikes: np.ndarray):
     """Independent, plain-Python integer simulation of one example ``spikes [T, N]``."""
     w = q.weights.numpy().astype(np.int64)
     member = q.member.tolist()
@@ -195,7 +199,7 @@ def test_one_decay_formula():
 
 def test_int8_simulation_is_exact(pixel_ensemble, digits_model):
     for model, x in ((pixel_ensemble[0], pixel_ensemble[1][:3]), (digits_model[0], digits_model[1].features[:3])):
-        q = ex.Int8CoLaNET.quantise(model)
+        q = Int8CoLaNET.quantise(model)
         assert q.weights.dtype == torch.int8 and q.weights.abs().max() <= 127
         spikes = q.spikes_for(x)
         rec = q.simulate(spikes)
@@ -207,7 +211,7 @@ def test_int8_simulation_is_exact(pixel_ensemble, digits_model):
 
 def test_int8_accuracy_and_size(digits_model, tmp_path):
     model, val = digits_model
-    q = ex.Int8CoLaNET.quantise(model)
+    q = Int8CoLaNET.quantise(model)
     float_acc = (model.predict_spiking(val.features).numpy() == val.labels).mean()
     int_acc = (q.predict(val.features).numpy() == val.labels).mean()
     assert int_acc >= float_acc - 0.01, (float_acc, int_acc)
@@ -215,7 +219,7 @@ def test_int8_accuracy_and_size(digits_model, tmp_path):
     J = int(model.active.sum())
     coder_bytes = sum(t.numel() * t.element_size() for t in model.normaliser.tensors().values())  # float rate map
     assert s["network_bytes"] < J * model.n_channels * 1.1 and s["file_bytes"] < 2 * J * model.n_channels + coder_bytes
-    back = ex.Int8CoLaNET.load(tmp_path / "m.int8.safetensors")
+    back = Int8CoLaNET.load(tmp_path / "m.int8.safetensors")
     assert torch.equal(back.predict(val.features[:50]), q.predict(val.features[:50]))
     assert json.loads((tmp_path / "m.int8.safetensors.json").read_text())["bit_widths"]["weight"] == 8
 
@@ -241,7 +245,7 @@ def test_export_command_writes_both_formats(digits_model, tmp_path, capsys):
     save_tensors(path, model.tensors(), {"rule": "colanet", "learn_mode": "continuous", **model.metadata()})
     for fmt, out in (("nir", tmp_path / "x.nir"), ("int8", tmp_path / "x.int8.safetensors")):
         args = _parser().parse_args(["export", "--model", str(path), "--format", fmt, "--out", str(out)])
-        assert args.func(args) == 0 and out.is_file() and ex.sidecar_path(out).is_file()
+        assert args.func(args) == 0 and out.is_file() and sidecar_path(out).is_file()
     printed = capsys.readouterr().out
     assert "bytes" in printed
     assert "hardware fit" in printed and all(chip in printed for chip in ("Loihi 2", "TrueNorth"))
@@ -265,8 +269,8 @@ def test_export_command_errors(pixel_digits, tmp_path):
 @pytest.mark.parametrize("target", ["snntorch", "norse"])
 def test_peer_targets_import_back_to_the_same_classifier(digits_model, tmp_path, target):
     model, val = digits_model
-    ex.export_nir(model, tmp_path / "p.nir", target=target)
-    back = ex.import_nir(tmp_path / "p.nir")
+    export_nir(model, tmp_path / "p.nir", target=target)
+    back = import_nir(tmp_path / "p.nir")
     assert torch.equal(back.predict_spiking(val.features), model.predict_spiking(val.features))
 
 
