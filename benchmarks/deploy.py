@@ -31,7 +31,7 @@ import torch
 from harness import result_path
 
 import spikebridge as sb
-from spikebridge import deploy as ex
+from spikebridge.deploy.fixed_point import Int8CoLaNET
 from spikebridge.currents import PRECISION_ENV
 from spikebridge.deploy.peer_agreement import peer_predictions
 from spikebridge.learner import create_learner
@@ -127,7 +127,7 @@ def main(argv=None):
                   f"spike counts equal to our simulation of that reset: {100 * p['reference_spike_match']:.2f} %)")
 
         for reset in ("subtract", "zero"):
-            q = ex.Int8CoLaNET.quantise(model, reset)
+            q = Int8CoLaNET.quantise(model, reset)
             t0 = time.perf_counter()
             pred = q.predict(va.features, args.steps)
             entry = {"top1": top1(pred, va.labels), "agreement_with_float": float((pred == ours).double().mean()),

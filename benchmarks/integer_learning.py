@@ -54,7 +54,7 @@ def top1(pred, labels) -> float:
 def run_dataset(name: str, path: Path, bits_list, seeds, args) -> dict:
     from accuracy import features_for
 
-    from spikebridge import deploy as ex
+    from spikebridge.deploy.fixed_point import Int8CoLaNET
     from spikebridge.deploy.integer_learning import integer_learner
     from spikebridge.learner import create_learner
     from spikebridge.training import train
@@ -69,7 +69,7 @@ def run_dataset(name: str, path: Path, bits_list, seeds, args) -> dict:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         model = learner.model
         pred = model.predict_spiking(va.features, args.steps)
-        ptq = ex.Int8CoLaNET.quantise(model).predict(va.features, args.steps)
+        ptq = Int8CoLaNET.quantise(model).predict(va.features, args.steps)
         f = out["float"].setdefault("runs", [])
         f.append({"seed": seed, "top1": top1(pred, va.labels), "int8_ptq_top1": top1(ptq, va.labels),
                   "train_seconds": seconds, "train_cpu_seconds": cpu, "epochs": hist["epochs_planned"], "neurons": int(model.active.sum()),

@@ -6,7 +6,7 @@ r"""More NIR consumers (Sinabs for Speck, Rockpool for Xylo) and the hardware fi
 
 For each consumer the exported graph is read with the consumer's own NIR entry point
 (``sinabs.from_nir``, ``rockpool.nn.modules.from_nir``), fed our input spikes, and decided by
-the library's readout (:func:`spikebridge.deploy.readout_scores`) on its output spikes (final
+the library's readout (`spikebridge.deploy.network.readout_scores`) on its output spikes (final
 membrane for the last tie-break where the consumer exposes it). Each row reports
 
 * ``agreement``: the consumer's decisions vs ours (``CoLaNET.simulate`` + ``column_decision``);
@@ -64,9 +64,11 @@ def measure(model, features, labels, steps: int, sinabs_py: Path | None, batch: 
     """Agreement of every consumer x graph with our decisions on ``features`` (see the module docstring)."""
     import torch
 
-    from spikebridge import deploy as ex
+    from spikebridge.deploy.network import network_of
 
-    net = ex.network_of(model)
+    from spikebridge.deploy.nir import export_nir
+
+    net = network_of(model)
     g = model.config.lateral_inhibition
     spikes = torch.cat([model.spikes_for(features[b : b + batch], steps) for b in range(0, len(features), batch)], 1)
     ours = torch.cat([model.column_decision(model.simulate(spikes[:, b : b + batch]))
@@ -108,7 +110,7 @@ def measure(model, features, labels, steps: int, sinabs_py: Path | None, batch: 
         files = {}
         for target, layout in (("generic", "nested"), ("generic", "flat"), ("norse", "nested")):
             files[f"{target}_{layout}"] = tmp / f"{target}_{layout}.nir"
-            ex.export_nir(model, files[f"{target}_{layout}"], target=target, layout=layout)
+            export_nir(model, files[f"{target}_{layout}"], target=target, layout=layout)
         import nir
 
         for v in ("no_lateral", "feedforward_inhibition", "if", "rockpool"):

@@ -89,6 +89,7 @@ JOBS = [
     Job("deploy", "deploy.py", "deploy.json"),
     Job("nir_consumers", "nir_consumers.py", "deploy.json"),
     Job("akida", "akida_deploy.py", "deploy.json"),
+    Job("akida_encoder", "akida_encoder.py", "akida_encoder.json"),  # needs $SPIKEBRIDGE_AKIDA_FULL_PYTHON
     Job("integer_learning", "integer_learning.py", "deploy.json"),
     Job("lava", "lava_deploy.py", "lava.json", [], ["--datasets", "digits"]),  # needs $SPIKEBRIDGE_LAVA_PYTHON
     Job("slda_crosscheck", "slda_crosscheck.py", "slda_crosscheck.json"),  # needs $SPIKEBRIDGE_AVALANCHE_PYTHON

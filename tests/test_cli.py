@@ -172,6 +172,7 @@ def test_evaluate_checks_a_checkpoint_like_a_model(pixel_pipeline, pixel_digits,
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_one_class_data_set_is_refused_before_extraction(tmp_path, capsys):
     data = make_image_folder(tmp_path / "one", classes=("cat",), per_class=2, size=16)
     for command in ("train", "tune"):

@@ -72,6 +72,7 @@ def test_update_is_local_to_target_winner_and_wrong_winner(pixel_digits):
     assert (model.weights[0, j_minus] <= before[0, j_minus]).all()  # anti-Hebbian: only depression
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_minibatch_plasticity_close_to_online_rule(pixel_digits):
     xt, xv, yt, yv = pixel_digits
     online = _trained(xt, yt, epochs=6, batch_size=1).model.predict_continuous(xv).numpy()
@@ -330,6 +331,7 @@ def test_the_old_rule_is_still_available_and_worse_on_digits(pixel_digits):
     assert accs[1] > accs[0] + 0.01, accs
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_partial_fit_single_pass_close_to_multi_epoch(pixel_digits):
     xt, xv, yt, yv = pixel_digits
     stream = CoLaNET(64, 10, CoLaNETConfig())
@@ -374,6 +376,7 @@ def _incremental(pixel_digits, freeze: bool, replay: int):
     return model, old_weights, before, after, (pred[yv >= 8] == yv[yv >= 8]).mean()
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_add_classes_freezes_old_columns_and_replay_limits_forgetting(pixel_digits):
     model, old_weights, before, after, new_acc = _incremental(pixel_digits, freeze=True, replay=2)
     assert torch.equal(model.weights[:, : old_weights.shape[1]], old_weights)  # old columns untouched

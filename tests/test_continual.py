@@ -131,6 +131,7 @@ def test_add_classes_keeps_old_decisions_when_no_new_examples_come(pixel_digits)
         clf.add_classes([3])
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_colanet_learns_class_incrementally_without_storing_examples(pixel_digits):
     xt, xv, yt, yv = pixel_digits
     clf = SpikingClassifier(seed=0, batch_size=1, steps=16)
@@ -193,6 +194,7 @@ def test_integer_colanet_learns_online_and_adds_classes(pixel_digits):
     assert torch.equal(back.predict(xv), m.predict(xv)) and torch.equal(back.stream.seen, m.stream.seen)
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_train_continual_writes_a_run_folder(pixel_pipeline, pixel_digits, tmp_path, capsys):
     import json
 

@@ -388,6 +388,7 @@ def test_folded_encoder_has_no_batchnorm_left(fp32, unfolded):
     assert fp32.identity() == unfolded.identity()  # same features: the cache key does not change
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_folded_features_equal_unfolded(fp32, unfolded):
     pre = fp32.preprocess()
     pixels = torch.stack([pre.pixels(img) for _, img in _real_images(limit_per_set=3)])
@@ -523,6 +524,7 @@ def test_backend_validation_and_auto_policy(lite0, monkeypatch):
         dataclasses.replace(lite0, precision="fp32", backend="openvino")
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_openvino_features_equal_pytorch_on_real_images(fp32):
     """The OpenVINO engine at f32 gives PyTorch's features to float rounding (which is why the
     engine is not in the feature cache key), for uint8 pixels and for normalised floats."""
@@ -554,6 +556,7 @@ print(tuple(enc(torch.zeros(2, 224, 224, 3, dtype=torch.uint8)).shape), os.envir
 """
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_openvino_engine_sends_no_telemetry(tmp_path):
     """openvino-telemetry, by default, writes a client id under ~/intel and sends usage events
     from convert_model; the engine declines it (and leaves $CI as it was)."""
@@ -706,6 +709,7 @@ def int8_run(fp32, tmp_path_factory):
     return {"splits": splits, "cache": cache, "encoder": int8, "train": train, "val": val, "fp32": ref}
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_int8_features_close_to_fp32_on_real_images(int8_run):
     """int8 features of real photos point where the fp32 features point (cosine per image) and
     keep their scale: the quantisation perturbs, it does not scramble."""
@@ -722,6 +726,7 @@ def test_int8_features_close_to_fp32_on_real_images(int8_run):
     assert int8_run["val"].info["engine"] == "openvino int8"
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_int8_calibration_is_recorded_and_in_the_cache_key(int8_run):
     import dataclasses
 
@@ -748,6 +753,7 @@ def test_int8_calibration_is_recorded_and_in_the_cache_key(int8_run):
         assert files == ["calibration.json", "model.bin", "model.xml"]  # OpenVINO IR, no pickle
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_int8_model_is_reused_and_deterministic(int8_run, tmp_path, monkeypatch):
     """A second extraction reads the cached IR (no quantisation); quantising again from scratch
     with the same seed gives bit-identical features."""

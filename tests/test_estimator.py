@@ -54,6 +54,7 @@ def test_a_registered_rule_is_created_trained_and_offered_by_the_cli(pixel_digit
     assert "lazy-teacher" in next(a for a in train_parser._actions if a.dest == "rule").choices
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_classifier_with_arbitrary_labels_proba_save_load(pixel_digits, tmp_path):
     xt, xv, yt, yv = pixel_digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])

@@ -38,6 +38,7 @@ def test_there_is_an_example_per_rule_and_workflow():
     assert {"colanet", "rstdp", "sstdp", "diehl_cook", "sklearn_pipeline", "online_incremental", "nir_export"} <= names
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 @pytest.mark.parametrize("script", _params())
 def test_example_runs(script, tmp_path):
     out = subprocess.run([sys.executable, script.name], cwd=EXAMPLES, capture_output=True, text=True, timeout=120,

@@ -160,6 +160,7 @@ def test_corrupted_shard_is_recomputed(folder, tmp_path, enc, calls):
     assert again.path == first.path
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_deleted_sidecar_counts_as_incomplete(folder, tmp_path, enc, calls):
     ds = image_folder(folder).train
     first = extract_features(ds, enc, tmp_path / "cache", **OPTS)
@@ -242,6 +243,7 @@ def test_draft_setting_is_in_the_cache_key(folder, enc):
     assert cache_key(dataclasses.replace(enc, jpeg_draft=False), ds) != cache_key(enc, ds)
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_worker_processes_give_the_same_features(folder, tmp_path, enc):
     ds = image_folder(folder).train
     inline = extract_features(ds, enc, tmp_path / "a", **OPTS)
@@ -280,6 +282,7 @@ def test_dataset_features_precision_checks(enc, tmp_path):
 
 
 # ------------------------------------------------------------------ issue 21: nothing silent, errors before work
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_cached_entry_with_skipped_images_warns_each_time_it_is_used(folder, tmp_path, enc, calls):
     bad, key = _break_one_image(folder)
     ds = image_folder(folder).train
@@ -291,6 +294,7 @@ def test_cached_entry_with_skipped_images_warns_each_time_it_is_used(folder, tmp
     assert calls == [] and [k for k, _ in cached.skipped] == [key]
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_symlink_loop_named_like_an_image_is_skipped_and_listed(folder, tmp_path, enc):
     loop = folder / "train" / "cat" / "loop.jpg"
     loop.symlink_to(loop.name)  # points at itself: ELOOP on open

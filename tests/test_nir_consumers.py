@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spikebridge import create_learner, train
-from spikebridge import deploy as ex
+from spikebridge.deploy.network import network_of
 from spikebridge.colanet import CoLaNETConfig
 from spikebridge.deploy import nir_consumers as nc
 
@@ -27,7 +27,7 @@ def ensemble(pixel_digits):
 
 def test_reference_of_the_recurrent_graph_is_our_simulation(ensemble):
     model, spikes = ensemble
-    net = ex.network_of(model)
+    net = network_of(model)
     out, v = nc.reference_spikes(net, spikes, "recurrent", model.config.lateral_inhibition)
     rec = model.simulate(spikes, method="dense")
     assert torch.equal(out.sum(0), rec.counts[net.member, :, net.row].T)
@@ -38,7 +38,7 @@ def test_feedforward_inhibition_reference_by_hand(ensemble):
     """The output population's currents are the input's minus g theta times the other neurons'
     spikes of the uninhibited copy in the same step (one member at a time)."""
     model, spikes = ensemble
-    net = ex.network_of(model)
+    net = network_of(model)
     g = model.config.lateral_inhibition
     drive, _ = nc.reference_spikes(net, spikes, "no_lateral", g)
     out, _ = nc.reference_spikes(net, spikes, "feedforward_inhibition", g)
@@ -54,7 +54,7 @@ def test_rockpool_runs_the_exported_dynamics(ensemble, tmp_path):
     pytest.importorskip("rockpool")
     pytest.importorskip("nirtorch")
     model, spikes = ensemble
-    net = ex.network_of(model)
+    net = network_of(model)
     path = tmp_path / "rockpool.nir"
     nir.write(str(path), nc.variant_graph(net, model.config.dt, "rockpool"))
     out, v = nc.run_rockpool(path, spikes, single_spike=True, batch=50)
@@ -75,7 +75,7 @@ def test_sinabs_reads_the_feedforward_graphs(ensemble, tmp_path):
             pytest.fail(f"{missing} (CI=true: .ci/run builds it, so this test must run)")
         pytest.skip(missing)
     model, spikes = ensemble
-    net = ex.network_of(model)
+    net = network_of(model)
     g = model.config.lateral_inhibition
     jobs = []
     for variant in ("no_lateral", "feedforward_inhibition"):

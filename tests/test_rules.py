@@ -143,6 +143,7 @@ def _accuracy(learner, x, y) -> float:
     return float((learner.scores(x)[0].argmax(1).numpy() == y).mean())
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 @pytest.mark.parametrize("rule", ["colanet", "rstdp", "sstdp", "diehl-cook"])
 def test_every_rule_learns_beyond_its_frozen_network(rule, pixel_digits):
     """Above chance *because of plasticity*: the frozen network must fail the bar (Diehl & Cook
@@ -212,6 +213,7 @@ def test_each_rule_accepts_only_its_own_settings():
     assert create_learner("diehl-cook", 64, 10, neurons_per_class=3).n_neurons() == 30
 
 
+@pytest.mark.slow  # fast lane under 2 minutes: it runs in CI (-m slow included)
 def test_rules_share_the_learner_base_class_and_its_defaults(pixel_digits):
     """Every rule is a Learner: partial_fit learns online (prepare on the first call), add_classes
     is refused by the single-layer rules and offered by CoLaNET, state_bytes counts the state."""
