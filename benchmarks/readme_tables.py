@@ -646,8 +646,20 @@ def akida_encoder(_: str = "") -> str:
         f"(lowest {res['feature_cosine']['min']:.3f})."])
 
 
+def fast_lane(_: str = "") -> str:
+    res = _load("fast_lane.json")
+    if res is None:
+        return "(no fast_lane.json yet: run python benchmarks/fast_lane.py)"
+    c = res["counts"]
+    if res["cpu_busy_before_start"] > 0.2:
+        return f"Fast lane: {c.get('passed', 0)} tests (its last timing shared the CPUs with other jobs: not quoted)."
+    return (f"Fast lane (`python benchmarks/fast_lane.py`): {c.get('passed', 0)} tests pass in "
+            f"{res['wall_seconds']:.0f} s on {_machine(res['machine'])}; {c.get('deselected', 0)} slow ones run in CI.")
+
+
 RENDERERS = {
     "akida_encoder": akida_encoder,
+    "fast_lane": fast_lane,
     "continual": continual,
     "continual_study": continual_study,
     "speed": speed,

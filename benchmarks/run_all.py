@@ -96,6 +96,7 @@ JOBS = [
     Job("truenorth", "truenorth_mapping.py", "truenorth.json", [], ["--datasets", "digits"]),
     Job("energy", "energy.py", "energy.json"),
     Job("demo", "demo_time.py", "demo.json", [], [], timing=True),
+    Job("fast_lane", "fast_lane.py", "fast_lane.json", [], [], timing=True),
 ]
 
 
