@@ -203,11 +203,13 @@ def enc(lite0):
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
+    """~40 tiny real images: train and val, 2 classes x 10 each."""
     return make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=10, size=24)
 
 
 @pytest.fixture
 def calls(monkeypatch) -> list[int]:
+    """Batch sizes of every encoder forward pass during the test."""
     from spikebridge.encoders import Encoder
 
     seen: list[int] = []

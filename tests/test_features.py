@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import OPTS, make_image_folder, small_input
+from conftest import OPTS, small_input
 from spikebridge.data import ImageDataset, digits, image_folder
 from spikebridge.encoders import Encoder, create_encoder
 from spikebridge.errors import SpikebridgeError
@@ -22,26 +22,6 @@ N_TRAIN = 20  # 2 classes x 10 images; shards of 8 -> 3 shards (8, 8, 4); batche
 def enc(lite0) -> Encoder:
     """fp32, whatever the default precision on this CPU: the cache logic compares exact values."""
     return small_input(dataclasses.replace(lite0, precision="fp32"))
-
-
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    """~40 tiny real images: train and val, 2 classes x 10 each."""
-    return make_image_folder(tmp_path / "data", classes=("cat", "dog"), per_class=10, size=24)
-
-
-@pytest.fixture
-def calls(monkeypatch) -> list[int]:
-    """Batch sizes of every encoder forward pass during the test."""
-    seen: list[int] = []
-    original = Encoder.__call__
-
-    def counting(self, images):
-        seen.append(len(images))
-        return original(self, images)
-
-    monkeypatch.setattr(Encoder, "__call__", counting)
-    return seen
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
