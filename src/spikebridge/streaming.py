@@ -48,7 +48,18 @@ from .errors import SpikebridgeError
 
 
 class StreamStatistics:
-    """Running statistics of a stream of ``n_inputs``-feature examples of ``n_classes`` classes."""
+    """Running statistics of a stream of ``n_inputs``-feature examples of ``n_classes`` classes
+    (equations in the module docstring).
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per example.
+    n_classes : int
+        Classes (`add_classes` appends more).
+    rank : int
+        Directions of the shared within-class scatter kept for replay (0: independent features).
+    """
 
     def __init__(self, n_inputs: int, n_classes: int, rank: int = 0):
         self.n_inputs, self.rank = n_inputs, rank

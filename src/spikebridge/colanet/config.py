@@ -51,35 +51,95 @@ def schedule_rate(seen: int, total: int, epochs: int, anneal: bool = True) -> fl
 
 @dataclass
 class CoLaNETConfig:
-    # Defaults shared by every data set (no per-data-set tuning): the rates and margin come from
-    # an earlier Optuna search; ON/OFF coding, signed weights, annealing and the adaptive
-    # microcolumns/epochs from the study in benchmarks/rule_study.py (splits of train only).
-    microcolumns: int | None = None  # M: prototypes per class column; None: from the data (adaptive_config)
-    eta_plus: float = 0.039  # dopamine-modulated potentiation rate (at the start of the schedule)
-    eta_minus: float = 0.045  # anti-Hebbian depression rate (at the start of the schedule)
-    margin: float = 0.091  # error when a wrong column comes within margin * w_max * sum(r)
+    """Settings of CoLaNET, validated once on construction (one-line errors naming the setting).
+
+    Defaults are shared by every data set (no per-data-set tuning): the rates and margin come from
+    an earlier Optuna search; ON/OFF coding, signed weights, annealing and the adaptive
+    microcolumns/epochs from the study in ``benchmarks/rule_study.py`` (splits of train only);
+    class-balanced replay from ``benchmarks/continual_study.py``.
+
+    Parameters
+    ----------
+    microcolumns : int | None
+        M: prototypes per class column; None: from the data (adaptive_config). Default ``None``.
+    eta_plus : float
+        Dopamine-modulated potentiation rate (at the start of the schedule). Default ``0.039``.
+    eta_minus : float
+        Anti-Hebbian depression rate (at the start of the schedule). Default ``0.045``.
+    margin : float
+        Error when a wrong column comes within margin * w_max * sum(r). Default ``0.091``.
+    w_max : float
+        Upper weight bound. Default ``1.0``.
+    w_min : float
+        Lower weight bound; signed weights as in the authors' toolchain (0 = excitatory only). Default ``-1.0``.
+    normalisation : str
+        Rate coding of features: "onoff" (standardised ON/OFF channels) or "percentile". Default ``"onoff"``.
+    saturation : float
+        Onoff: a channel saturates at |z| = saturation standard deviations. Default ``3.0``.
+    anneal : bool
+        Learning rates decay linearly over a training run (schedule_rate). Default ``True``.
+    steps : int
+        T: time steps per example. Default ``32``.
+    coder : str
+        "regular" (deterministic) or "bernoulli". Default ``"regular"``.
+    dt : float
+        Simulation time step (s). Default ``1e-3``.
+    tau : float
+        Membrane time constant (s); beta = exp(-dt/tau). Default ``20e-3``.
+    lateral_inhibition : float
+        G, in units of theta. Default ``10.0``.
+    first_spike_step : float
+        Threshold calibration target. Default ``4.0``.
+    percentile : float
+        Percentile normalisation: the feature value coded as rate 1. Default ``99.85``.
+    ensemble : int
+        K independently seeded members. Default ``1``.
+    seed : int
+        Seed of every random draw (member initialisation, bagging, replay). Default ``0``.
+    replay : int
+        Class-incremental: replayed examples of frozen classes per new example (balanced: per old/new class ratio 1). Default ``2``.
+    balanced_replay : bool
+        Replay in proportion to the old / new classes seen (StreamStatistics.replay_count) ... Default ``True``.
+    replay_cap : int
+        ... at most replay_cap * replay per new example. Default ``4``.
+    replay_noise : float
+        Replayed features: class mean + replay_noise * class sd * N(0, 1). Default ``1.0``.
+    replay_rank : int
+        Replay's shared within-class correlations: this many directions (0: independent features). Default ``64``.
+    stream_boost : float
+        Partial_fit: a column's learning-rate factor for its first examples. Default ``5.0``.
+    stream_halflife : float
+        Partial_fit: ... halved after this many examples of its class (per column). Default ``50.0``.
+    stream_centred : bool
+        Partial_fit with frozen columns: covariance form (presynaptic term r - mean rate). Default ``True``.
+    """
+
+    microcolumns: int | None = None
+    eta_plus: float = 0.039
+    eta_minus: float = 0.045
+    margin: float = 0.091
     w_max: float = 1.0
-    w_min: float = -1.0  # lower weight bound; signed weights as in the authors' toolchain (0 = excitatory only)
-    normalisation: str = "onoff"  # rate coding of features: "onoff" (standardised ON/OFF channels) or "percentile"
-    saturation: float = 3.0  # onoff: a channel saturates at |z| = saturation standard deviations
-    anneal: bool = True  # learning rates decay linearly over a training run (schedule_rate)
-    steps: int = 32  # T: time steps per example
-    coder: str = "regular"  # "regular" (deterministic) or "bernoulli"
+    w_min: float = -1.0
+    normalisation: str = "onoff"
+    saturation: float = 3.0
+    anneal: bool = True
+    steps: int = 32
+    coder: str = "regular"
     dt: float = 1e-3
     tau: float = 20e-3
-    lateral_inhibition: float = 10.0  # g, in units of theta
-    first_spike_step: float = 4.0  # threshold calibration target
-    percentile: float = 99.85  # percentile normalisation: the feature value coded as rate 1
-    ensemble: int = 1  # K independently seeded members
+    lateral_inhibition: float = 10.0
+    first_spike_step: float = 4.0
+    percentile: float = 99.85
+    ensemble: int = 1
     seed: int = 0
-    replay: int = 2  # class-incremental: replayed examples of frozen classes per new example (balanced: per old/new class ratio 1)
-    balanced_replay: bool = True  # replay in proportion to the old / new classes seen (StreamStatistics.replay_count) ...
-    replay_cap: int = 4  # ... at most replay_cap * replay per new example
-    replay_noise: float = 1.0  # replayed features: class mean + replay_noise * class sd * N(0, 1)
-    replay_rank: int = 64  # replay's shared within-class correlations: this many directions (0: independent features)
-    stream_boost: float = 5.0  # partial_fit: a column's learning-rate factor for its first examples
-    stream_halflife: float = 50.0  # partial_fit: ... halved after this many examples of its class (per column)
-    stream_centred: bool = True  # partial_fit with frozen columns: covariance form (presynaptic term r - mean rate)
+    replay: int = 2
+    balanced_replay: bool = True
+    replay_cap: int = 4
+    replay_noise: float = 1.0
+    replay_rank: int = 64
+    stream_boost: float = 5.0
+    stream_halflife: float = 50.0
+    stream_centred: bool = True
 
     def __post_init__(self):
         self.validate()

@@ -39,6 +39,33 @@ class SpikeRecord:
 
 @dataclass
 class CoLaNET(Plasticity, OnlineLearning):
+    """The CoLaNET network: its state, spiking simulation, decisions and plasticity (equations in
+    the package docstring of `spikebridge.colanet`).
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per example (the ON/OFF coder gives ``2 * n_inputs`` input channels).
+    n_classes : int
+        Columns, one per class.
+    config : CoLaNETConfig
+        The settings; ``microcolumns=None`` takes the most the adaptive rule gives (7) when the
+        network is built without training data.
+
+    Attributes
+    ----------
+    weights : Tensor of shape (K, J, N)
+        Plastic weights of the ``J = C * M`` neurons of each of the ``K`` ensemble members.
+    active : Tensor of shape (K, J), bool
+        Recruited neurons (the others are silent).
+    gamma, threshold : Tensor of shape (K,)
+        Feedforward inhibition (mean recruited weight) and firing threshold per member.
+    frozen : Tensor of shape (C,), bool
+        Columns closed to plasticity (`add_classes`).
+    stream : StreamStatistics
+        What `partial_fit` keeps instead of examples.
+    """
+
     n_inputs: int
     n_classes: int
     config: CoLaNETConfig = field(default_factory=CoLaNETConfig)
