@@ -49,7 +49,28 @@ REWARD_BASELINE_DECAY = 0.99  # R-STDP: the running mean reward moves by 1 % per
 
 @dataclass
 class SingleLayerConfig:
-    """Settings every single-layer rule shares: coding, LIF dynamics, traces, rate, bounds."""
+    """Settings every single-layer rule shares: coding, LIF dynamics, traces, rate, bounds
+    (validated on construction).
+
+    Parameters
+    ----------
+    steps : int
+        Time steps per example.
+    coder : str
+        ``"regular"`` (deterministic) or ``"bernoulli"`` spikes.
+    dt, tau, tau_trace : float
+        Time step, membrane and trace time constants (s).
+    eta : float
+        Learning rate.
+    w_max : float
+        Upper weight bound (weights stay in ``[0, w_max]``).
+    first_spike_step : float
+        Threshold calibration target: the most driven neuron first fires near this step.
+    percentile : float
+        The feature value coded as rate 1 (percentile of the training features).
+    seed : int
+        Seed of every random draw.
+    """
 
     steps: int = 32
     coder: str = "regular"
@@ -79,7 +100,17 @@ class SingleLayerConfig:
 
 @dataclass
 class CompetitionConfig(SingleLayerConfig):
-    """Winner-take-all and adaptive thresholds (R-STDP, Diehl & Cook)."""
+    """Winner-take-all and adaptive thresholds (R-STDP, Diehl & Cook), beside `SingleLayerConfig`'s.
+
+    Parameters
+    ----------
+    theta_plus : float
+        Adaptive threshold step per spike (fraction of theta).
+    theta_decay : float
+        Per-example decay of the adaptive thresholds.
+    lateral_inhibition : float
+        Lateral inhibition, in units of theta.
+    """
 
     theta_plus: float = 0.05  # adaptive threshold step (fraction of theta)
     theta_decay: float = 0.999
@@ -94,6 +125,9 @@ class CompetitionConfig(SingleLayerConfig):
 
 @dataclass
 class RSTDPConfig(CompetitionConfig):
+    """R-STDP's settings: `CompetitionConfig`'s and ``a_minus``, the weight of the post-before-pre
+    (depression) term of the eligibility."""
+
     a_minus: float = 0.5  # weight of the post-before-pre (depression) term of the eligibility
 
     def validate(self) -> None:
@@ -103,6 +137,9 @@ class RSTDPConfig(CompetitionConfig):
 
 @dataclass
 class SupervisedSTDPConfig(SingleLayerConfig):
+    """Supervised STDP's settings: `SingleLayerConfig`'s and ``teacher_period``, the teacher
+    making the target neuron fire every ``teacher_period`` steps."""
+
     teacher_period: int = 2  # the teacher makes the target neuron fire every teacher_period steps
 
     def validate(self) -> None:
@@ -112,6 +149,9 @@ class SupervisedSTDPConfig(SingleLayerConfig):
 
 @dataclass
 class DiehlCookConfig(CompetitionConfig):
+    """Diehl & Cook's settings: `CompetitionConfig`'s, ``neurons_per_class`` (unlabelled neurons
+    per class) and ``x_tar`` (the presynaptic target trace of the STDP rule)."""
+
     neurons_per_class: int = 10
     x_tar: float = 0.4  # presynaptic target trace
 
@@ -122,7 +162,15 @@ class DiehlCookConfig(CompetitionConfig):
 
 
 class SingleLayerLearner(Learner):
-    """Shared machinery: rates, one LIF layer, resource normalisation, spike-count decision."""
+    """Shared machinery: rates, one LIF layer, resource normalisation, spike-count decision.
+
+    Parameters
+    ----------
+    n_inputs, n_classes : int
+        Features per example and classes.
+    config : SingleLayerConfig, optional
+        An instance of the rule's ``config_class`` (default: its defaults).
+    """
 
     config_class = SingleLayerConfig
 
@@ -266,6 +314,8 @@ class SingleLayerLearner(Learner):
 
 @register_rule("rstdp")
 class RSTDP(SingleLayerLearner):
+    """Reward-modulated STDP (module docstring); settings `RSTDPConfig`."""
+
     name = "rstdp"
     config_class = RSTDPConfig
 
@@ -297,6 +347,8 @@ class RSTDP(SingleLayerLearner):
 
 @register_rule("sstdp")
 class SupervisedSTDP(SingleLayerLearner):
+    """Supervised STDP with a teacher current (module docstring); settings `SupervisedSTDPConfig`."""
+
     name = "sstdp"
     config_class = SupervisedSTDPConfig
 
@@ -318,6 +370,8 @@ class SupervisedSTDP(SingleLayerLearner):
 
 @register_rule("diehl-cook")
 class DiehlCook(SingleLayerLearner):
+    """Diehl & Cook's unsupervised STDP (module docstring); settings `DiehlCookConfig`."""
+
     name = "diehl-cook"
     config_class = DiehlCookConfig
 
