@@ -40,13 +40,27 @@ NORMALISATIONS = ("onoff", "percentile")
 
 @dataclass
 class RateNormaliser:
-    """Feature -> rate map of every input channel: ``r_c = clip((x[source_c] - center_c) * gain_c, 0, 1)``."""
+    """Feature -> rate map of every input channel: ``r_c = clip((x[source_c] - center_c) * gain_c, 0, 1)``.
 
-    source: torch.Tensor  # [C] int64: the feature each channel reads
-    center: torch.Tensor  # [C]
-    gain: torch.Tensor  # [C]
-    kind: str = "onoff"  # how it was fitted ("onoff" or "percentile")
-    parameter: float = 3.0  # the saturation s (onoff) or the percentile q (percentile)
+    Attributes
+    ----------
+    source : torch.Tensor
+        [C] int64: the feature each channel reads.
+    center : torch.Tensor
+        [C] value subtracted from the feature.
+    gain : torch.Tensor
+        [C] scale (negative for OFF channels).
+    kind : str
+        How it was fitted ("onoff" or "percentile").
+    parameter : float
+        The saturation s (onoff) or the percentile q (percentile).
+    """
+
+    source: torch.Tensor
+    center: torch.Tensor
+    gain: torch.Tensor
+    kind: str = "onoff"
+    parameter: float = 3.0
 
     @classmethod
     def fit(cls, features: np.ndarray | torch.Tensor, kind: str = "onoff", *, percentile: float = 99.85,

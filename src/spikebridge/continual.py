@@ -59,11 +59,21 @@ def stream_indices(labels: np.ndarray, classes, rng: np.random.Generator) -> np.
 
 @dataclass
 class History:
-    """Per-class val accuracy after each task (NaN for classes not yet seen)."""
+    """Per-class val accuracy after each task (NaN for classes not yet seen).
+
+    Attributes
+    ----------
+    classes : np.ndarray
+        The class labels, in column order.
+    per_class : list[np.ndarray]
+        [tasks][C].
+    overall : list[float]
+        Accuracy on the classes seen so far.
+    """
 
     classes: np.ndarray
-    per_class: list[np.ndarray] = field(default_factory=list)  # [tasks][C]
-    overall: list[float] = field(default_factory=list)  # accuracy on the classes seen so far
+    per_class: list[np.ndarray] = field(default_factory=list)
+    overall: list[float] = field(default_factory=list)
 
     def record(self, predictions: np.ndarray, labels: np.ndarray, seen: np.ndarray) -> None:
         row = np.full(len(self.classes), np.nan)

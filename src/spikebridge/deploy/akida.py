@@ -129,9 +129,19 @@ class AkidaSidecar(VersionedSidecar):
 # --------------------------------------------------------------------------- the Akida model
 @dataclass
 class AkidaCoLaNET:
-    """An Akida ``Model`` (``InputData`` + ``FullyConnected``) with its host-side coder and readout."""
+    """An Akida ``Model`` (``InputData`` + ``FullyConnected``) with its host-side coder and readout.
 
-    model: object  # akida.Model
+    Attributes
+    ----------
+    model : object
+        The akida.Model.
+    side : AkidaSidecar
+        Its sidecar: coder, window, scales, thresholds, readout.
+    normaliser : RateNormaliser
+        The host-side feature -> rate map.
+    """
+
+    model: object
     side: AkidaSidecar
     normaliser: RateNormaliser
 

@@ -126,23 +126,57 @@ class IntRecord:
 
 @dataclass
 class Int8CoLaNET:
-    """Integer CoLaNET (see the module docstring for the arithmetic and bit widths)."""
+    """Integer CoLaNET (see the module docstring for the arithmetic and bit widths).
 
-    weights: torch.Tensor  # [J', N] int8
-    exponent: int  # weight LSB = 2**exponent
-    threshold: torch.Tensor  # [K] int32
-    lateral: torch.Tensor  # [K] int32
-    decay_dv: int  # 12-bit (decay_dv, decay)
-    member: torch.Tensor  # [J'] int64
-    row: torch.Tensor  # [J'] int64
-    column: torch.Tensor  # [J'] int64
+    Attributes
+    ----------
+    weights : torch.Tensor
+        [J, N] int8 weights of the recruited neurons (W - gamma).
+    exponent : int
+        Weight LSB = 2**exponent.
+    threshold : torch.Tensor
+        [K] int32 firing threshold per member.
+    lateral : torch.Tensor
+        [K] int32 lateral inhibition weight per member.
+    decay_dv : int
+        12-bit decay: v <- trunc(v * (4096 - decay_dv) / 4096).
+    member : torch.Tensor
+        [J] int64 ensemble member of each neuron.
+    row : torch.Tensor
+        [J] int64 its row in the float network.
+    column : torch.Tensor
+        [J] int64 its class column.
+    n_classes : int
+        Columns, one per class.
+    normaliser : RateNormaliser
+        Host-side feature -> rate map.
+    steps : int
+        Time steps per example.
+    coder : str
+        "regular" or "bernoulli" input spikes.
+    dt : float
+        Time step (s).
+    reset : str
+        "subtract" or "zero".
+    dynamics : str
+        "spikebridge" or "loihi" (module docstring).
+    """
+
+    weights: torch.Tensor
+    exponent: int
+    threshold: torch.Tensor
+    lateral: torch.Tensor
+    decay_dv: int
+    member: torch.Tensor
+    row: torch.Tensor
+    column: torch.Tensor
     n_classes: int
-    normaliser: RateNormaliser  # host-side feature -> rate map
+    normaliser: RateNormaliser
     steps: int = 32
     coder: str = "regular"
     dt: float = 1e-3
     reset: str = "subtract"
-    dynamics: str = "spikebridge"  # or "loihi" (module docstring)
+    dynamics: str = "spikebridge"
 
     V_MIN, V_MAX = -(1 << (MEMBRANE_BITS - 1)), (1 << (MEMBRANE_BITS - 1)) - 1
 

@@ -24,17 +24,39 @@ DEFAULT_CACHE = Path(os.environ.get("SPIKEBRIDGE_CACHE", Path.home() / ".cache" 
 
 @dataclass
 class FeatureSet:
-    """Features of one data set split: ``features[i]`` belongs to data set row ``index[i]``."""
+    """Features of one data set split: ``features[i]`` belongs to data set row ``index[i]``.
 
-    features: np.ndarray  # [n, D] float32
-    labels: np.ndarray  # [n] int64
-    index: np.ndarray  # [n] int64
+    Attributes
+    ----------
+    features : np.ndarray
+        [n, D] float32.
+    labels : np.ndarray
+        [n] int64.
+    index : np.ndarray
+        [n] int64.
+    classes : list[str]
+        Class names, in label order.
+    key : str
+        The cache key (hash of encoder identity and data set manifest).
+    path : Path
+        The cache entry folder.
+    skipped : list[list[str]]
+        Unreadable images left out, with the reason.
+    info : dict
+        The entry record (encoder, data set, counts).
+    computed : list[int]
+        Shards this call computed (the rest came from the cache).
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
     classes: list[str]
     key: str
     path: Path
     skipped: list[list[str]] = field(default_factory=list)
     info: dict = field(default_factory=dict)
-    computed: list[int] = field(default_factory=list)  # shards this call computed (the rest came from the cache)
+    computed: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
