@@ -247,7 +247,13 @@ class StreamingLDA(_OnlineReference):
 
 class OnlineSoftmax(_OnlineReference):
     """The backprop reference: a softmax layer trained by SGD on each example once (cross-entropy,
-    learning rate ``lr``), inputs standardised by running statistics; a new class adds an output."""
+    learning rate ``lr``), inputs standardised by running statistics; a new class adds an output.
+
+    Parameters
+    ----------
+    lr : float
+        The SGD learning rate (`benchmarks/continual.py` chooses it on an i.i.d. stream of train).
+    """
 
     def __init__(self, lr: float = 0.01):
         super().__init__()

@@ -32,15 +32,40 @@ if TYPE_CHECKING:
 
 @dataclass
 class Encoder:
-    """A frozen feature extractor plus everything that identifies its output.
+    """A frozen feature extractor plus everything that identifies its output (build one with
+    [`create_encoder()`][spikebridge.encoders.create_encoder]).
 
-    ``precision`` ``"fp32"`` or ``"bf16"`` (autocast: convolutions and matrix products in
-    bf16, features returned as float32); it is part of `identity()`, so the feature cache
-    never mixes the two. ``jpeg_draft``: decode large JPEGs at reduced scale (see
-    `Preprocess`); also part of the identity. ``compile``: ``True``, ``False`` or
-    ``"auto"`` -- run the network through ``torch.compile`` (inductor, weights frozen,
-    static shapes) for extraction; ``backend``: ``"auto"``, ``"torch"`` or ``"openvino"``;
-    see `prepare()`. After ``prepare``, ``engine`` names what runs the batches.
+    Parameters
+    ----------
+    name : str
+        The timm model name.
+    net : torch.nn.Module
+        The frozen network (pooled features out).
+    data_config : dict
+        timm's data config: input size, interpolation, crop, mean and std.
+    weight_source, weight_checksum : str
+        Where the weights came from and their SHA-256 (part of `identity()`).
+    cut : int or None
+        Stage whose pooled output is the feature (None: the whole network).
+    feature_dim : int
+        Features per image.
+    device : torch.device
+    channels_last : bool
+    precision : str
+        ``"fp32"``, ``"bf16"`` (autocast: convolutions and matrix products in bf16, features
+        returned as float32) or ``"int8"``; part of `identity()`, so the feature cache never
+        mixes them.
+    jpeg_draft : bool
+        Decode large JPEGs at reduced scale (`Preprocess`); part of the identity.
+    compile : bool or "auto"
+        Run the network through ``torch.compile`` (inductor, weights frozen, static shapes).
+    folded_bn : int
+        BatchNorms folded into convolutions.
+    backend : str
+        ``"auto"``, ``"torch"`` or ``"openvino"``; see `prepare()`. After ``prepare``,
+        ``engine`` names what runs the batches.
+    calibration_images, calibration_seed : int
+        int8: the train images NNCF calibrates on and their seeded draw.
     """
 
     name: str

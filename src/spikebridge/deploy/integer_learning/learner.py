@@ -33,8 +33,15 @@ class IntegerCoLaNET(Int8Inference, OnlineLearning, RuleDescription, Learner):
     order as the float learner with the same seed: the host shuffles with ``generator``):
     [`rates()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.rates] returns the integer spike counts, [`rate_at()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.rate_at] the integer annealing
     numerator, [`learn()`][spikebridge.deploy.integer_learning.IntegerCoLaNET.learn] one integer step, `end_epoch()` the integer calibration.
-    ``config`` is a [`CoLaNETConfig`][spikebridge.colanet.CoLaNETConfig] (``microcolumns=None``: chosen
-    from the training data; ``ensemble`` must be 1); ``weight_bits`` 2..16 or ``"altai"``.
+
+    Parameters
+    ----------
+    n_inputs, n_classes : int
+        Features per example and classes.
+    config : CoLaNETConfig, optional
+        ``microcolumns=None``: chosen from the training data; ``ensemble`` must be 1.
+    weight_bits : int or "altai"
+        Weight width, 2..16 bits, or ``"altai"`` (the Altai chip's weights).
     """
 
     name = MODEL_KIND
