@@ -193,7 +193,13 @@ class StreamingLDA(_OnlineReference):
     ``t`` counts all examples seen. Kept as the scatter ``S = t Sigma``: ``S += t/(t+1) d d^T``
     per example, where ``d`` depends on the class means only, so the rank-1 terms are buffered
     and added as one matrix product every ``BUFFER`` examples (the same sum); the precision
-    matrix is recomputed when scores are asked for after an update."""
+    matrix is recomputed when scores are asked for after an update.
+
+    Parameters
+    ----------
+    shrinkage : float
+        ``eps`` above.
+    """
 
     BUFFER = 256
 
