@@ -49,27 +49,21 @@ REWARD_BASELINE_DECAY = 0.99  # R-STDP: the running mean reward moves by 1 % per
 
 @dataclass
 class SingleLayerConfig:
-    """Settings every single-layer rule shares: coding, LIF dynamics, traces, rate, bounds
-    (validated on construction).
+    """Settings every single-layer rule shares (validated on construction).
 
     Parameters
     ----------
-    steps : int
-        Time steps per example.
+    steps, seed : int
+        Time steps per example; the seed of every random draw.
     coder : str
         ``"regular"`` (deterministic) or ``"bernoulli"`` spikes.
     dt, tau, tau_trace : float
         Time step, membrane and trace time constants (s).
-    eta : float
-        Learning rate.
-    w_max : float
-        Upper weight bound (weights stay in ``[0, w_max]``).
-    first_spike_step : float
-        Threshold calibration target: the most driven neuron first fires near this step.
-    percentile : float
-        The feature value coded as rate 1 (percentile of the training features).
-    seed : int
-        Seed of every random draw.
+    eta, w_max : float
+        Learning rate; upper weight bound (weights stay in ``[0, w_max]``).
+    first_spike_step, percentile : float
+        Threshold calibration target (the most driven neuron first fires near this step); the
+        percentile of the training features coded as rate 1.
     """
 
     steps: int = 32
@@ -104,10 +98,8 @@ class CompetitionConfig(SingleLayerConfig):
 
     Parameters
     ----------
-    theta_plus : float
-        Adaptive threshold step per spike (fraction of theta).
-    theta_decay : float
-        Per-example decay of the adaptive thresholds.
+    theta_plus, theta_decay : float
+        Adaptive threshold step per spike (fraction of theta); its per-example decay.
     lateral_inhibition : float
         Lateral inhibition, in units of theta.
     """
